@@ -1,0 +1,33 @@
+# The README's contract: `make reproduce` and `make test` each work alone on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= out/
+
+.PHONY: setup reproduce test bench lint clean
+
+# Re-installs only when pyproject.toml is newer than the last install.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+reproduce: setup
+	$(BIN)/python -m experiments.run all --quick --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.latent --quick --out $(OUT)bench/
+
+lint: setup
+	$(BIN)/ruff check hjepa_jax experiments benchmarks tests
+	$(BIN)/ruff format --check hjepa_jax experiments benchmarks tests
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,103 @@
+"""What every experiment shares: config flags, atomic outputs, the metrics file."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # experiments draw to files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+# Keys every metrics.json carries (DESIGN.md), so runs compare across experiments and devices.
+REQUIRED_METRICS = ("final_loss", "steps", "examples_per_s", "wall_s", "resumed_from_step")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+
+
+def save_metrics(path: Path, metrics: dict, config) -> dict:
+    """Write metrics.json: flat name -> number, plus "config". Returns what was written.
+
+    Raises:
+      ValueError: a required key is missing or a value is not a finite-or-nan number.
+    """
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if missing:
+        raise ValueError(f"save_metrics: missing required metrics {missing}.")
+    flat = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            try:
+                value = float(value)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"save_metrics: {name}={value!r} is not a number.") from err
+        flat[name] = value
+    flat["config"] = dataclasses.asdict(config)
+    text = json.dumps(flat, indent=2, sort_keys=True).encode()
+    atomic_write(Path(path), lambda f: f.write(text))
+    return flat
+
+
+def _parse_field(name: str, kind):
+    """An argparse `type` for a config field: int, float, str, bool or tuple[int/float, ...]."""
+    if kind is bool:
+        return lambda s: {"true": True, "false": False, "1": True, "0": False}[s.lower()]
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        item = typing.get_args(kind)[0]
+        return lambda s: tuple(item(v) for v in s.split(","))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"config field {name}: optional types are not flags")
+    return kind
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
+    """One `--field-name` flag per dataclass field, help showing the default.
+
+    Flags default to None so that only the ones given override the (quick) config.
+    """
+    defaults = config_cls()
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            type=_parse_field(field.name, hints[field.name]),
+            default=None,
+            help=f"(default {getattr(defaults, field.name)!r})",
+        )
+
+
+def config_from_args(config_cls, args: argparse.Namespace, quick: bool):
+    """The default (or quick) config with the given flags applied."""
+    config = config_cls().quick() if quick else config_cls()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(config_cls)
+        if getattr(args, f.name, None) is not None
+    }
+    return dataclasses.replace(config, **given)

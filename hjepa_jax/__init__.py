@@ -1,0 +1,13 @@
+"""hjepa_jax: latent-variable energy-based models, JEPA and H-JEPA in JAX.
+
+Pure functions over pytrees are the public API:
+
+    import hjepa_jax as hj
+    res = hj.latent.minimize(energy, params, z0, y, steps=100, optimizer=optax.sgd(0.1))
+    f_beta = hj.latent.soft_min(energies, beta)
+"""
+
+from hjepa_jax import energies, latent, losses, nn, train
+
+__version__ = "0.1.0"
+__all__ = ["energies", "latent", "losses", "nn", "train"]

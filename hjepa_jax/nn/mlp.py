@@ -1,0 +1,31 @@
+"""A multi-layer perceptron: the predictor of Fig. 5a and the small decoders of Figs. 3-4."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+
+
+class MLP(nn.Module):
+    """Dense layers with an activation between them and none after the last.
+
+    Attributes:
+      features: widths of each layer; the last is the output size, e.g. (64, 64, 1).
+      activation: nonlinearity between layers (default GELU, smooth so that energies built on
+        it have smooth gradients for inference).
+
+    Shapes: x [..., D] -> [..., features[-1]].
+    """
+
+    features: Sequence[int]
+    activation: Callable[[jax.Array], jax.Array] = nn.gelu
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, width in enumerate(self.features):
+            x = nn.Dense(width, name=f"dense_{i}")(x)
+            if i < len(self.features) - 1:
+                x = self.activation(x)
+        return x
