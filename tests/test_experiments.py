@@ -1,0 +1,111 @@
+"""The experiments as a user runs them: `python -m experiments.run ...`, outputs and quality."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments import common, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_all(tmp_path_factory):
+    """`python -m experiments.run all --quick --out OUT`, once for this module."""
+    out = tmp_path_factory.mktemp("out")
+    assert run.main(["all", "--quick", "--out", str(out)]) == 0
+    return out
+
+
+def metrics(out: Path, name: str) -> dict:
+    return json.loads((out / name / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(run.EXPERIMENTS))
+def test_all_quick_writes_metrics_and_figures(quick_all, name):
+    m = metrics(quick_all, name)
+    assert set(common.REQUIRED_METRICS) <= set(m)
+    assert m["resumed_from_step"] == 0 and m["steps"] > 0 and m["examples_per_s"] > 0
+    assert m["config"] == m["config"] | {"seed": 0}
+    pngs = list((quick_all / name).glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert not list((quick_all / name).glob(".*.tmp"))  # nothing half-written left behind
+
+
+def test_report_shows_each_figure_claim_and_numbers(quick_all):
+    report = (quick_all / "report.md").read_text()
+    for name, module in run.EXPERIMENTS.items():
+        assert module.CLAIM in report
+        assert f"({name}/{name}.png)" in report
+        assert f"| final_loss | {metrics(quick_all, name)['final_loss']:.4g} |" in report
+
+
+def test_fig4_quick_learns_the_ellipse(quick_all):
+    m = metrics(quick_all, "fig4_ellipse")
+    assert m["corr_free_energy_true_sqdist"] > 0.98  # F_inf behaves as the squared distance
+    assert m["radius_rel_error_max"] < 0.05
+    assert m["heldout_free_energy_mean"] < 2 * m["noise_floor"]
+    assert m["inner_minus_grid_mean"] < 1e-3  # the inner loop is as good as a 48-angle grid
+
+
+def test_fig3_quick_both_energies_fit_the_parabola(quick_all):
+    m = metrics(quick_all, "fig3_parabola")
+    for energy in ("predictor", "contrastive"):
+        assert m[f"rmse_{energy}"] < 0.05  # y_hat from infer against x^2 on held-out x
+        assert m[f"energy_off_curve_{energy}"] > 10 * m[f"energy_on_curve_{energy}"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_config_fields_with_defaults():
+    res = cli("fig4_ellipse", "--help")
+    assert res.returncode == 0
+    assert "--inner-steps" in res.stdout and "(default 30)" in res.stdout
+    assert "--seed" in res.stdout and "--quick" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fig4_ellipse", "--out", "x", "--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["fig4_ellipse", "--out", "x", "--steps", "many"], "invalid int value: 'many'"),
+        (["fig9_unknown", "--out", "x"], "invalid choice: 'fig9_unknown'"),
+    ],
+)
+def test_bad_flags_are_refused(args, message):
+    res = cli(*args)
+    assert res.returncode == 2 and message in res.stderr
+
+
+def test_flags_override_the_config(tmp_path):
+    args = ["fig4_ellipse", "--out", str(tmp_path), "--quick", "--steps", "3", "--grid", "11",
+            "--hidden", "8,8", "--seed", "2"]
+    assert run.main(args) == 0
+    config = metrics(tmp_path.parent, tmp_path.name)["config"]
+    assert config["steps"] == 3 and config["hidden"] == [8, 8] and config["seed"] == 2
+    assert config["n_train"] == 256  # untouched fields keep their (quick) defaults
+
+
+def test_save_metrics_refuses_missing_keys_and_leaves_no_file(tmp_path):
+    with pytest.raises(ValueError, match=r"missing required metrics \['steps'"):
+        common.save_metrics(tmp_path / "metrics.json", {"final_loss": 1.0}, run.fig4_ellipse.Config())
+    assert not list(tmp_path.iterdir())
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        common.atomic_write(path, fail)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
