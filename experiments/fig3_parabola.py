@@ -125,7 +125,8 @@ def run(cfg: Config, out: Path) -> dict:
         ("contrastive", model.joint_net, 2, model.contrastive_loss, keys[2]),
     ):
         runs[name] = hj.train.train(
-            loss, net.init(key, jnp.zeros(in_dim)), optax.adam(cfg.learning_rate),
+            loss, net.init(key, jnp.zeros(in_dim)),
+            optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
             (x_train, y_train),
             steps=cfg.steps, batch_size=cfg.batch_size, key=keys[3],
             log_every=cfg.log_every, desc=f"{NAME}/{name}",

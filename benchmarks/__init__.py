@@ -1,0 +1,1 @@
+"""Benchmarks of hjepa_jax: `python -m benchmarks.<name>`, results as JSON under out/bench/."""

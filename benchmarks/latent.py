@@ -1,0 +1,246 @@
+"""Latent-inference benchmarks: the cost of running `minimize` inside a training step.
+
+    python -m benchmarks.latent [--quick] [--out out/bench] [--repeats N] [--max-cost N]
+
+1. train step: median time of one jitted training step of the Fig. 4 ellipse model
+   (`EllipseModel.loss`, adam, `hj.train.make_train_step`; 8 starts, grad="envelope") as the
+   batch B and the inner steps S grow. One warm-up call first, so compile time is excluded.
+2. memory: XLA's buffer sizes of that step from `lower(...).compile().memory_analysis()`
+   (compile only, nothing runs) for grad="envelope" vs grad="unroll" as S grows at fixed B.
+   "trace" is the [B, K, S] float32 energy trace that `minimize` returns in both modes.
+3. overhead: `hj.latent.minimize` vs the same loop written by hand (a plain `lax.scan` of
+   `optax.sgd`: value_and_grad, update, apply_updates), both jitted and vmapped over B points;
+   the two are timed alternately and must agree (max|diff|).
+
+Tables go to stdout and everything to OUT/latent.json (atomic), with device and jax version.
+--max-cost skips train-step combos with B * S above it; the table lists them as skipped.
+
+Sample (--quick, 2-core CPU, jax 0.10.2):
+
+SAMPLE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+import hjepa_jax as hj
+from experiments.common import atomic_write
+from experiments.fig4_ellipse import Config, EllipseModel, ellipse_points
+
+# fmt: off
+FULL = {"batches": (256, 1024, 4096, 16384), "steps": (10, 100, 1000), "mem_batch": 1024,
+        "overhead": ((1024, 100), (4096, 100), (4096, 1000))}
+QUICK = {"batches": (256, 1024), "steps": (10, 100), "mem_batch": 256, "overhead": ((1024, 100),)}
+MEM_STEPS = (10, 100, 1000)  # compile only: cheap even for unroll at S = 1000
+MEMORY_FIELDS = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes")
+MS, MIB = 1e3, 2.0**-20
+# Table columns: (header, key, scale, format); the scale applies to f/g formats.
+TRAIN_COLUMNS = (("B", "batch", 1, "d"), ("S", "inner_steps", 1, "d"),
+                 ("median_ms", "median_s", MS, ".4g"), ("min_ms", "min_s", MS, ".4g"),
+                 ("ns/(B*S)", "ns_per_example_step", 1, ".0f"))
+MEMORY_COLUMNS = (("S", "inner_steps", 1, "d"), ("grad", "grad", 1, "s"),
+                  ("temp", "temp_size_in_bytes", MIB, ".2f"),
+                  ("args", "argument_size_in_bytes", MIB, ".2f"),
+                  ("out", "output_size_in_bytes", MIB, ".2f"),
+                  ("total", "total_bytes", MIB, ".2f"), ("trace", "trace_bytes", MIB, ".2f"))
+OVERHEAD_COLUMNS = (("B", "batch", 1, "d"), ("steps", "steps", 1, "d"),
+                    ("hand_ms", "hand_s", MS, ".4g"), ("minimize_ms", "minimize_s", MS, ".4g"),
+                    ("ratio", "ratio", 1, ".3f"), ("max|diff|", "max_abs_diff", 1, ".1e"))
+# fmt: on
+
+
+def time_calls(fns, *args, repeats: int) -> list[dict]:
+    """Median and min seconds of each `fn(*args)`: one warm-up call each, then `repeats`
+    rounds calling the fns in turn (so drift affects them alike)."""
+    for fn in fns:
+        jax.block_until_ready(fn(*args))  # compile + first run, not timed
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            ts.append(time.perf_counter() - start)
+    return [
+        {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": repeats} for ts in times
+    ]
+
+
+def ellipse_step(batch: int, inner_steps: int, grad: str = "envelope"):
+    """(jitted train step, state, data) of the Fig. 4 model with the inner loop in `grad` mode.
+
+    EllipseModel takes no `grad`, so its free energy is rebuilt here exactly as in
+    EllipseModel.__init__ (same energy, starts and optimizer) with `grad` added.
+    """
+    cfg = Config(batch_size=batch, inner_steps=inner_steps)
+    model = EllipseModel(cfg)
+    starts = jnp.linspace(0.0, 2 * jnp.pi, cfg.n_starts, endpoint=False)[:, None]  # [K, 1]
+    model.free_energy = hj.energies.zero_temperature_free_energy(
+        hj.energies.latent_energy(model.decode),
+        starts,
+        steps=inner_steps,
+        optimizer=optax.sgd(cfg.inner_lr),
+        grad=grad,
+    )
+    key = jax.random.PRNGKey(cfg.seed)
+    tx = optax.adam(cfg.learning_rate)
+    state = hj.train.init_state(model.init(key), tx, key)
+    data = ellipse_points(key, cfg.n_train, cfg)
+    return jax.jit(hj.train.make_train_step(model.loss, tx, batch)), state, data
+
+
+def bench_train_step(batches, steps, repeats: int, max_cost: float) -> list[dict]:
+    """Part 1: step time over B x S; combos with B * S > max_cost are skipped."""
+    rows = []
+    for b in batches:
+        for s in steps:
+            row = {"batch": b, "inner_steps": s}
+            if b * s > max_cost:
+                rows.append({**row, "skipped": f"B*S = {b * s} > max_cost"})
+                continue
+            step, state, data = ellipse_step(b, s)
+            (timing,) = time_calls([step], state, data, repeats=repeats)
+            ns = timing["median_s"] / (b * s) * 1e9
+            rows.append({**row, **timing, "ns_per_example_step": ns})
+            print(f"  train step B={b} S={s}: {timing['median_s'] * MS:.1f} ms", flush=True)
+    return rows
+
+
+def bench_memory(batch: int, steps) -> list[dict]:
+    """Part 2: compiled buffer sizes of the train step, envelope vs unroll, over S."""
+    rows = []
+    for s in steps:
+        for grad in hj.latent.GRAD_MODES:
+            step, state, data = ellipse_step(batch, s, grad)
+            stats = step.lower(state, data).compile().memory_analysis()
+            sizes = {f: getattr(stats, f, None) for f in MEMORY_FIELDS}  # stats may be None
+            known = [v for v in sizes.values() if v is not None]
+            trace = batch * Config().n_starts * s * 4  # minimize's float32 trace [B, K, S]
+            meta = dict(batch=batch, inner_steps=s, grad=grad, trace_bytes=trace)
+            rows.append({**meta, **sizes, "total_bytes": sum(known) if known else None})
+    return rows
+
+
+def hand_minimize(energy, params, z0, y, steps: int, lr: float):
+    """The inner loop by hand: `steps` plain optax.sgd steps on z in one lax.scan."""
+    opt = optax.sgd(lr)
+    value_and_grad = jax.value_and_grad(energy, argnums=1)
+
+    def body(carry, _):
+        z, opt_state = carry
+        e, g = value_and_grad(params, z, y)
+        updates, opt_state = opt.update(g, opt_state, z)
+        return (optax.apply_updates(z, updates), opt_state), e
+
+    (z, _), trace = lax.scan(body, (z0, opt.init(z0)), None, length=steps)
+    return z, energy(params, z, y), trace
+
+
+def bench_overhead(configs, repeats: int) -> list[dict]:
+    """Part 3: hj.latent.minimize vs hand_minimize on the ellipse energy, vmapped over B."""
+    cfg = Config()
+    model = EllipseModel(cfg)
+    key = jax.random.PRNGKey(cfg.seed)
+    params = model.init(key)
+    rows = []
+    for b, s in configs:
+        ys, z0s = ellipse_points(key, b, cfg), jnp.zeros((b, 1))
+
+        def hand(z0, y, s=s):
+            return hand_minimize(model.energy, params, z0, y, s, cfg.inner_lr)
+
+        def lib(z0, y, s=s):
+            opt = optax.sgd(cfg.inner_lr)
+            return tuple(hj.latent.minimize(model.energy, params, z0, y, steps=s, optimizer=opt))
+
+        fns = [jax.jit(jax.vmap(hand)), jax.jit(jax.vmap(lib))]
+        outs = [fn(z0s, ys) for fn in fns]
+        diff = max(float(jnp.max(jnp.abs(a - c))) for a, c in zip(*outs, strict=True))
+        t_hand, t_lib = (t["median_s"] for t in time_calls(fns, z0s, ys, repeats=repeats))
+        row = dict(batch=b, steps=s, hand_s=t_hand, minimize_s=t_lib, ratio=t_lib / t_hand)
+        rows.append({**row, "max_abs_diff": diff})
+    return rows
+
+
+def table(title: str, rows: list[dict], columns) -> str:
+    """A titled plain-text table; a missing value prints '-', a skipped row says why."""
+
+    def cell(row, key, scale, fmt):
+        value = row.get(key)
+        return "-" if value is None else format(value * scale if fmt[-1] in "fg" else value, fmt)
+
+    cells = [[c[0] for c in columns]] + [[cell(r, *c[1:]) for c in columns] for r in rows]
+    widths = [max(map(len, col)) for col in zip(*cells, strict=True)]
+    notes = ["", *(f"  skipped ({r['skipped']})" if "skipped" in r else "" for r in rows)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join([title, *(line + note for line, note in zip(lines, notes, strict=True))])
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latent",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small sweep (< 1 min on CPU)")
+    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser.add_argument("--repeats", type=int, help="timed calls (default 5; 3 with --quick)")
+    parser.add_argument(
+        "--max-cost",
+        type=float,
+        default=float("inf"),
+        help="skip train-step combos with B * S above this",
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    repeats = args.repeats or (3 if args.quick else 5)
+    device = jax.devices()[0]
+    print(f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}", flush=True)
+
+    train_rows = bench_train_step(plan["batches"], plan["steps"], repeats, args.max_cost)
+    mem_rows = bench_memory(plan["mem_batch"], MEM_STEPS)
+    over_rows = bench_overhead(plan["overhead"], repeats)
+    titles = (
+        f"1. train step time (Fig. 4 model, 8 starts, envelope, median of {repeats})",
+        f"2. compiled memory of the train step (MiB), B={plan['mem_batch']}",
+        "3. overhead: hj.latent.minimize vs hand-written lax.scan (vmap, jit)",
+    )
+    for title, rows, columns in zip(
+        titles,
+        (train_rows, mem_rows, over_rows),
+        (TRAIN_COLUMNS, MEMORY_COLUMNS, OVERHEAD_COLUMNS),
+        strict=True,
+    ):
+        print("\n" + table(title, rows, columns))
+
+    result = {
+        "device": {
+            "platform": device.platform,
+            "device_kind": device.device_kind,
+            "count": jax.device_count(),
+        },
+        "jax_version": jax.__version__,
+        "quick": args.quick,
+        "repeats": repeats,
+        "max_cost": None if args.max_cost == float("inf") else args.max_cost,
+        "train_step": train_rows,
+        "memory": mem_rows,
+        "overhead": over_rows,
+    }
+    path = args.out / "latent.json"
+    atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode()))
+    print(f"\nwrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
