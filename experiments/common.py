@@ -11,7 +11,10 @@ import types
 import typing
 from pathlib import Path
 
+import jax
 import matplotlib
+
+from hjepa_jax.train import LoopConfig
 
 matplotlib.use("Agg")  # experiments draw to files only
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,7 +24,12 @@ REQUIRED_METRICS = ("final_loss", "steps", "examples_per_s", "wall_s", "resumed_
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never half a file."""
+    """Write through a temporary file in the same folder, then rename: never half a file.
+
+    In a multi-process job only process 0 writes (the others compute the same outputs).
+    """
+    if jax.process_index() != 0:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -60,6 +68,53 @@ def save_metrics(path: Path, metrics: dict, config) -> dict:
     text = json.dumps(flat, indent=2, sort_keys=True).encode()
     atomic_write(Path(path), lambda f: f.write(text))
     return flat
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How to run an experiment, whatever it trains: checkpoints, logs, parallel mode."""
+
+    ckpt_dir: str | None = None  # resume from / save to this folder
+    ckpt_every: int = 1000
+    keep: int = 2  # checkpoints kept
+    tensorboard: bool = False
+    parallel: str = "jit"  # "jit" (shardings) or "pmap"
+
+    def loop(self, config, out: Path, model: str | None = None) -> LoopConfig:
+        """The LoopConfig of one trained model (`model` names it when there are several)."""
+        ckpt_dir = self.ckpt_dir
+        if ckpt_dir is not None and model is not None:
+            ckpt_dir = str(Path(ckpt_dir) / model)
+        log_dir = out if model is None else out / model
+        return LoopConfig(
+            steps=config.steps, batch_size=config.batch_size, log_every=config.log_every,
+            parallel=self.parallel, ckpt_dir=ckpt_dir, ckpt_every=self.ckpt_every,
+            keep=self.keep, log_dir=str(log_dir), tensorboard=self.tensorboard,
+        )
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every experiment shares (RunOptions, plus multi-process set-up)."""
+    group = parser.add_argument_group("running (checkpoints, logs, devices, hosts)")
+    group.add_argument("--ckpt-dir", default=None,
+                       help="checkpoint folder; a rerun with the same folder resumes")
+    group.add_argument("--ckpt-every", type=int, default=1000, help="(default 1000)")
+    group.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
+    group.add_argument("--tensorboard", action="store_true",
+                       help="also write TensorBoard event files next to train_log.jsonl")
+    group.add_argument("--parallel", choices=("jit", "pmap"), default="jit",
+                       help="jit with shardings over all devices, or pmap (default jit)")
+    group.add_argument("--coordinator", default=None,
+                       help="multi-process: host:port of process 0")
+    group.add_argument("--num-processes", type=int, default=None,
+                       help="multi-process: number of processes")
+    group.add_argument("--process-id", type=int, default=None,
+                       help="multi-process: this process's index")
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(ckpt_dir=args.ckpt_dir, ckpt_every=args.ckpt_every, keep=args.keep,
+                      tensorboard=args.tensorboard, parallel=args.parallel)
 
 
 def _parse_field(name: str, kind):

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import save_figure
+from experiments.common import RunOptions, save_figure
 
 NAME = "fig3_parabola"
 TITLE = "Fig. 3b: an energy landscape learned from y = x^2"
@@ -113,7 +113,7 @@ class Energies:
         return jax.jit(jax.vmap(one))(xs)
 
 
-def run(cfg: Config, out: Path) -> dict:
+def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train both energies, infer, evaluate and draw. Returns the flat metrics."""
     keys = jax.random.split(jax.random.PRNGKey(cfg.seed), 6)
     x_train, y_train = parabola(keys[0], cfg.n_train, cfg.noise)
@@ -127,9 +127,8 @@ def run(cfg: Config, out: Path) -> dict:
         runs[name] = hj.train.train(
             loss, net.init(key, jnp.zeros(in_dim)),
             optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
-            (x_train, y_train),
-            steps=cfg.steps, batch_size=cfg.batch_size, key=keys[3],
-            log_every=cfg.log_every, desc=f"{NAME}/{name}",
+            (x_train, y_train), loop=options.loop(cfg, out, model=name), key=keys[3],
+            config=dataclasses.asdict(cfg), desc=f"{NAME}/{name}",
         )
     energies = {"predictor": model.predictor, "contrastive": model.contrastive}
 
@@ -158,7 +157,7 @@ def run(cfg: Config, out: Path) -> dict:
         steps=sum(s["steps"] for s in summaries),
         wall_s=wall,
         examples_per_s=sum(s["steps"] * cfg.batch_size for s in summaries) / wall,
-        resumed_from_step=0,
+        resumed_from_step=sum(s["resumed_from_step"] for s in summaries),
     )
     draw(cfg, out / f"{NAME}.png", xs, ys, x_train, y_train, x_test, panels)
     return metrics

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import save_figure
+from experiments.common import RunOptions, save_figure
 
 NAME = "fig4_ellipse"
 TITLE = "Fig. 4b: a latent-variable EBM learns an ellipse"
@@ -114,7 +114,7 @@ class EllipseModel:
         return jax.jit(jax.vmap(lambda y: f(params, y)))(ys)
 
 
-def run(cfg: Config, out: Path) -> dict:
+def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train, evaluate and draw. Returns the flat metrics (without config)."""
     k_data, k_test, k_init, k_train = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)
     train_y = ellipse_points(k_data, cfg.n_train, cfg)
@@ -125,10 +125,9 @@ def run(cfg: Config, out: Path) -> dict:
         model.init(k_init),
         optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
         train_y,
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
+        loop=options.loop(cfg, out),
         key=k_train,
-        log_every=cfg.log_every,
+        config=dataclasses.asdict(cfg),
         desc=NAME,
     )
     params = result.state.params

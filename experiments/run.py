@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from experiments import common, fig3_parabola, fig4_ellipse, report
+from hjepa_jax import parallel
 
 # The one place an experiment is looked up by name.
 EXPERIMENTS = {module.NAME: module for module in (fig3_parabola, fig4_ellipse)}
@@ -24,12 +25,12 @@ EXPERIMENTS = {module.NAME: module for module in (fig3_parabola, fig4_ellipse)}
 log = logging.getLogger("experiments")
 
 
-def run_one(module, config, out: Path) -> dict:
+def run_one(module, config, out: Path, options: common.RunOptions) -> dict:
     """Run `module` with `config`, writing its outputs under `out`. Returns metrics.json."""
     out.mkdir(parents=True, exist_ok=True)
     log.info("%s: starting, config %s", module.NAME, config)
     start = time.perf_counter()
-    metrics = module.run(config, out)
+    metrics = module.run(config, out, options)
     written = common.save_metrics(out / "metrics.json", metrics, config)
     log.info("%s: done in %.1f s, metrics in %s", module.NAME, time.perf_counter() - start, out)
     return written
@@ -43,28 +44,35 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--out", type=Path, required=True, help="output folder")
     every.add_argument("--quick", action="store_true", help="the quick variant of each config")
     every.add_argument("--seed", type=int, default=None, help="seed for every experiment")
+    common.add_run_flags(every)
     for name, module in EXPERIMENTS.items():
         one = sub.add_parser(name, help=module.TITLE, description=module.__doc__,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         one.add_argument("--out", type=Path, required=True, help="output folder")
         one.add_argument("--quick", action="store_true", help="the quick variant of the config")
         common.add_config_flags(one, module.Config)
+        common.add_run_flags(one)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    options = common.run_options(args)
     if args.name != "all":
         module = EXPERIMENTS[args.name]
-        run_one(module, common.config_from_args(module.Config, args, args.quick), args.out)
+        config = common.config_from_args(module.Config, args, args.quick)
+        run_one(module, config, args.out, options)
         return 0
     results = {}
     for name, module in EXPERIMENTS.items():
         config = module.Config().quick() if args.quick else module.Config()
         if args.seed is not None:
             config = dataclasses.replace(config, seed=args.seed)
-        results[name] = run_one(module, config, args.out / name)
+        if options.ckpt_dir is not None:
+            options = dataclasses.replace(options, ckpt_dir=str(Path(args.ckpt_dir) / name))
+        results[name] = run_one(module, config, args.out / name, options)
     path = report.write_report(args.out, {n: EXPERIMENTS[n] for n in results}, results)
     log.info("report: %s", path)
     return 0

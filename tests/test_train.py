@@ -1,4 +1,7 @@
-"""hj.train: the loop learns, is deterministic given its key, and stops on bad input or NaN."""
+"""hj.train: the loop learns, is deterministic, logs, checkpoints, resumes exactly, refuses
+mismatched checkpoints, and stops on bad input or NaN."""
+
+import json
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +10,7 @@ import optax
 import pytest
 
 import hjepa_jax as hj
+from hjepa_jax.train import LoopConfig
 
 W_TRUE = jnp.array([2.0, -1.0, 0.5])
 
@@ -23,9 +27,22 @@ def mse(w, batch, key):
     return jnp.mean(err**2), {"max_err": jnp.max(jnp.abs(err))}
 
 
+def noisy_mse(w, batch, key):
+    """A loss that uses its key, so that resuming must restore the randomness too."""
+    loss, aux = mse(w + 0.01 * jax.random.normal(key, w.shape), batch, key)
+    return loss, aux
+
+
+def fit(loss=mse, lr=0.1, steps=200, key=1, **loop):
+    loop = LoopConfig(**{"steps": steps, "batch_size": 32, "log_every": 50, **loop})
+    return hj.train.train(loss, jnp.zeros(3), optax.adam(lr), regression_data(), loop=loop,
+                          key=jax.random.PRNGKey(key), config={"lr": lr, "steps": steps})
+
+
 def test_train_fits_linear_regression_and_reports_summary():
-    res = hj.train.train(mse, jnp.zeros(3), optax.sgd(0.1), regression_data(), steps=200,
-                         batch_size=32, key=jax.random.PRNGKey(1), log_every=50)
+    res = hj.train.train(mse, jnp.zeros(3), optax.sgd(0.1), regression_data(),
+                         loop=LoopConfig(steps=200, batch_size=32, log_every=50),
+                         key=jax.random.PRNGKey(1))
     np.testing.assert_allclose(res.state.params, W_TRUE, atol=1e-3)
     assert int(res.state.step) == 200
     assert [row["step"] for row in res.history] == [50, 100, 150, 200]
@@ -34,38 +51,94 @@ def test_train_fits_linear_regression_and_reports_summary():
     assert set(res.summary) == {"final_loss", "steps", "examples_per_s", "wall_s",
                                 "resumed_from_step"}
     assert res.summary["steps"] == 200 and res.summary["examples_per_s"] > 0
+    assert res.summary["resumed_from_step"] == 0
 
 
 def test_train_is_deterministic_given_key_and_differs_across_keys():
-    run = lambda seed: hj.train.train(mse, jnp.zeros(3), optax.sgd(0.01), regression_data(),
-                                      steps=20, batch_size=8, key=jax.random.PRNGKey(seed))
-    a, b, c = run(3), run(3), run(4)
+    a, b, c = fit(noisy_mse, steps=20, key=3), fit(noisy_mse, steps=20, key=3), fit(
+        noisy_mse, steps=20, key=4)
     np.testing.assert_array_equal(a.state.params, b.state.params)
     assert not np.array_equal(a.state.params, c.state.params)
 
 
 def test_step_matches_manual_update():
-    """One step = value_and_grad on the batch the step's key draws, then the optax update."""
-    data = regression_data()
+    """One step = value_and_grad on the batch, then the optax update."""
     tx = optax.sgd(0.1)
     state = hj.train.init_state(jnp.zeros(3), tx, jax.random.PRNGKey(5))
-    new, metrics = jax.jit(hj.train.make_train_step(mse, tx, 16))(state, data)
-    data_key, _ = jax.random.split(jax.random.fold_in(state.key, 0))
-    batch = hj.train.sample_batch(data, 16, data_key)
+    data_key, _ = hj.train.step_keys(state)
+    batch = hj.train.sample_batch(regression_data(), 16, data_key)
+    new, metrics = jax.jit(hj.train.make_train_step(mse, tx))(state, batch)
     grad = jax.grad(lambda w: mse(w, batch, None)[0])(state.params)
     np.testing.assert_allclose(new.params, -0.1 * grad, rtol=1e-6)
     np.testing.assert_allclose(metrics["loss"], mse(state.params, batch, None)[0], rtol=1e-6)
+    assert int(new.step) == 1
 
 
-@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"batch_size": 0}, {"log_every": 0}])
-def test_bad_loop_settings_are_refused(kwargs):
-    settings = {"steps": 5, "batch_size": 4, "log_every": 1, **kwargs}
-    with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an integer >= 1"):
-        hj.train.train(mse, jnp.zeros(3), optax.sgd(0.1), regression_data(),
-                       key=jax.random.PRNGKey(0), **settings)
+def test_pmap_path_matches_jit_path():
+    a = fit(steps=30, parallel="jit")
+    b = fit(steps=30, parallel="pmap")
+    np.testing.assert_allclose(b.state.params, a.state.params, rtol=1e-5, atol=1e-6)
+    assert b.history[-1]["loss"] == pytest.approx(a.history[-1]["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"log_every": 0}, "log_every must be an integer >= 1"),
+        ({"parallel": "xmap"}, "parallel must be one of"),
+        ({"tensorboard": True}, "tensorboard=True needs a log_dir"),
+    ],
+)
+def test_bad_loop_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LoopConfig(**{"steps": 5, "batch_size": 4, **kwargs})
 
 
 def test_non_finite_loss_stops_with_named_error():
     with pytest.raises(FloatingPointError, match=r"train: loss is (nan|inf) at step \d+"):
-        hj.train.train(mse, jnp.zeros(3), optax.sgd(1e6), regression_data(), steps=10,
-                       batch_size=32, key=jax.random.PRNGKey(0), log_every=1)
+        hj.train.train(mse, jnp.zeros(3), optax.sgd(1e6), regression_data(),
+                       loop=LoopConfig(steps=10, batch_size=32, log_every=1),
+                       key=jax.random.PRNGKey(0))
+
+
+def test_jsonl_log_and_tensorboard_events(tmp_path):
+    fit(steps=100, log_dir=str(tmp_path), tensorboard=True)
+    rows = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [50, 100]
+    assert {"loss", "grad_norm", "max_err"} <= set(rows[0])
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_reaches_the_uninterrupted_params_exactly(tmp_path):
+    """Interrupt after 60 of 100 steps (checkpoints every 20), resume: same params bitwise."""
+    full = fit(noisy_mse, steps=100)
+    ckpt = str(tmp_path / "ckpt")
+    first = fit(noisy_mse, steps=60, ckpt_dir=ckpt, ckpt_every=20, keep=2)
+    assert first.summary["resumed_from_step"] == 0
+    assert hj.checkpoint.Checkpointer(ckpt).all_steps() == [40, 60]  # keeps the last 2
+    resumed = fit(noisy_mse, steps=100, ckpt_dir=ckpt, ckpt_every=20)
+    assert resumed.summary["resumed_from_step"] == 60
+    assert [r["step"] for r in resumed.history] == [100]
+    np.testing.assert_array_equal(resumed.state.params, full.state.params)
+    np.testing.assert_array_equal(resumed.state.opt_state[0].mu, full.state.opt_state[0].mu)
+    # Nothing left to do: the final state and loss come back from the checkpoint.
+    again = fit(noisy_mse, steps=100, ckpt_dir=ckpt)
+    assert again.summary["resumed_from_step"] == 100
+    assert again.summary["final_loss"] == resumed.summary["final_loss"]
+    np.testing.assert_array_equal(again.state.params, full.state.params)
+
+
+def test_resume_refuses_other_settings_and_other_shapes(tmp_path):
+    ckpt = str(tmp_path / "ckpt")
+    fit(steps=20, ckpt_dir=ckpt, lr=0.1)
+    with pytest.raises(ValueError, match=r"other settings.*lr: checkpoint 0\.1 != now 0\.2"):
+        fit(steps=40, ckpt_dir=ckpt, lr=0.2)
+    with pytest.raises(ValueError, match=r"does not match the model.*params: checkpoint \(3,\) "
+                                         r"float32 != now \(4,\) float32"):
+        hj.train.train(mse, jnp.zeros(4), optax.adam(0.1), regression_data(),
+                       loop=LoopConfig(steps=40, batch_size=32, ckpt_dir=ckpt),
+                       key=jax.random.PRNGKey(1), config={"lr": 0.1, "steps": 40})
+    with pytest.raises(ValueError, match="at step 20, past steps=10"):
+        fit(steps=10, ckpt_dir=ckpt, lr=0.1)
