@@ -23,7 +23,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python -m benchmarks.latent --quick --out $(OUT)bench/
+	$(BIN)/python -m benchmarks.latent --out $(OUT)bench/
+	$(BIN)/python -m benchmarks.scaling --out $(OUT)bench/
 
 lint: setup
 	$(BIN)/ruff check hjepa_jax experiments benchmarks tests

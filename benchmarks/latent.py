@@ -7,7 +7,6 @@
    batch B and the inner steps S grow. One warm-up call first, so compile time is excluded.
 2. memory: XLA's buffer sizes of that step from `lower(...).compile().memory_analysis()`
    (compile only, nothing runs) for grad="envelope" vs grad="unroll" as S grows at fixed B.
-   "trace" is the [B, K, S] float32 energy trace that `minimize` returns in both modes.
 3. overhead: `hj.latent.minimize` vs the same loop written by hand (a plain `lax.scan` of
    `optax.sgd`: value_and_grad, update, apply_updates), both jitted and vmapped over B points;
    the two are timed alternately and must agree (max|diff|).
@@ -15,17 +14,23 @@
 Tables go to stdout and everything to OUT/latent.json (atomic), with device and jax version.
 --max-cost skips train-step combos with B * S above it; the table lists them as skipped.
 
-Sample (--quick, 2-core CPU, jax 0.10.2):
+Sample (full sweep, 5 min on a 2-core CPU shared with other jobs, so +-30% noise; jax 0.10.2;
+--quick takes 15 s):
 
-SAMPLE
+    train step, median ms    S=10   S=100   S=1000
+      B=256                   5.6    45.6      454
+      B=1024                 21.1     172     1589
+      B=4096                  119     829     7873
+      B=16384                 333    2501    27628
+    compiled temp MiB, B=1024    S=10   S=100   S=1000
+      envelope                   12.3    12.3     12.3   (flat: the envelope keeps no step)
+      unroll                      578    5653    56419   (~7 KiB per example, start and step)
+    minimize / hand-written scan (B 1024-4096, 100-1000 steps): 0.98-1.03x, identical outputs
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 from pathlib import Path
 
 import jax
@@ -34,7 +39,7 @@ import optax
 from jax import lax
 
 import hjepa_jax as hj
-from experiments.common import atomic_write
+from benchmarks.common import device_info, table, time_calls, write_json
 from experiments.fig4_ellipse import Config, EllipseModel, ellipse_points
 
 # fmt: off
@@ -46,56 +51,28 @@ MEMORY_FIELDS = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in
 MS, MIB = 1e3, 2.0**-20
 # Table columns: (header, key, scale, format); the scale applies to f/g formats.
 TRAIN_COLUMNS = (("B", "batch", 1, "d"), ("S", "inner_steps", 1, "d"),
-                 ("median_ms", "median_s", MS, ".4g"), ("min_ms", "min_s", MS, ".4g"),
+                 ("median_ms", "median_s", MS, ".5g"), ("min_ms", "min_s", MS, ".5g"),
                  ("ns/(B*S)", "ns_per_example_step", 1, ".0f"))
 MEMORY_COLUMNS = (("S", "inner_steps", 1, "d"), ("grad", "grad", 1, "s"),
                   ("temp", "temp_size_in_bytes", MIB, ".2f"),
                   ("args", "argument_size_in_bytes", MIB, ".2f"),
                   ("out", "output_size_in_bytes", MIB, ".2f"),
-                  ("total", "total_bytes", MIB, ".2f"), ("trace", "trace_bytes", MIB, ".2f"))
+                  ("total", "total_bytes", MIB, ".2f"))
 OVERHEAD_COLUMNS = (("B", "batch", 1, "d"), ("steps", "steps", 1, "d"),
                     ("hand_ms", "hand_s", MS, ".4g"), ("minimize_ms", "minimize_s", MS, ".4g"),
                     ("ratio", "ratio", 1, ".3f"), ("max|diff|", "max_abs_diff", 1, ".1e"))
 # fmt: on
 
 
-def time_calls(fns, *args, repeats: int) -> list[dict]:
-    """Median and min seconds of each `fn(*args)`: one warm-up call each, then `repeats`
-    rounds calling the fns in turn (so drift affects them alike)."""
-    for fn in fns:
-        jax.block_until_ready(fn(*args))  # compile + first run, not timed
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            ts.append(time.perf_counter() - start)
-    return [
-        {"median_s": statistics.median(ts), "min_s": min(ts), "repeats": repeats} for ts in times
-    ]
-
-
 def ellipse_step(batch: int, inner_steps: int, grad: str = "envelope"):
-    """(jitted train step, state, data) of the Fig. 4 model with the inner loop in `grad` mode.
-
-    EllipseModel takes no `grad`, so its free energy is rebuilt here exactly as in
-    EllipseModel.__init__ (same energy, starts and optimizer) with `grad` added.
-    """
-    cfg = Config(batch_size=batch, inner_steps=inner_steps)
+    """(jitted train step, state, ys [B, 2]) of the Fig. 4 model, inner loop in `grad` mode."""
+    cfg = Config(batch_size=batch, inner_steps=inner_steps, grad=grad)
     model = EllipseModel(cfg)
-    starts = jnp.linspace(0.0, 2 * jnp.pi, cfg.n_starts, endpoint=False)[:, None]  # [K, 1]
-    model.free_energy = hj.energies.zero_temperature_free_energy(
-        hj.energies.latent_energy(model.decode),
-        starts,
-        steps=inner_steps,
-        optimizer=optax.sgd(cfg.inner_lr),
-        grad=grad,
-    )
     key = jax.random.PRNGKey(cfg.seed)
     tx = optax.adam(cfg.learning_rate)
     state = hj.train.init_state(model.init(key), tx, key)
-    data = ellipse_points(key, cfg.n_train, cfg)
-    return jax.jit(hj.train.make_train_step(model.loss, tx, batch)), state, data
+    ys = hj.train.sample_batch(ellipse_points(key, cfg.n_train, cfg), batch, key)  # [B, 2]
+    return jax.jit(hj.train.make_train_step(model.loss, tx)), state, ys
 
 
 def bench_train_step(batches, steps, repeats: int, max_cost: float) -> list[dict]:
@@ -107,8 +84,8 @@ def bench_train_step(batches, steps, repeats: int, max_cost: float) -> list[dict
             if b * s > max_cost:
                 rows.append({**row, "skipped": f"B*S = {b * s} > max_cost"})
                 continue
-            step, state, data = ellipse_step(b, s)
-            (timing,) = time_calls([step], state, data, repeats=repeats)
+            step, state, ys = ellipse_step(b, s)
+            (timing,) = time_calls([step], state, ys, repeats=repeats)
             ns = timing["median_s"] / (b * s) * 1e9
             rows.append({**row, **timing, "ns_per_example_step": ns})
             print(f"  train step B={b} S={s}: {timing['median_s'] * MS:.1f} ms", flush=True)
@@ -120,12 +97,11 @@ def bench_memory(batch: int, steps) -> list[dict]:
     rows = []
     for s in steps:
         for grad in hj.latent.GRAD_MODES:
-            step, state, data = ellipse_step(batch, s, grad)
-            stats = step.lower(state, data).compile().memory_analysis()
+            step, state, ys = ellipse_step(batch, s, grad)
+            stats = step.lower(state, ys).compile().memory_analysis()
             sizes = {f: getattr(stats, f, None) for f in MEMORY_FIELDS}  # stats may be None
             known = [v for v in sizes.values() if v is not None]
-            trace = batch * Config().n_starts * s * 4  # minimize's float32 trace [B, K, S]
-            meta = dict(batch=batch, inner_steps=s, grad=grad, trace_bytes=trace)
+            meta = dict(batch=batch, inner_steps=s, grad=grad)
             rows.append({**meta, **sizes, "total_bytes": sum(known) if known else None})
     return rows
 
@@ -171,20 +147,6 @@ def bench_overhead(configs, repeats: int) -> list[dict]:
     return rows
 
 
-def table(title: str, rows: list[dict], columns) -> str:
-    """A titled plain-text table; a missing value prints '-', a skipped row says why."""
-
-    def cell(row, key, scale, fmt):
-        value = row.get(key)
-        return "-" if value is None else format(value * scale if fmt[-1] in "fg" else value, fmt)
-
-    cells = [[c[0] for c in columns]] + [[cell(r, *c[1:]) for c in columns] for r in rows]
-    widths = [max(map(len, col)) for col in zip(*cells, strict=True)]
-    notes = ["", *(f"  skipped ({r['skipped']})" if "skipped" in r else "" for r in rows)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join([title, *(line + note for line, note in zip(lines, notes, strict=True))])
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.latent",
@@ -203,8 +165,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     repeats = args.repeats or (3 if args.quick else 5)
-    device = jax.devices()[0]
-    print(f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}", flush=True)
+    print(device_info(), flush=True)
 
     train_rows = bench_train_step(plan["batches"], plan["steps"], repeats, args.max_cost)
     mem_rows = bench_memory(plan["mem_batch"], MEM_STEPS)
@@ -223,12 +184,7 @@ def main(argv=None) -> dict:
         print("\n" + table(title, rows, columns))
 
     result = {
-        "device": {
-            "platform": device.platform,
-            "device_kind": device.device_kind,
-            "count": jax.device_count(),
-        },
-        "jax_version": jax.__version__,
+        **device_info(),
         "quick": args.quick,
         "repeats": repeats,
         "max_cost": None if args.max_cost == float("inf") else args.max_cost,
@@ -236,9 +192,7 @@ def main(argv=None) -> dict:
         "memory": mem_rows,
         "overhead": over_rows,
     }
-    path = args.out / "latent.json"
-    atomic_write(path, lambda f: f.write(json.dumps(result, indent=2).encode()))
-    print(f"\nwrote {path}")
+    write_json(args.out / "latent.json", result)
     return result
 
 

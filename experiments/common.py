@@ -87,34 +87,54 @@ class RunOptions:
             ckpt_dir = str(Path(ckpt_dir) / model)
         log_dir = out if model is None else out / model
         return LoopConfig(
-            steps=config.steps, batch_size=config.batch_size, log_every=config.log_every,
-            parallel=self.parallel, ckpt_dir=ckpt_dir, ckpt_every=self.ckpt_every,
-            keep=self.keep, log_dir=str(log_dir), tensorboard=self.tensorboard,
+            steps=config.steps,
+            batch_size=config.batch_size,
+            log_every=config.log_every,
+            parallel=self.parallel,
+            ckpt_dir=ckpt_dir,
+            ckpt_every=self.ckpt_every,
+            keep=self.keep,
+            log_dir=str(log_dir),
+            tensorboard=self.tensorboard,
         )
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The flags every experiment shares (RunOptions, plus multi-process set-up)."""
     group = parser.add_argument_group("running (checkpoints, logs, devices, hosts)")
-    group.add_argument("--ckpt-dir", default=None,
-                       help="checkpoint folder; a rerun with the same folder resumes")
+    group.add_argument(
+        "--ckpt-dir", default=None, help="checkpoint folder; a rerun with the same folder resumes"
+    )
     group.add_argument("--ckpt-every", type=int, default=1000, help="(default 1000)")
     group.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
-    group.add_argument("--tensorboard", action="store_true",
-                       help="also write TensorBoard event files next to train_log.jsonl")
-    group.add_argument("--parallel", choices=("jit", "pmap"), default="jit",
-                       help="jit with shardings over all devices, or pmap (default jit)")
-    group.add_argument("--coordinator", default=None,
-                       help="multi-process: host:port of process 0")
-    group.add_argument("--num-processes", type=int, default=None,
-                       help="multi-process: number of processes")
-    group.add_argument("--process-id", type=int, default=None,
-                       help="multi-process: this process's index")
+    group.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files next to train_log.jsonl",
+    )
+    group.add_argument(
+        "--parallel",
+        choices=("jit", "pmap"),
+        default="jit",
+        help="jit with shardings over all devices, or pmap (default jit)",
+    )
+    group.add_argument("--coordinator", default=None, help="multi-process: host:port of process 0")
+    group.add_argument(
+        "--num-processes", type=int, default=None, help="multi-process: number of processes"
+    )
+    group.add_argument(
+        "--process-id", type=int, default=None, help="multi-process: this process's index"
+    )
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(ckpt_dir=args.ckpt_dir, ckpt_every=args.ckpt_every, keep=args.keep,
-                      tensorboard=args.tensorboard, parallel=args.parallel)
+    return RunOptions(
+        ckpt_dir=args.ckpt_dir,
+        ckpt_every=args.ckpt_every,
+        keep=args.keep,
+        tensorboard=args.tensorboard,
+        parallel=args.parallel,
+    )
 
 
 def _parse_field(name: str, kind):

@@ -20,9 +20,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
-from matplotlib import colors
 import numpy as np
 import optax
+from matplotlib import colors
 
 import hjepa_jax as hj
 from experiments.common import RunOptions, save_figure
@@ -92,8 +92,9 @@ class Energies:
         x, y = batch
         k_sign, k_size = jax.random.split(key)
         sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, y.shape), 1.0, -1.0)
-        size = jax.random.uniform(k_size, y.shape, minval=self.cfg.shift_min,
-                                  maxval=self.cfg.shift_max)
+        size = jax.random.uniform(
+            k_size, y.shape, minval=self.cfg.shift_min, maxval=self.cfg.shift_max
+        )
         f = jax.vmap(self.contrastive, (None, 0, 0))
         f_pos, f_neg = f(params, y, x), f(params, y + sign * size, x)
         loss = hj.losses.square_square(f_pos, f_neg, self.cfg.margin)
@@ -106,8 +107,9 @@ class Energies:
         opt = optax.adam(optax.cosine_decay_schedule(cfg.infer_lr, cfg.infer_steps))
 
         def one(x):
-            run = lambda y0: hj.latent.infer(free_energy, params, y0, x,
-                                             steps=cfg.infer_steps, optimizer=opt)
+            run = lambda y0: hj.latent.infer(
+                free_energy, params, y0, x, steps=cfg.infer_steps, optimizer=opt
+            )
             return hj.latent.lowest(jax.vmap(run)(starts)).z
 
         return jax.jit(jax.vmap(one))(xs)
@@ -125,10 +127,14 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         ("contrastive", model.joint_net, 2, model.contrastive_loss, keys[2]),
     ):
         runs[name] = hj.train.train(
-            loss, net.init(key, jnp.zeros(in_dim)),
+            loss,
+            net.init(key, jnp.zeros(in_dim)),
             optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
-            (x_train, y_train), loop=options.loop(cfg, out, model=name), key=keys[3],
-            config=dataclasses.asdict(cfg), desc=f"{NAME}/{name}",
+            (x_train, y_train),
+            loop=options.loop(cfg, out, model=name),
+            key=keys[3],
+            config=dataclasses.asdict(cfg),
+            desc=f"{NAME}/{name}",
         )
     energies = {"predictor": model.predictor, "contrastive": model.contrastive}
 
@@ -143,12 +149,15 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         curve = x_test**2
         metrics[f"rmse_{name}"] = float(jnp.sqrt(jnp.mean((y_hat - curve) ** 2)))
         metrics[f"energy_on_curve_{name}"] = float(jnp.mean(f(params, curve, x_test)))
-        off = jnp.concatenate([f(params, curve + cfg.off_curve, x_test),
-                               f(params, curve - cfg.off_curve, x_test)])
+        off = jnp.concatenate(
+            [f(params, curve + cfg.off_curve, x_test), f(params, curve - cfg.off_curve, x_test)]
+        )
         metrics[f"energy_off_curve_{name}"] = float(jnp.mean(off))
         metrics[f"final_loss_{name}"] = runs[name].summary["final_loss"]
-        panels[name] = (np.asarray(f(params, gy, gx)).reshape(cfg.grid, cfg.grid),
-                        np.asarray(y_hat))
+        panels[name] = (
+            np.asarray(f(params, gy, gx)).reshape(cfg.grid, cfg.grid),
+            np.asarray(y_hat),
+        )
 
     summaries = [r.summary for r in runs.values()]
     wall = sum(s["wall_s"] for s in summaries)
@@ -173,8 +182,9 @@ def draw(cfg, path, xs, ys, x_train, y_train, x_test, panels) -> None:
         norm = colors.PowerNorm(0.5, vmin=0.0, vmax=np.quantile(f_grid, 0.98))
         mesh = ax.pcolormesh(xs, ys, f_grid, cmap="viridis", shading="auto", norm=norm)
         fig.colorbar(mesh, ax=ax, label="F(x, y)")
-        ax.scatter(np.asarray(x_train), np.asarray(y_train), s=4, c="w", alpha=0.6,
-                   label="training pairs")
+        ax.scatter(
+            np.asarray(x_train), np.asarray(y_train), s=4, c="w", alpha=0.6, label="training pairs"
+        )
         ax.plot(np.asarray(x_test), np.asarray(x_test) ** 2, "k--", lw=1, label="y = x^2")
         ax.plot(np.asarray(x_test), y_hat, c="tab:red", lw=2, label="y_hat = argmin_y F (infer)")
         ax.set(title=titles[name], xlabel="x", ylabel="y")

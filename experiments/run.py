@@ -37,8 +37,11 @@ def run_one(module, config, out: Path, options: common.RunOptions) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="name", required=True, metavar="NAME")
     every = sub.add_parser("all", help="run every experiment, then write OUT/report.md")
     every.add_argument("--out", type=Path, required=True, help="output folder")
@@ -46,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--seed", type=int, default=None, help="seed for every experiment")
     common.add_run_flags(every)
     for name, module in EXPERIMENTS.items():
-        one = sub.add_parser(name, help=module.TITLE, description=module.__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        one = sub.add_parser(
+            name,
+            help=module.TITLE,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         one.add_argument("--out", type=Path, required=True, help="output folder")
         one.add_argument("--quick", action="store_true", help="the quick variant of the config")
         common.add_config_flags(one, module.Config)

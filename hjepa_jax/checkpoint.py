@@ -39,8 +39,9 @@ def _flat_shapes(tree) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         return str(entry)
 
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))
-    return {"/".join(name(e) for e in path): (tuple(v.shape), np.dtype(v.dtype))
-            for path, v in leaves}
+    return {
+        "/".join(name(e) for e in path): (tuple(v.shape), np.dtype(v.dtype)) for path, v in leaves
+    }
 
 
 def _json_normal(config: dict) -> dict:
@@ -52,8 +53,11 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Fields whose values differ between a checkpoint's config and the current one."""
     saved, current = _json_normal(saved), _json_normal(current)
     keys = (saved.keys() | current.keys()) - set(RESUMABLE_FIELDS)
-    return [f"{k}: checkpoint {saved.get(k, '<missing>')!r} != now {current.get(k, '<missing>')!r}"
-            for k in sorted(keys) if saved.get(k) != current.get(k)]
+    return [
+        f"{k}: checkpoint {saved.get(k, '<missing>')!r} != now {current.get(k, '<missing>')!r}"
+        for k in sorted(keys)
+        if saved.get(k) != current.get(k)
+    ]
 
 
 def state_differences(saved_tree, target) -> list[str]:
@@ -85,8 +89,10 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             path,
             options=options,
-            item_handlers={"state": ocp.StandardCheckpointHandler(),
-                           "meta": ocp.JsonCheckpointHandler()},
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
         )
 
     def latest_step(self) -> int | None:
@@ -105,8 +111,9 @@ class Checkpointer:
         meta = {**meta, "data_position": int(step)}
         self.manager.save(
             int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
             force=True,
         )
 
@@ -139,8 +146,7 @@ class Checkpointer:
             if diffs:
                 raise ValueError(
                     f"checkpoint {self.directory}/{step} was saved with other settings; "
-                    "use another --ckpt-dir or the same settings. Differences: "
-                    + "; ".join(diffs)
+                    "use another --ckpt-dir or the same settings. Differences: " + "; ".join(diffs)
                 )
         saved_tree = self.manager.item_metadata(step)["state"].tree
         diffs = state_differences(saved_tree, target)

@@ -96,8 +96,9 @@ class LoopConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"train: {name} must be an integer >= 1, got {value!r}.")
         if self.parallel not in PARALLEL_MODES:
-            raise ValueError(f"train: parallel must be one of {PARALLEL_MODES}, "
-                             f"got {self.parallel!r}.")
+            raise ValueError(
+                f"train: parallel must be one of {PARALLEL_MODES}, got {self.parallel!r}."
+            )
         if self.tensorboard and self.log_dir is None:
             raise ValueError("train: tensorboard=True needs a log_dir.")
 
@@ -175,8 +176,7 @@ def _jit_runner(loss_fn, tx, batch_size: int, mesh) -> _Runner:
         batch = sample_batch(data, batch_size, data_key)
         return train_step(state, jax.lax.with_sharding_constraint(batch, shard))
 
-    compiled = jax.jit(step, in_shardings=(rep, rep), out_shardings=(rep, rep),
-                       donate_argnums=0)
+    compiled = jax.jit(step, in_shardings=(rep, rep), out_shardings=(rep, rep), donate_argnums=0)
     place = lambda state, data: (parallel.replicate(state, mesh), parallel.replicate(data, mesh))
     return _Runner(place, compiled, lambda state: state)
 
@@ -184,11 +184,12 @@ def _jit_runner(loss_fn, tx, batch_size: int, mesh) -> _Runner:
 def _pmap_runner(loss_fn, tx, batch_size: int) -> _Runner:
     n = jax.local_device_count()
     if batch_size % (n * jax.process_count()):
-        raise ValueError(f"batch_size={batch_size} is not divisible by the "
-                         f"{n * jax.process_count()} devices of the pmap path.")
+        raise ValueError(
+            f"batch_size={batch_size} is not divisible by the "
+            f"{n * jax.process_count()} devices of the pmap path."
+        )
     axis = parallel.DATA_AXIS
-    pstep = jax.pmap(make_train_step(loss_fn, tx, axis_name=axis), axis_name=axis,
-                     donate_argnums=0)
+    pstep = jax.pmap(make_train_step(loss_fn, tx, axis_name=axis), axis_name=axis, donate_argnums=0)
     per_process = batch_size // jax.process_count()
 
     @jax.jit
@@ -199,7 +200,7 @@ def _pmap_runner(loss_fn, tx, batch_size: int) -> _Runner:
     def step(pstate, data):
         batch = jax.device_get(global_batch(pstate.key[0], pstate.step[0], data))
         start = jax.process_index() * per_process
-        local = jax.tree_util.tree_map(lambda x: x[start:start + per_process], batch)
+        local = jax.tree_util.tree_map(lambda x: x[start : start + per_process], batch)
         return pstep(pstate, parallel.pmap_split(local, n))
 
     place = lambda state, data: (parallel.pmap_replicate(state, n), jax.device_put(data))
@@ -220,8 +221,9 @@ class _Log:
             try:
                 from tensorboardX import SummaryWriter
             except ImportError as err:
-                raise ImportError("--tensorboard needs tensorboardX: "
-                                  "pip install 'hjepa_jax[tensorboard]'") from err
+                raise ImportError(
+                    "--tensorboard needs tensorboardX: pip install 'hjepa_jax[tensorboard]'"
+                ) from err
             self.tb = SummaryWriter(str(log_dir / "tensorboard"), comment=desc)
 
     def write(self, row: dict) -> None:
@@ -285,8 +287,10 @@ def train(
         ckpt = checkpoint.Checkpointer(loop.ckpt_dir, keep=loop.keep)
         latest = ckpt.latest_step()
         if latest is not None and latest > loop.steps:
-            raise ValueError(f"train: the checkpoint in {loop.ckpt_dir} is at step {latest}, "
-                             f"past steps={loop.steps}.")
+            raise ValueError(
+                f"train: the checkpoint in {loop.ckpt_dir} is at step {latest}, "
+                f"past steps={loop.steps}."
+            )
         if latest is not None:
             state, saved = ckpt.restore(latest, state, parallel.replicated(mesh), meta["config"])
             meta["metrics"] = saved.get("metrics", {})
@@ -297,8 +301,14 @@ def train(
     placed, placed_data = runner.place(state, data)
     start = first_done = time.perf_counter()
     try:
-        with tqdm(total=loop.steps, initial=resumed_from, desc=desc, mininterval=1.0,
-                  leave=False, disable=jax.process_index() != 0) as bar:
+        with tqdm(
+            total=loop.steps,
+            initial=resumed_from,
+            desc=desc,
+            mininterval=1.0,
+            leave=False,
+            disable=jax.process_index() != 0,
+        ) as bar:
             for t in range(resumed_from, loop.steps):
                 placed, metrics = runner.step(placed, placed_data)
                 if t == resumed_from:

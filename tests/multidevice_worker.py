@@ -1,19 +1,20 @@
 """Run by tests/test_parallel.py in a fresh process, so that it can choose its devices.
 
-    python tests/multidevice_worker.py devices OUT_DIR
-        8 forced CPU devices: the run of parallel_case.py on meshes of 1, 2, 4, 8 devices and
-        on the pmap path (the 8-device run also checkpoints to OUT_DIR/ckpt8);
-        writes OUT_DIR/result.json.
-    python tests/multidevice_worker.py process OUT_DIR COORDINATOR NUM_PROCESSES PROCESS_ID
-        2 CPU devices per process, joined into one job; the same run on the global mesh and
-        on the pmap path; process 0 writes OUT_DIR/result.json.
+python tests/multidevice_worker.py devices OUT_DIR
+    8 forced CPU devices: the run of parallel_case.py on meshes of 1, 2, 4, 8 devices and
+    on the pmap path (the 8-device run also checkpoints to OUT_DIR/ckpt8);
+    writes OUT_DIR/result.json.
+python tests/multidevice_worker.py process OUT_DIR COORDINATOR NUM_PROCESSES PROCESS_ID
+    2 CPU devices per process, joined into one job; the same run on the global mesh and
+    on the pmap path; process 0 writes OUT_DIR/result.json.
 """
 
 import os
 import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
-    "8" if sys.argv[1] == "devices" else "2")
+    "8" if sys.argv[1] == "devices" else "2"
+)
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,8 +28,7 @@ from hjepa_jax import parallel  # noqa: E402
 def main():
     mode, out = sys.argv[1], Path(sys.argv[2])
     if mode == "devices":
-        result = {f"jit{n}": run(parallel.make_mesh(devices=jax.devices()[:n]))
-                  for n in (1, 2, 4)}
+        result = {f"jit{n}": run(parallel.make_mesh(devices=jax.devices()[:n])) for n in (1, 2, 4)}
         result["jit8"] = run(ckpt_dir=str(out / "ckpt8"))
         result["pmap8"] = run(parallel="pmap")
     else:

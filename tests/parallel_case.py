@@ -15,9 +15,19 @@ def run(mesh=None, **loop_kwargs) -> dict:
     model = fig4_ellipse.EllipseModel(CFG)
     data = fig4_ellipse.ellipse_points(jax.random.PRNGKey(0), 64, CFG)
     loop = train.LoopConfig(**{"steps": 3, "batch_size": 16, "log_every": 1, **loop_kwargs})
-    res = train.train(model.loss, model.init(jax.random.PRNGKey(1)), optax.adam(1e-2), data,
-                      loop=loop, key=jax.random.PRNGKey(2), mesh=mesh)
+    res = train.train(
+        model.loss,
+        model.init(jax.random.PRNGKey(1)),
+        optax.adam(1e-2),
+        data,
+        loop=loop,
+        key=jax.random.PRNGKey(2),
+        mesh=mesh,
+    )
     flat = jax.tree_util.tree_leaves(res.state.params)
-    return {"params": [np.asarray(x).ravel().tolist() for x in flat],
-            "loss": res.summary["final_loss"], "devices": jax.device_count(),
-            "resumed_from_step": res.summary["resumed_from_step"]}
+    return {
+        "params": [np.asarray(x).ravel().tolist() for x in flat],
+        "loss": res.summary["final_loss"],
+        "devices": jax.device_count(),
+        "resumed_from_step": res.summary["resumed_from_step"],
+    }

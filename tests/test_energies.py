@@ -18,8 +18,9 @@ def circle(r, z):
 
 ENERGY = hj.energies.latent_energy(circle)
 STARTS = jnp.linspace(0, 2 * jnp.pi, 8, endpoint=False)[:, None]
-F_INF = hj.energies.zero_temperature_free_energy(ENERGY, STARTS, steps=200,
-                                                 optimizer=optax.sgd(0.05))
+F_INF = hj.energies.zero_temperature_free_energy(
+    ENERGY, STARTS, steps=200, optimizer=optax.sgd(0.05)
+)
 POINTS = jnp.array([[3.0, 0.5], [-0.4, 0.2], [0.1, -2.5], [-1.0, -1.0], [1.2, 1.9]])
 
 
@@ -89,7 +90,8 @@ def test_conditional_latent_energy_passes_x_to_decoder():
     """The horn of PAPER.md: radii depend on x; F(x, y) with x passed through *x."""
     decode = lambda r, z, x: circle(r * (1.0 + x[0]), z)
     energy = hj.energies.latent_energy(decode)
-    f = hj.energies.zero_temperature_free_energy(energy, STARTS, steps=200,
-                                                 optimizer=optax.sgd(0.05))
+    f = hj.energies.zero_temperature_free_energy(
+        energy, STARTS, steps=200, optimizer=optax.sgd(0.05)
+    )
     y, x = jnp.array([0.0, 4.0]), jnp.array([1.0])
     np.testing.assert_allclose(f(1.5, y, x).energy, (4.0 - 3.0) ** 2, rtol=1e-4)

@@ -59,8 +59,13 @@ def test_fig3_quick_both_energies_fit_the_parabola(quick_all):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_help_lists_config_fields_with_defaults():
@@ -84,8 +89,20 @@ def test_bad_flags_are_refused(args, message):
 
 
 def test_flags_override_the_config(tmp_path):
-    args = ["fig4_ellipse", "--out", str(tmp_path), "--quick", "--steps", "3", "--grid", "11",
-            "--hidden", "8,8", "--seed", "2"]
+    args = [
+        "fig4_ellipse",
+        "--out",
+        str(tmp_path),
+        "--quick",
+        "--steps",
+        "3",
+        "--grid",
+        "11",
+        "--hidden",
+        "8,8",
+        "--seed",
+        "2",
+    ]
     assert run.main(args) == 0
     config = metrics(tmp_path.parent, tmp_path.name)["config"]
     assert config["steps"] == 3 and config["hidden"] == [8, 8] and config["seed"] == 2
@@ -94,7 +111,9 @@ def test_flags_override_the_config(tmp_path):
 
 def test_save_metrics_refuses_missing_keys_and_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match=r"missing required metrics \['steps'"):
-        common.save_metrics(tmp_path / "metrics.json", {"final_loss": 1.0}, run.fig4_ellipse.Config())
+        common.save_metrics(
+            tmp_path / "metrics.json", {"final_loss": 1.0}, run.fig4_ellipse.Config()
+        )
     assert not list(tmp_path.iterdir())
 
 

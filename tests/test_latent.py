@@ -27,8 +27,7 @@ def closed_form(a, b):
 
 
 def test_minimize_reaches_closed_form_minimum():
-    res = hj.latent.minimize(quadratic, (A, B), jnp.zeros(3), steps=400,
-                             optimizer=optax.sgd(0.3))
+    res = hj.latent.minimize(quadratic, (A, B), jnp.zeros(3), steps=400, optimizer=optax.sgd(0.3))
     z_star, f_star = closed_form(A, B)
     np.testing.assert_allclose(res.z, z_star, atol=1e-5)
     np.testing.assert_allclose(res.energy, f_star, atol=1e-6)
@@ -38,8 +37,9 @@ def test_minimize_reaches_closed_form_minimum():
 
 
 def test_envelope_gradient_matches_closed_form():
-    f = lambda w: hj.latent.minimize(quadratic, w, jnp.zeros(3), steps=400,
-                                     optimizer=optax.sgd(0.3)).energy
+    f = lambda w: (
+        hj.latent.minimize(quadratic, w, jnp.zeros(3), steps=400, optimizer=optax.sgd(0.3)).energy
+    )
     g_a, g_b = jax.grad(f)((A, B))
     z_star, _ = closed_form(A, B)
     np.testing.assert_allclose(g_b, -z_star, atol=1e-5)
@@ -51,18 +51,23 @@ def test_unroll_gradient_matches_finite_differences_after_few_steps():
 
     F(b) after k steps is quadratic in b, so central differences are exact up to rounding.
     """
-    f = lambda b, mode: hj.latent.minimize(quadratic, (A, b), jnp.zeros(3), steps=3,
-                                           optimizer=optax.sgd(0.3), grad=mode).energy
+    f = lambda b, mode: (
+        hj.latent.minimize(
+            quadratic, (A, b), jnp.zeros(3), steps=3, optimizer=optax.sgd(0.3), grad=mode
+        ).energy
+    )
     eps = 0.05
-    fd = np.array([(f(B + eps * e, "unroll") - f(B - eps * e, "unroll")) / (2 * eps)
-                   for e in np.eye(3)])
+    fd = np.array(
+        [(f(B + eps * e, "unroll") - f(B - eps * e, "unroll")) / (2 * eps) for e in np.eye(3)]
+    )
     np.testing.assert_allclose(jax.grad(f)(B, "unroll"), fd, atol=1e-4)
     assert not np.allclose(jax.grad(f)(B, "envelope"), fd, atol=1e-2)
 
 
 def test_jit_vmap_grad_agree_with_plain_call():
-    run = lambda b: hj.latent.minimize(quadratic, (A, b), jnp.zeros(3), steps=50,
-                                       optimizer=optax.sgd(0.3))
+    run = lambda b: hj.latent.minimize(
+        quadratic, (A, b), jnp.zeros(3), steps=50, optimizer=optax.sgd(0.3)
+    )
     bs = jnp.stack([B, -B, 2 * B])
     plain = [run(b) for b in bs]
     jitted = jax.jit(run)(bs[0])
@@ -93,15 +98,17 @@ def test_multistart_finds_global_minimum_of_double_well():
     energy = lambda w, z: jnp.sum((z**2 - 1.0) ** 2 + w * z)
     starts = jnp.linspace(-2.0, 2.0, 5)[:, None]
     for tilt in (0.3, -0.3):
-        res = hj.latent.lowest(jax.vmap(
-            lambda z0: hj.latent.minimize(energy, tilt, z0, steps=300,
-                                          optimizer=optax.sgd(0.02)))(starts))
+        run = lambda z0, tilt=tilt: hj.latent.minimize(
+            energy, tilt, z0, steps=300, optimizer=optax.sgd(0.02)
+        )
+        res = hj.latent.lowest(jax.vmap(run)(starts))
         grid = np.linspace(-2, 2, 400_001)
         e_grid = (grid**2 - 1) ** 2 + tilt * grid
         np.testing.assert_allclose(res.z[0], grid[np.argmin(e_grid)], atol=1e-3)
         np.testing.assert_allclose(res.energy, e_grid.min(), atol=1e-5)
-        single = hj.latent.minimize(energy, tilt, jnp.array([np.sign(tilt) * 1.0]), steps=300,
-                                    optimizer=optax.sgd(0.02))
+        single = hj.latent.minimize(
+            energy, tilt, jnp.array([np.sign(tilt) * 1.0]), steps=300, optimizer=optax.sgd(0.02)
+        )
         assert single.energy > res.energy + 0.1  # one start stays in the wrong well
 
 
@@ -147,8 +154,9 @@ def test_bad_arguments_raise_named_errors(kwargs, z0, energy, match):
 
 def test_infer_finds_argmin_over_y():
     free_energy = lambda w, y, x: jnp.sum((y - w * x) ** 2)
-    res = hj.latent.infer(free_energy, 2.0, jnp.zeros(2), jnp.array([0.5, -1.0]), steps=100,
-                          optimizer=optax.sgd(0.25))
+    res = hj.latent.infer(
+        free_energy, 2.0, jnp.zeros(2), jnp.array([0.5, -1.0]), steps=100, optimizer=optax.sgd(0.25)
+    )
     np.testing.assert_allclose(res.z, [1.0, -2.0], atol=1e-6)
     np.testing.assert_allclose(res.energy, 0.0, atol=1e-10)
 

@@ -29,8 +29,13 @@ def params(result):
 @pytest.fixture(scope="module")
 def multi_device_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("devices")
-    subprocess.run([sys.executable, WORKER, "devices", str(out)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, WORKER, "devices", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return out
 
 
@@ -42,8 +47,9 @@ def multi_device(multi_device_dir):
 @pytest.mark.parametrize("case", ["jit2", "jit4", "jit8", "pmap8"])
 def test_n_devices_give_the_single_device_params(multi_device, case):
     assert multi_device[case]["devices"] == 8
-    np.testing.assert_allclose(params(multi_device[case]), params(multi_device["jit1"]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        params(multi_device[case]), params(multi_device["jit1"]), rtol=1e-5, atol=1e-6
+    )
     assert multi_device[case]["loss"] == pytest.approx(multi_device["jit1"]["loss"], rel=1e-5)
 
 
@@ -52,17 +58,24 @@ def test_two_processes_train_like_one(multi_device, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [subprocess.Popen([sys.executable, WORKER, "process", str(tmp_path),
-                               f"127.0.0.1:{port}",
-                               "2", str(i)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKER, "process", str(tmp_path), f"127.0.0.1:{port}", "2", str(i)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
     result = json.loads((tmp_path / "result.json").read_text())
     for path in ("jit", "pmap"):
         assert result[path]["devices"] == 4
-        np.testing.assert_allclose(params(result[path]), params(multi_device["jit1"]),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            params(result[path]), params(multi_device["jit1"]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_checkpoint_from_8_devices_restores_on_1(multi_device, multi_device_dir):

@@ -35,28 +35,48 @@ def noisy_mse(w, batch, key):
 
 def fit(loss=mse, lr=0.1, steps=200, key=1, **loop):
     loop = LoopConfig(**{"steps": steps, "batch_size": 32, "log_every": 50, **loop})
-    return hj.train.train(loss, jnp.zeros(3), optax.adam(lr), regression_data(), loop=loop,
-                          key=jax.random.PRNGKey(key), config={"lr": lr, "steps": steps})
+    return hj.train.train(
+        loss,
+        jnp.zeros(3),
+        optax.adam(lr),
+        regression_data(),
+        loop=loop,
+        key=jax.random.PRNGKey(key),
+        config={"lr": lr, "steps": steps},
+    )
 
 
 def test_train_fits_linear_regression_and_reports_summary():
-    res = hj.train.train(mse, jnp.zeros(3), optax.sgd(0.1), regression_data(),
-                         loop=LoopConfig(steps=200, batch_size=32, log_every=50),
-                         key=jax.random.PRNGKey(1))
+    res = hj.train.train(
+        mse,
+        jnp.zeros(3),
+        optax.sgd(0.1),
+        regression_data(),
+        loop=LoopConfig(steps=200, batch_size=32, log_every=50),
+        key=jax.random.PRNGKey(1),
+    )
     np.testing.assert_allclose(res.state.params, W_TRUE, atol=1e-3)
     assert int(res.state.step) == 200
     assert [row["step"] for row in res.history] == [50, 100, 150, 200]
     assert {"loss", "grad_norm", "max_err"} <= set(res.history[-1])
     assert res.history[-1]["loss"] < 1e-5 * float(mse(jnp.zeros(3), regression_data(), None)[0])
-    assert set(res.summary) == {"final_loss", "steps", "examples_per_s", "wall_s",
-                                "resumed_from_step"}
+    assert set(res.summary) == {
+        "final_loss",
+        "steps",
+        "examples_per_s",
+        "wall_s",
+        "resumed_from_step",
+    }
     assert res.summary["steps"] == 200 and res.summary["examples_per_s"] > 0
     assert res.summary["resumed_from_step"] == 0
 
 
 def test_train_is_deterministic_given_key_and_differs_across_keys():
-    a, b, c = fit(noisy_mse, steps=20, key=3), fit(noisy_mse, steps=20, key=3), fit(
-        noisy_mse, steps=20, key=4)
+    a, b, c = (
+        fit(noisy_mse, steps=20, key=3),
+        fit(noisy_mse, steps=20, key=3),
+        fit(noisy_mse, steps=20, key=4),
+    )
     np.testing.assert_array_equal(a.state.params, b.state.params)
     assert not np.array_equal(a.state.params, c.state.params)
 
@@ -98,9 +118,14 @@ def test_bad_loop_settings_are_refused(kwargs, match):
 
 def test_non_finite_loss_stops_with_named_error():
     with pytest.raises(FloatingPointError, match=r"train: loss is (nan|inf) at step \d+"):
-        hj.train.train(mse, jnp.zeros(3), optax.sgd(1e6), regression_data(),
-                       loop=LoopConfig(steps=10, batch_size=32, log_every=1),
-                       key=jax.random.PRNGKey(0))
+        hj.train.train(
+            mse,
+            jnp.zeros(3),
+            optax.sgd(1e6),
+            regression_data(),
+            loop=LoopConfig(steps=10, batch_size=32, log_every=1),
+            key=jax.random.PRNGKey(0),
+        )
 
 
 def test_jsonl_log_and_tensorboard_events(tmp_path):
@@ -135,10 +160,19 @@ def test_resume_refuses_other_settings_and_other_shapes(tmp_path):
     fit(steps=20, ckpt_dir=ckpt, lr=0.1)
     with pytest.raises(ValueError, match=r"other settings.*lr: checkpoint 0\.1 != now 0\.2"):
         fit(steps=40, ckpt_dir=ckpt, lr=0.2)
-    with pytest.raises(ValueError, match=r"does not match the model.*params: checkpoint \(3,\) "
-                                         r"float32 != now \(4,\) float32"):
-        hj.train.train(mse, jnp.zeros(4), optax.adam(0.1), regression_data(),
-                       loop=LoopConfig(steps=40, batch_size=32, ckpt_dir=ckpt),
-                       key=jax.random.PRNGKey(1), config={"lr": 0.1, "steps": 40})
+    with pytest.raises(
+        ValueError,
+        match=r"does not match the model.*params: checkpoint \(3,\) "
+        r"float32 != now \(4,\) float32",
+    ):
+        hj.train.train(
+            mse,
+            jnp.zeros(4),
+            optax.adam(0.1),
+            regression_data(),
+            loop=LoopConfig(steps=40, batch_size=32, ckpt_dir=ckpt),
+            key=jax.random.PRNGKey(1),
+            config={"lr": 0.1, "steps": 40},
+        )
     with pytest.raises(ValueError, match="at step 20, past steps=10"):
         fit(steps=10, ckpt_dir=ckpt, lr=0.1)

@@ -1,0 +1,52 @@
+"""The benchmarks run and write their JSON (smoke runs; the numbers themselves are not tested
+here: speed belongs in benchmarks/, never in a timed unit test)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import latent
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_latent_benchmark_writes_tables_and_json(tmp_path, capsys):
+    result = latent.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "latent.json").read_text()) == json.loads(json.dumps(result))
+    printed = capsys.readouterr().out
+    assert "1. train step time" in printed and "3. overhead" in printed
+    memory = {(r["inner_steps"], r["grad"]): r["temp_size_in_bytes"] for r in result["memory"]}
+    if None not in memory.values():  # the backend reports buffer sizes
+        assert memory[(1000, "envelope")] == memory[(10, "envelope")]
+        assert memory[(1000, "unroll")] > 50 * memory[(10, "envelope")]
+    assert all(r["max_abs_diff"] == 0.0 for r in result["overhead"])  # same numbers as by hand
+
+
+def test_scaling_benchmark_covers_device_counts(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.scaling",
+            "--batch",
+            "64",
+            "--steps",
+            "3",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    result = json.loads((tmp_path / "scaling.json").read_text())
+    assert [(r["parallel"], r["devices"]) for r in result["rows"]] == [
+        ("jit", 1),
+        ("jit", 2),
+        ("jit", 4),
+        ("jit", 8),
+        ("pmap", 8),
+    ]
+    assert all(r["examples_per_s"] > 0 for r in result["rows"])
