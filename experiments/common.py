@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import matplotlib
 
+from hjepa_jax import checkpoint
 from hjepa_jax.train import LoopConfig
 
 matplotlib.use("Agg")  # experiments draw to files only
@@ -84,7 +85,7 @@ class RunOptions:
         """The LoopConfig of one trained model (`model` names it when there are several)."""
         ckpt_dir = self.ckpt_dir
         if ckpt_dir is not None and model is not None:
-            ckpt_dir = str(Path(ckpt_dir) / model)
+            ckpt_dir = checkpoint.subdir(ckpt_dir, model)
         log_dir = out if model is None else out / model
         return LoopConfig(
             steps=config.steps,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from experiments import common, fig3_parabola, fig4_ellipse, report
-from hjepa_jax import parallel
+from hjepa_jax import checkpoint, parallel
 
 # The one place an experiment is looked up by name.
 EXPERIMENTS = {module.NAME: module for module in (fig3_parabola, fig4_ellipse)}
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.seed is not None:
             config = dataclasses.replace(config, seed=args.seed)
         if options.ckpt_dir is not None:
-            options = dataclasses.replace(options, ckpt_dir=str(Path(args.ckpt_dir) / name))
+            options = dataclasses.replace(options, ckpt_dir=checkpoint.subdir(args.ckpt_dir, name))
         results[name] = run_one(module, config, args.out / name, options)
     path = report.write_report(args.out, {n: EXPERIMENTS[n] for n in results}, results)
     log.info("report: %s", path)

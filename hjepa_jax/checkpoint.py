@@ -25,6 +25,14 @@ import orbax.checkpoint as ocp
 RESUMABLE_FIELDS = ("steps", "log_every")
 
 
+def subdir(directory: str | Path, name: str) -> str:
+    """`directory/name` for a local folder or a gs:// bucket path (Path would mangle gs://)."""
+    directory = str(directory)
+    if directory.startswith("gs://"):
+        return f"{directory.rstrip('/')}/{name}"
+    return str(Path(directory) / name)
+
+
 def _flat_shapes(tree) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """{"params/dense_0/kernel": (shape, dtype), ...} for a pytree of arrays or metadata.
 
