@@ -8,5 +8,34 @@ from hjepa_jax.losses.contrastive import (
     square_exponential,
     square_square,
 )
+from hjepa_jax.losses.regularized import (
+    barlow_twins,
+    fista,
+    gaussian_kl,
+    ista,
+    kmeans_free_energy,
+    soft_threshold,
+    sparse_code,
+    sparse_coding_energy,
+    vae_energy,
+    vicreg,
+)
 
-__all__ = ["hinge", "infonce", "log_loss", "nll", "square_exponential", "square_square"]
+__all__ = [
+    "barlow_twins",
+    "fista",
+    "gaussian_kl",
+    "ista",
+    "kmeans_free_energy",
+    "soft_threshold",
+    "sparse_code",
+    "sparse_coding_energy",
+    "vae_energy",
+    "vicreg",
+    "hinge",
+    "infonce",
+    "log_loss",
+    "nll",
+    "square_exponential",
+    "square_square",
+]
