@@ -25,6 +25,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.latent --out $(OUT)bench/
 	$(BIN)/python -m benchmarks.scaling --out $(OUT)bench/
+	$(BIN)/python -m benchmarks.sampling --out $(OUT)bench/
 
 lint: setup
 	$(BIN)/ruff check hjepa_jax experiments benchmarks tests

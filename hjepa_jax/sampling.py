@@ -60,6 +60,8 @@ def langevin(step_size: float, key: jax.Array, temperature: float = 1.0):
 
     def update_fn(updates, state, params=None):
         del params
+        if isinstance(temperature, int | float) and temperature == 0:  # no noise to draw
+            return jax.tree_util.tree_map(lambda g: -step_size * g, updates), state
         key, sub = jax.random.split(state.key)
         leaves, treedef = jax.tree_util.tree_flatten(updates)
         keys = jax.random.split(sub, len(leaves))
@@ -120,7 +122,8 @@ def langevin_sample(
 ) -> latent.MinimizeResult:
     """Run a Langevin chain on F from y0 (one example; `jax.vmap` for many chains).
 
-    The samples carry no gradient (contrastive points are constants of the training loss).
+    The samples carry no gradient (contrastive points are constants of the training loss);
+    the returned `energy` F(params, sample) does, so it can serve directly as f_neg.
 
     Args:
       free_energy: `free_energy(params, y, *args) -> []`.

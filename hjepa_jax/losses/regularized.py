@@ -113,7 +113,7 @@ def ista(step_size: float, l1: float) -> optax.GradientTransformation:
         del params
         return optax.EmptyState()
 
-    def update_fn(updates, state, params):
+    def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("ista needs params (the current z) in update().")
         new = jax.tree_util.tree_map(
@@ -139,7 +139,7 @@ def fista(step_size: float, l1: float) -> optax.GradientTransformation:
     def init_fn(params):
         return FistaState(x_prev=params, t=jnp.ones((), jnp.float32))
 
-    def update_fn(updates, state, params):
+    def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("fista needs params (the current z) in update().")
         x = jax.tree_util.tree_map(
