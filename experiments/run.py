@@ -16,11 +16,21 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import common, fig3_parabola, fig4_ellipse, report
+from experiments import (
+    common,
+    fig3_parabola,
+    fig4_ellipse,
+    fig5_collapse,
+    methods_landscapes,
+    report,
+)
 from hjepa_jax import checkpoint, parallel
 
 # The one place an experiment is looked up by name.
-EXPERIMENTS = {module.NAME: module for module in (fig3_parabola, fig4_ellipse)}
+EXPERIMENTS = {
+    module.NAME: module
+    for module in (fig3_parabola, fig4_ellipse, fig5_collapse, methods_landscapes)
+}
 
 log = logging.getLogger("experiments")
 

@@ -322,7 +322,7 @@ def train(
                     history.append(row)
                     log.write(row)
                     meta["metrics"] = row
-                    bar.set_postfix(loss=f"{row['loss']:.4g}")
+                    bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 if ckpt is not None and (done % loop.ckpt_every == 0 or done == loop.steps):
                     ckpt.save(done, runner.unplace(placed), meta)
                 bar.update(1)

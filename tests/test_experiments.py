@@ -128,3 +128,16 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         common.atomic_write(path, fail)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_methods_landscapes_quick_every_method_learns_the_data(quick_all):
+    from experiments import methods_landscapes as ml
+
+    m = metrics(quick_all, "methods_landscapes")
+    for dataset in ("ellipse", "moons"):
+        assert 0.9 < m[f"auc_{dataset}_oracle"] < 1.0  # the ceiling: the true distance
+        for method in ml.METHODS:
+            assert m[f"auc_{dataset}_{method}"] > 0.55, (dataset, method)  # above chance
+    for method in ml.CONTRASTIVE:  # contrastive methods near the ceiling on the ellipse
+        assert m[f"auc_ellipse_{method}"] > 0.85, method
+    assert m["auc_mean_contrastive"] > 0.8 and m["auc_mean_regularized"] > 0.75

@@ -1,0 +1,64 @@
+"""fig5_collapse (paper Fig. 5), quick mode: the energy-only joint embedding collapses, the
+predictor, VICReg and the contrastive joint embedding do not, and the log shows it happen.
+
+Thresholds leave a wide margin over quick runs of seeds 0-3 (see the experiment's docstring):
+collapsed std 0.008-0.013, gap 6e-4-1.2e-3, relative gap 0.26-0.32; the others std >= 0.86,
+gap >= 25, relative gap >= 0.87.
+"""
+
+import json
+
+import pytest
+
+from experiments import common, fig5_collapse
+
+HEALTHY = ("predictor", "vicreg", "contrastive")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """(config, out folder, metrics) of one quick run, shared by this module's tests."""
+    out = tmp_path_factory.mktemp("fig5_collapse")
+    cfg = fig5_collapse.Config().quick()
+    return cfg, out, fig5_collapse.run(cfg, out)
+
+
+def test_energy_only_joint_embedding_collapses(quick):
+    _, _, m = quick
+    assert m["final_std_energy_only"] < 0.05  # every x maps to (nearly) one point
+    assert m["energy_gap_energy_only"] < 0.01  # random pairs as low as positive pairs
+    assert m["relative_gap_energy_only"] < 0.6  # not only a smaller scale
+    assert m["final_loss"] == m["final_loss_energy_only"] < 0.01  # its loss "succeeded"
+
+
+@pytest.mark.parametrize("case", HEALTHY)
+def test_predictor_vicreg_and_contrastive_do_not_collapse(quick, case):
+    _, _, m = quick
+    assert m[f"final_std_{case}"] > 0.5  # the data have std 1 per coordinate
+    assert m[f"final_std_{case}"] > 20 * m["final_std_energy_only"]
+    assert m[f"energy_gap_{case}"] > 10  # random pairs keep high energy
+    assert m[f"relative_gap_{case}"] > 0.75
+    assert m[f"energy_pos_{case}"] < m[f"energy_rand_{case}"] / 4
+
+
+def test_collapse_is_logged_while_training(quick):
+    cfg, out, _ = quick
+    for case in fig5_collapse.CASES:
+        log = (out / case / "train_log.jsonl").read_text()
+        rows = [json.loads(line) for line in log.splitlines()]
+        assert len(rows) == cfg.steps // cfg.log_every
+        for key in ("embedding_std", "effective_rank", "energy_pos", "energy_rand"):
+            assert key in rows[0] and key in rows[-1]
+        if case == "energy_only":  # the std falls as it trains
+            assert rows[-1]["embedding_std"] < rows[0]["embedding_std"] / 5
+        else:
+            assert rows[-1]["embedding_std"] > 0.5
+
+
+def test_metrics_and_figure_are_written(quick):
+    cfg, out, m = quick
+    written = common.save_metrics(out / "metrics.json", m, cfg)
+    assert written["steps"] == 4 * cfg.steps and written["resumed_from_step"] == 0
+    assert written["examples_per_s"] > 0 and written["wall_s"] > 0
+    png = out / "fig5_collapse.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
