@@ -103,18 +103,6 @@ def two_views(cfg: Config) -> tuple[np.ndarray, ...]:
     return tuple(views)
 
 
-def effective_rank(s: jax.Array) -> jax.Array:
-    """exp(entropy) of the normalized eigenvalues of the covariance of s: [B, D] -> [] in [1, D].
-
-    Scale-free (Roy & Vetterli 2007): it says how many directions the embeddings spread over,
-    whatever their size.
-    """
-    s = s - jnp.mean(s, axis=0)
-    eig = jnp.clip(jnp.linalg.eigvalsh(s.T @ s / (s.shape[0] - 1)), 0.0)
-    p = eig / jnp.maximum(jnp.sum(eig), 1e-30)
-    return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, 1e-30)), 0.0)))
-
-
 def collapse_stats(s_x: jax.Array, s_y: jax.Array) -> dict:
     """What a step logs about collapse. s_x: [B, D] the embeddings of x (or Pred(x)),
     s_y: [B, D] those of y (or y itself).
@@ -123,14 +111,8 @@ def collapse_stats(s_x: jax.Array, s_y: jax.Array) -> dict:
     """
     e_pos = jnp.sum((s_x - s_y) ** 2, axis=-1)
     e_rand = jnp.sum((s_x - jnp.roll(s_y, 1, axis=0)) ** 2, axis=-1)
-    centered = s_x - jnp.mean(s_x, axis=0)
-    cov = centered.T @ centered / (s_x.shape[0] - 1)
-    d = cov.shape[0]
     return {
-        "embedding_std": jnp.mean(jnp.std(s_x, axis=0)),
-        "effective_rank": effective_rank(s_x),
-        # mean squared off-diagonal covariance: dimensions that duplicate each other
-        "offdiag_cov": (jnp.sum(cov**2) - jnp.sum(jnp.diag(cov) ** 2)) / (d * (d - 1)),
+        **hj.collapse.collapse_metrics(s_x),
         "energy_pos": jnp.mean(e_pos),
         "energy_rand": jnp.mean(e_rand),
     }

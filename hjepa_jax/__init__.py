@@ -7,7 +7,33 @@ Pure functions over pytrees are the public API:
     f_beta = hj.latent.soft_min(energies, beta)
 """
 
-from hjepa_jax import checkpoint, energies, latent, losses, nn, parallel, sampling, train
+from hjepa_jax import (
+    checkpoint,
+    collapse,
+    constraints,
+    energies,
+    hjepa,
+    jepa,
+    latent,
+    losses,
+    nn,
+    parallel,
+    sampling,
+    train,
+)
 
 __version__ = "0.1.0"
-__all__ = ["checkpoint", "energies", "latent", "losses", "nn", "parallel", "sampling", "train"]
+__all__ = [
+    "checkpoint",
+    "collapse",
+    "constraints",
+    "energies",
+    "hjepa",
+    "jepa",
+    "latent",
+    "losses",
+    "nn",
+    "parallel",
+    "sampling",
+    "train",
+]

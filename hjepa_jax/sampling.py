@@ -6,9 +6,9 @@ transformation (DESIGN.md: one loop for inference, sampling and planning):
     y_{k+1} = y_k - eta * dF/dy(y_k) + sqrt(2 eta T) * N(0, I)       (unadjusted Langevin)
 
 whose samples approach p(y) ~ exp(-F(y) / T) (the Gibbs distribution of E2 with beta = 1/T)
-for a small step eta. `clamp` keeps samples in a box; a replay buffer of persistent chains
-lets a sampler continue from earlier samples; `energy_l2` is the usual penalty that keeps
-energies of data and samples bounded while training with them.
+for a small step eta. `bounds` keeps samples in a box (`hj.constraints.box`); a replay
+buffer of persistent chains lets a sampler continue from earlier samples; `energy_l2` is the
+usual penalty that keeps energies of data and samples bounded while training with them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import latent
+from hjepa_jax import constraints, latent
 
 # ---- corruption ----
 
@@ -75,22 +75,6 @@ def langevin(step_size: float, key: jax.Array, temperature: float = 1.0):
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def clamp(low: float, high: float) -> optax.GradientTransformation:
-    """Project the next iterate into [low, high]: chain it after the step's transformation."""
-
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError("clamp needs params (the current iterate) in update().")
-        new = jax.tree_util.tree_map(lambda p, u: jnp.clip(p + u, low, high) - p, params, updates)
-        return new, state
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
 # ---- samplers ----
 
 
@@ -139,7 +123,7 @@ def langevin_sample(
     """
     opt = langevin(step_size, key, temperature)
     if bounds is not None:
-        opt = optax.chain(opt, clamp(*bounds))
+        opt = optax.chain(opt, constraints.box(*bounds))
     res = latent.minimize(free_energy, params, y0, *args, steps=steps, optimizer=opt)
     res = latent.MinimizeResult(jax.lax.stop_gradient(res.z), res.energy, res.trace)
     check_finite(res.z, "langevin_sample")

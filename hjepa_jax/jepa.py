@@ -1,0 +1,149 @@
+"""Joint Embedding Predictive Architecture (paper Sec. 5, Figs. 9-10, our E13-E14).
+
+x and y are encoded, s_x = Enc_x(x), s_y = Enc_y(y); a predictor with a latent z predicts
+s_y from s_x, and the energy is the prediction error in representation space:
+
+    E(x, y, z) = D(s_y, Pred(s_x, z)) + lam R(z),      F(x, y) = min_z E(x, y, z)   (E13)
+
+with z confined to a ball ||z|| <= r during the minimization. Training is regularized, not
+contrastive (E14): (1)-(2) VICReg's variance and covariance terms keep s_x and s_y
+informative, (3) the prediction energy F on data pairs is lowered, (4) R(z), the ball and the
+low dimension of z limit the information z carries, else z alone would explain y and the
+energy would be flat.
+
+This module works on representations: callers encode (any encoder from `hj.nn`), then hand
+[B, D] batches to `loss`. `Pred(params, s_x, z)` is any pure function [D], [Z] -> [D].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from hjepa_jax import collapse, constraints, energies, latent, losses
+
+
+@dataclasses.dataclass(frozen=True)
+class JEPAConfig:
+    """The JEPA objective's settings (E13-E14).
+
+    Attributes:
+      latent_dim: Z, the size of z; 0 for a deterministic predictor (no inner loop).
+      latent_steps: gradient steps of the inner minimization over z.
+      latent_lr: its SGD step size.
+      latent_starts: K starting points (z = 0 and K - 1 random ones, fixed by the key).
+      latent_l2: lam, the weight of R(z) = ||z||^2.
+      latent_radius: r, the ball z is projected onto.
+      prediction: weight of the prediction energy (VICReg's "sim").
+      variance, covariance: weights of VICReg's variance and covariance terms.
+    """
+
+    latent_dim: int = 0
+    latent_steps: int = 10
+    latent_lr: float = 0.1
+    latent_starts: int = 1
+    latent_l2: float = 0.1
+    latent_radius: float = 1.0
+    prediction: float = 25.0
+    variance: float = 25.0
+    covariance: float = 1.0
+
+
+def energy(predict: Callable, cfg: JEPAConfig) -> Callable:
+    """E(params, z, s_y, s_x) = ||s_y - Pred(params, s_x, z)||^2 + lam ||z||^2 (E13)."""
+    return energies.latent_energy(lambda p, z, s_x: predict(p, s_x, z), lam=cfg.latent_l2)
+
+
+def free_energy(predict: Callable, cfg: JEPAConfig, key: jax.Array) -> Callable:
+    """F(params, s_y, s_x) -> MinimizeResult: min over z in the ball, from K starts.
+
+    With latent_dim = 0 the predictor takes an empty z and F = E (no inner loop).
+    `key` draws the K - 1 random starts (the first start is z = 0).
+    """
+    e = energy(predict, cfg)
+    if cfg.latent_dim == 0:
+
+        def deterministic(params, s_y, s_x):
+            z = jnp.zeros(0)
+            value = e(params, z, s_y, s_x)
+            return latent.MinimizeResult(z, value, value[None])
+
+        return deterministic
+    z0s = jnp.concatenate(
+        [
+            jnp.zeros((1, cfg.latent_dim)),
+            cfg.latent_radius
+            * jax.random.uniform(key, (cfg.latent_starts - 1, cfg.latent_dim), minval=-1.0),
+        ]
+    )
+    opt = optax.chain(optax.sgd(cfg.latent_lr), constraints.ball(cfg.latent_radius))
+    return energies.zero_temperature_free_energy(e, z0s, steps=cfg.latent_steps, optimizer=opt)
+
+
+def loss(
+    pred_params,
+    predict: Callable,
+    s_x: jax.Array,
+    s_y: jax.Array,
+    cfg: JEPAConfig,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
+    """The JEPA training objective on a batch of representation pairs (E14):
+
+        L = prediction * mean_b F(s_x_b, s_y_b) + variance * v(s_x, s_y) + covariance * c(s_x, s_y)
+
+    with v, c VICReg's variance and covariance terms (`hj.losses.vicreg`).
+
+    Args:
+      pred_params: the predictor's parameters.
+      predict: `predict(pred_params, s_x [D], z [Z]) -> [D]`.
+      s_x, s_y: [B, D] representations (gradients flow into the encoders).
+      cfg: JEPAConfig.
+      key: PRNG key (starting points of z).
+
+    Returns:
+      (loss, metrics): "energy" (mean F), "variance", "covariance", "z_norm", and the
+      collapse diagnostics of s_y ("embedding_std", "effective_rank", "offdiag_cov").
+    """
+    chex.assert_rank((s_x, s_y), 2)
+    f = free_energy(predict, cfg, key)
+    res = jax.vmap(lambda sy, sx: f(pred_params, sy, sx))(s_y, s_x)
+    _, terms = losses.vicreg(s_x, s_y, sim=0.0, var=cfg.variance, cov=cfg.covariance)
+    mean_f = jnp.mean(res.energy)
+    total = cfg.prediction * mean_f + cfg.variance * terms["variance"]
+    total = total + cfg.covariance * terms["covariance"]
+    metrics = {
+        "energy": mean_f,
+        "variance": terms["variance"],
+        "covariance": terms["covariance"],
+        "z_norm": jnp.mean(jnp.linalg.norm(res.z.reshape(res.z.shape[0], -1), axis=-1)),
+        **collapse.collapse_metrics(jax.lax.stop_gradient(s_y)),
+    }
+    return total, metrics
+
+
+def predict_modes(pred_params, predict: Callable, s_x: jax.Array, zs: jax.Array) -> jax.Array:
+    """Several futures from one s_x: Pred(s_x, z_k) for each latent z_k (multimodal prediction).
+
+    Args:
+      s_x: [D]; zs: [K, Z] latents (e.g. corners of the ball, or minimizers from several
+        starts). Returns [K, D].
+    """
+    return jax.vmap(lambda z: predict(pred_params, s_x, z))(zs)
+
+
+def infer_latent(
+    pred_params,
+    predict: Callable,
+    s_x: jax.Array,
+    s_y: jax.Array,
+    cfg: JEPAConfig,
+    key: jax.Array,
+) -> latent.MinimizeResult:
+    """z_hat = argmin_z E(s_x, s_y, z): which of the possible futures happened."""
+    return free_energy(predict, cfg, key)(pred_params, s_y, s_x)
