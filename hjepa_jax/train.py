@@ -166,22 +166,44 @@ class _Runner(NamedTuple):
     unplace: Callable  # placed_state -> TrainState, one copy (what a checkpoint saves)
 
 
-def _jit_runner(loss_fn, tx, batch_size: int, mesh) -> _Runner:
+def is_stream(data) -> bool:
+    """A batch stream (hj.data.Batches or alike) rather than in-memory arrays: it yields this
+    process's rows of each global batch and can save and restore its position."""
+    return all(hasattr(data, name) for name in ("__next__", "get_state", "set_state"))
+
+
+def _jit_runner(loss_fn, tx, batch_size: int, mesh, stream: bool) -> _Runner:
     parallel.check_batch_size(batch_size, mesh)
     train_step = make_train_step(loss_fn, tx)
     rep, shard = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    if stream:  # each process feeds its rows; the step sees the global batch
+        compiled = jax.jit(
+            train_step, in_shardings=(rep, shard), out_shardings=(rep, rep), donate_argnums=0
+        )
 
-    def step(state, data):
+        def step(state, batches):
+            local = next(batches)
+            batch = jax.tree_util.tree_map(
+                lambda x: jax.make_array_from_process_local_data(shard, np.asarray(x)), local
+            )
+            return compiled(state, batch)
+
+        place = lambda state, data: (parallel.replicate(state, mesh), data)
+        return _Runner(place, step, lambda state: state)
+
+    def sampled_step(state, data):
         data_key, _ = step_keys(state)
         batch = sample_batch(data, batch_size, data_key)
         return train_step(state, jax.lax.with_sharding_constraint(batch, shard))
 
-    compiled = jax.jit(step, in_shardings=(rep, rep), out_shardings=(rep, rep), donate_argnums=0)
+    compiled = jax.jit(
+        sampled_step, in_shardings=(rep, rep), out_shardings=(rep, rep), donate_argnums=0
+    )
     place = lambda state, data: (parallel.replicate(state, mesh), parallel.replicate(data, mesh))
     return _Runner(place, compiled, lambda state: state)
 
 
-def _pmap_runner(loss_fn, tx, batch_size: int) -> _Runner:
+def _pmap_runner(loss_fn, tx, batch_size: int, stream: bool) -> _Runner:
     n = jax.local_device_count()
     if batch_size % (n * jax.process_count()):
         raise ValueError(
@@ -197,13 +219,19 @@ def _pmap_runner(loss_fn, tx, batch_size: int) -> _Runner:
         data_key, _ = step_keys(TrainState(None, None, step, key))
         return sample_batch(data, batch_size, data_key)
 
-    def step(pstate, data):
+    def local_rows(pstate, data):
+        if stream:
+            return next(data)
         batch = jax.device_get(global_batch(pstate.key[0], pstate.step[0], data))
         start = jax.process_index() * per_process
-        local = jax.tree_util.tree_map(lambda x: x[start : start + per_process], batch)
-        return pstep(pstate, parallel.pmap_split(local, n))
+        return jax.tree_util.tree_map(lambda x: x[start : start + per_process], batch)
 
-    place = lambda state, data: (parallel.pmap_replicate(state, n), jax.device_put(data))
+    def step(pstate, data):
+        return pstep(pstate, parallel.pmap_split(local_rows(pstate, data), n))
+
+    def place(state, data):
+        return parallel.pmap_replicate(state, n), data if stream else jax.device_put(data)
+
     return _Runner(place, step, parallel.pmap_unreplicate)
 
 
@@ -260,7 +288,10 @@ def train(
         over the batch's examples (on the pmap path each device's mean is averaged).
       params: initial parameters (ignored when a checkpoint is resumed).
       tx: optax optimizer.
-      data: pytree of arrays [N, ...], the same on every process; each step samples B rows.
+      data: pytree of arrays [N, ...], the same on every process, from which each step
+        samples B rows inside the compiled step; or a batch stream (`is_stream`, e.g.
+        `hj.data.Batches`) that yields this process's rows of each global batch and whose
+        position is saved with every checkpoint.
       loop: LoopConfig (steps, batch size, parallel mode, checkpoints, logs).
       key: PRNG key of the run.
       config: the experiment's settings, saved with each checkpoint; resuming with settings
@@ -275,10 +306,16 @@ def train(
     if not isinstance(loop, LoopConfig):
         raise TypeError(f"train: loop must be a LoopConfig, got {type(loop).__name__}.")
     mesh = mesh or parallel.make_mesh()
+    stream = is_stream(data)
+    if stream and data.global_batch_size != loop.batch_size:
+        raise ValueError(
+            f"train: the batch stream yields global batches of {data.global_batch_size}, "
+            f"but batch_size={loop.batch_size}."
+        )
     if loop.parallel == "jit":
-        runner = _jit_runner(loss_fn, tx, loop.batch_size, mesh)
+        runner = _jit_runner(loss_fn, tx, loop.batch_size, mesh, stream)
     else:
-        runner = _pmap_runner(loss_fn, tx, loop.batch_size)
+        runner = _pmap_runner(loss_fn, tx, loop.batch_size, stream)
 
     state = init_state(params, tx, key)
     meta = {"config": config or {}, "metrics": {}}
@@ -294,6 +331,8 @@ def train(
         if latest is not None:
             state, saved = ckpt.restore(latest, state, parallel.replicated(mesh), meta["config"])
             meta["metrics"] = saved.get("metrics", {})
+            if stream:
+                data.set_state(saved["data_state"])
     resumed_from = int(state.step)
 
     log = _Log(loop, desc)
@@ -324,6 +363,8 @@ def train(
                     meta["metrics"] = row
                     bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 if ckpt is not None and (done % loop.ckpt_every == 0 or done == loop.steps):
+                    if stream:
+                        meta["data_state"] = data.get_state()
                     ckpt.save(done, runner.unplace(placed), meta)
                 bar.update(1)
         jax.block_until_ready(placed)

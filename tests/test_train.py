@@ -176,3 +176,60 @@ def test_resume_refuses_other_settings_and_other_shapes(tmp_path):
         )
     with pytest.raises(ValueError, match="at step 20, past steps=10"):
         fit(steps=10, ckpt_dir=ckpt, lr=0.1)
+
+
+class Stream:
+    """A minimal batch stream: consecutive rows of the data, cycling; its position resumes."""
+
+    def __init__(self, data, batch_size):
+        self.data, self.global_batch_size, self.position = data, batch_size, 0
+
+    def __next__(self):
+        n = self.data[0].shape[0]
+        idx = (np.arange(self.global_batch_size) + self.position * self.global_batch_size) % n
+        self.position += 1
+        return tuple(np.asarray(x)[idx] for x in self.data)
+
+    def get_state(self):
+        return {"position": self.position}
+
+    def set_state(self, state):
+        self.position = state["position"]
+
+
+def fit_stream(steps, loss=noisy_mse, **loop):
+    loop = LoopConfig(steps=steps, batch_size=32, log_every=50, **loop)
+    return hj.train.train(
+        loss,
+        jnp.zeros(3),
+        optax.adam(0.1),
+        Stream(regression_data(), 32),
+        loop=loop,
+        key=jax.random.PRNGKey(1),
+    )
+
+
+def test_stream_training_resumes_its_position_exactly(tmp_path):
+    full = fit_stream(100)
+    np.testing.assert_allclose(full.state.params, W_TRUE, atol=0.05)
+    ckpt = str(tmp_path / "ckpt")
+    fit_stream(60, ckpt_dir=ckpt, ckpt_every=20)
+    resumed = fit_stream(100, ckpt_dir=ckpt)
+    assert resumed.summary["resumed_from_step"] == 60
+    np.testing.assert_array_equal(resumed.state.params, full.state.params)
+    meta = hj.checkpoint.Checkpointer(ckpt).read_meta(100)
+    assert meta["data_state"] == {"position": 100}
+
+
+def test_stream_on_the_pmap_path_and_batch_size_check():
+    a, b = fit_stream(30, mse), fit_stream(30, mse, parallel="pmap")  # pmap: own noise keys
+    np.testing.assert_allclose(b.state.params, a.state.params, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="global batches of 32, but batch_size=16"):
+        hj.train.train(
+            mse,
+            jnp.zeros(3),
+            optax.adam(0.1),
+            Stream(regression_data(), 32),
+            loop=LoopConfig(steps=5, batch_size=16),
+            key=jax.random.PRNGKey(0),
+        )
