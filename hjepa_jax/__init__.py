@@ -18,6 +18,7 @@ from hjepa_jax import (
     losses,
     nn,
     parallel,
+    probes,
     sampling,
     train,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "losses",
     "nn",
     "parallel",
+    "probes",
     "sampling",
     "train",
 ]
