@@ -21,6 +21,7 @@ from experiments import (
     fig3_parabola,
     fig4_ellipse,
     fig5_collapse,
+    jepa_digits,
     methods_landscapes,
     report,
 )
@@ -29,7 +30,13 @@ from hjepa_jax import checkpoint, parallel
 # The one place an experiment is looked up by name.
 EXPERIMENTS = {
     module.NAME: module
-    for module in (fig3_parabola, fig4_ellipse, fig5_collapse, methods_landscapes)
+    for module in (
+        fig3_parabola,
+        fig4_ellipse,
+        fig5_collapse,
+        methods_landscapes,
+        jepa_digits,
+    )
 }
 
 log = logging.getLogger("experiments")

@@ -95,9 +95,11 @@ def loss(
 ) -> tuple[jax.Array, dict]:
     """The JEPA training objective on a batch of representation pairs (E14):
 
-        L = prediction * mean_b F(s_x_b, s_y_b) + variance * v(s_x, s_y) + covariance * c(s_x, s_y)
+        L = prediction * mean_b F(s_x_b, s_y_b) / D + variance * v(s_x, s_y)
+            + covariance * c(s_x, s_y)
 
-    with v, c VICReg's variance and covariance terms (`hj.losses.vicreg`).
+    with v, c VICReg's variance and covariance terms (`hj.losses.vicreg`); F is divided by
+    the dimension D so that the weights balance as VICReg's (whose invariance is a mean).
 
     Args:
       pred_params: the predictor's parameters.
@@ -115,7 +117,8 @@ def loss(
     res = jax.vmap(lambda sy, sx: f(pred_params, sy, sx))(s_y, s_x)
     _, terms = losses.vicreg(s_x, s_y, sim=0.0, var=cfg.variance, cov=cfg.covariance)
     mean_f = jnp.mean(res.energy)
-    total = cfg.prediction * mean_f + cfg.variance * terms["variance"]
+    # Per dimension, as VICReg's invariance term: the weights then balance for any D.
+    total = cfg.prediction * mean_f / s_y.shape[-1] + cfg.variance * terms["variance"]
     total = total + cfg.covariance * terms["covariance"]
     metrics = {
         "energy": mean_f,

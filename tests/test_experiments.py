@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments import common, run
@@ -141,3 +142,13 @@ def test_methods_landscapes_quick_every_method_learns_the_data(quick_all):
     for method in ml.CONTRASTIVE:  # contrastive methods near the ceiling on the ellipse
         assert m[f"auc_ellipse_{method}"] > 0.85, method
     assert m["auc_mean_contrastive"] > 0.8 and m["auc_mean_regularized"] > 0.75
+
+
+def test_jepa_digits_quick_beats_baselines_and_collapses_without_vicreg(quick_all):
+    m = metrics(quick_all, "jepa_digits")
+    assert m["probe_acc"] > m["probe_acc_random"] and m["probe_acc"] > m["probe_acc_pixels"]
+    assert m["probe_acc"] > m["probe_acc_no_vicreg"] + 0.05
+    assert m["embedding_std"] > 50 * m["embedding_std_no_vicreg"]  # the collapse, and its cure
+    with np.load(quick_all / "jepa_digits" / "embeddings.npz") as e:
+        assert e["train_x"].shape == (1500, 64) and e["test_x"].shape == (297, 64)
+        assert e["train_y"].shape == (1500,) and set(np.unique(e["test_y"])) == set(range(10))

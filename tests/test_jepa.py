@@ -48,7 +48,7 @@ def test_deterministic_predictor_energy_and_loss_terms():
     loss, m = hj.jepa.loss(W, shift_predict, s_x, s_y, cfg, jax.random.PRNGKey(1))
     np.testing.assert_allclose(m["energy"], 2.0, rtol=1e-6)  # ||s_y - s_x||^2 = 2
     _, terms = hj.losses.vicreg(s_x, s_y)
-    expected = 25 * 2.0 + 25 * terms["variance"] + terms["covariance"]
+    expected = 25 * 2.0 / 2 + 25 * terms["variance"] + terms["covariance"]  # F per dimension
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     _, m = hj.jepa.loss(
         W, shift_predict, jnp.ones((8, 2)), jnp.ones((8, 2)), cfg, jax.random.PRNGKey(1)
