@@ -1,5 +1,7 @@
 """Flax (linen) networks: thin modules whose `apply(params, ...)` is a pure function."""
 
+from hjepa_jax.nn.conv import ConvEncoder
 from hjepa_jax.nn.mlp import MLP
+from hjepa_jax.nn.vit import TransformerBlock, TransformerPredictor, ViTEncoder
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "ConvEncoder", "TransformerBlock", "TransformerPredictor", "ViTEncoder"]

@@ -1,0 +1,93 @@
+"""A small convolutional encoder: images (digits, maze frames) to embedding vectors."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def fold_batch(x: jax.Array, event_ndim: int) -> tuple[jax.Array, tuple[int, ...]]:
+    """Reshapes x [*batch, *event] to [N, *event] (N = prod(batch), 1 when there is no batch).
+
+    Returns the folded array and `batch` so that `unfold_batch` can restore it. The modules here
+    fold so that one example, a batch and any number of leading axes all run the same code:
+    `apply(params, x)` equals `vmap(apply, (None, 0))(params, xs)[i]` for x = xs[i].
+    """
+    if x.ndim < event_ndim:
+        raise ValueError(f"expected at least {event_ndim} dims, got shape {x.shape}")
+    batch = x.shape[: x.ndim - event_ndim]
+    return x.reshape((math.prod(batch),) + x.shape[x.ndim - event_ndim :]), batch
+
+
+def unfold_batch(y: jax.Array, batch: tuple[int, ...]) -> jax.Array:
+    """Inverse of `fold_batch`: y [N, *rest] -> [*batch, *rest]."""
+    return y.reshape(batch + y.shape[1:])
+
+
+def _norm(kind: str | None, channels: int, name: str) -> Callable[[jax.Array], jax.Array]:
+    """A per-example normalization (no batch statistics, so `apply` stays pure)."""
+    if kind is None:
+        return lambda x: x
+    if kind == "layer":  # over channels, at each pixel (as ConvNeXt)
+        return nn.LayerNorm(name=name)
+    if kind == "group":  # over (H, W, channel group), gcd(8, C) groups
+        return nn.GroupNorm(num_groups=math.gcd(8, channels), name=name)
+    raise ValueError(f"norm must be None, 'layer' or 'group', got {kind!r}")
+
+
+class ConvEncoder(nn.Module):
+    """Strided convolutions, then flatten (or mean-pool) and one Dense layer.
+
+    Each stage is Conv(channels[i], kernel_size, strides[i], SAME padding) -> norm -> activation;
+    with SAME padding a stride-2 stage maps a side n to ceil(n / 2), so odd sizes work
+    (65 -> 33 -> 17 -> 9). The last Dense has no activation.
+
+    Attributes:
+      channels: output channels of each conv stage, e.g. (16, 32, 64).
+      features: size of the output embedding D.
+      strides: stride of each stage (same length as channels); None means 2 for every stage.
+      kernel_size: side of the square kernels.
+      activation: nonlinearity after each stage (default GELU: smooth, for gradient inference).
+      norm: None, "layer" (LayerNorm over channels per pixel) or "group" (GroupNorm with
+        gcd(8, C) groups). Both are per example; there is no BatchNorm, so `apply` keeps no
+        mutable state and one example gives the same output alone or in a batch.
+      pool: "flatten" (keeps where things are: the Dense sees every position, and its size
+        depends on the image size) or "mean" (global average pooling: translation-invariant,
+        same parameters for any image size).
+
+    Shapes: x [..., H, W, C] -> [..., D]; the leading axes may be empty (one example) or many.
+    """
+
+    channels: Sequence[int]
+    features: int
+    strides: Sequence[int] | None = None
+    kernel_size: int = 3
+    activation: Callable[[jax.Array], jax.Array] = nn.gelu
+    norm: str | None = None
+    pool: str = "flatten"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        strides = (2,) * len(self.channels) if self.strides is None else tuple(self.strides)
+        if len(strides) != len(self.channels):
+            raise ValueError(
+                f"strides {strides} and channels {tuple(self.channels)} differ in length"
+            )
+        if self.pool not in ("flatten", "mean"):
+            raise ValueError(f"pool must be 'flatten' or 'mean', got {self.pool!r}")
+        x, batch = fold_batch(x, 3)  # [N, H, W, C]
+        k = (self.kernel_size, self.kernel_size)
+        for i, (ch, s) in enumerate(zip(self.channels, strides, strict=True)):
+            x = nn.Conv(ch, k, strides=(s, s), padding="SAME", name=f"conv_{i}")(x)
+            x = _norm(self.norm, ch, f"norm_{i}")(x)
+            x = self.activation(x)
+        if self.pool == "mean":
+            x = jnp.mean(x, axis=(1, 2))
+        else:
+            x = x.reshape(x.shape[0], -1)
+        x = nn.Dense(self.features, name="out")(x)
+        return unfold_batch(x, batch)
