@@ -48,6 +48,22 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
+def combined_summary(summaries: list[dict], batch_size: int, final_loss: float) -> dict:
+    """The run keys of an experiment that trains several models (REQUIRED_METRICS):
+
+    steps, wall time and resumed steps add up over the runs; examples/s is over all of them;
+    `final_loss` is the one the experiment names (its main model's, or a mean).
+    """
+    wall = sum(s["wall_s"] for s in summaries)
+    return {
+        "final_loss": final_loss,
+        "steps": sum(s["steps"] for s in summaries),
+        "wall_s": wall,
+        "examples_per_s": sum(s["steps"] * batch_size for s in summaries) / wall,
+        "resumed_from_step": sum(s["resumed_from_step"] for s in summaries),
+    }
+
+
 def save_metrics(path: Path, metrics: dict, config) -> dict:
     """Write metrics.json: flat name -> number, plus "config". Returns what was written.
 

@@ -25,7 +25,7 @@ import optax
 from matplotlib import colors
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, save_figure
+from experiments.common import RunOptions, combined_summary, save_figure
 
 NAME = "fig3_parabola"
 TITLE = "Fig. 3b: an energy landscape learned from y = x^2"
@@ -160,14 +160,9 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         )
 
     summaries = [r.summary for r in runs.values()]
-    wall = sum(s["wall_s"] for s in summaries)
     metrics.update(
-        final_loss=runs["predictor"].summary["final_loss"],  # the caption's energy
-        steps=sum(s["steps"] for s in summaries),
-        wall_s=wall,
-        examples_per_s=sum(s["steps"] * cfg.batch_size for s in summaries) / wall,
-        resumed_from_step=sum(s["resumed_from_step"] for s in summaries),
-    )
+        combined_summary(summaries, cfg.batch_size, runs["predictor"].summary["final_loss"])
+    )  # the caption's energy
     draw(cfg, out / f"{NAME}.png", xs, ys, x_train, y_train, x_test, panels)
     return metrics
 

@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, save_figure
+from experiments.common import RunOptions, combined_summary, save_figure
 
 NAME = "fig5_collapse"
 TITLE = "Fig. 5: a deterministic predictor cannot collapse, a joint embedding can"
@@ -217,14 +217,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         )
 
     summaries = [r.summary for r in runs.values()]
-    wall = sum(s["wall_s"] for s in summaries)
     metrics.update(
-        # The energy-only joint embedding's loss: near 0 because it collapsed (the caption).
-        final_loss=runs["energy_only"].summary["final_loss"],
-        steps=sum(s["steps"] for s in summaries),
-        wall_s=wall,
-        examples_per_s=sum(s["steps"] * cfg.batch_size for s in summaries) / wall,
-        resumed_from_step=sum(s["resumed_from_step"] for s in summaries),
+        combined_summary(summaries, cfg.batch_size, runs["energy_only"].summary["final_loss"])
     )
     draw(cfg, out / f"{NAME}.png", {case: res.history for case, res in runs.items()})
     return metrics

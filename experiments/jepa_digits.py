@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, atomic_write, save_figure
+from experiments.common import RunOptions, atomic_write, combined_summary, save_figure
 
 NAME = "jepa_digits"
 TITLE = "Figs. 9-10: a JEPA on digits, with and without VICReg"
@@ -180,13 +180,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         metrics[f"effective_rank{suffix}"] = float(stats["effective_rank"])
         metrics[f"final_energy{suffix}"] = runs[name].history[-1]["energy"]
     summaries = [r.summary for r in runs.values()]
-    wall = sum(s["wall_s"] for s in summaries)
     metrics.update(
-        final_loss=runs["vicreg"].summary["final_loss"],
-        steps=sum(s["steps"] for s in summaries),
-        wall_s=wall,
-        examples_per_s=sum(s["steps"] * cfg.batch_size for s in summaries) / wall,
-        resumed_from_step=sum(s["resumed_from_step"] for s in summaries),
+        combined_summary(summaries, cfg.batch_size, runs["vicreg"].summary["final_loss"])
     )
     arrays = {
         "train_x": features["vicreg"][0],

@@ -37,7 +37,7 @@ from matplotlib import colors
 
 import hjepa_jax as hj
 from experiments import fig4_ellipse
-from experiments.common import RunOptions, save_figure
+from experiments.common import RunOptions, combined_summary, save_figure
 
 NAME = "methods_landscapes"
 TITLE = "Figs. 6-8: contrastive and regularized training methods on the same 2-D data"
@@ -368,14 +368,11 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             v for k, v in metrics.items() if k.startswith("auc_") and k.split("_", 2)[2] in names
         ]
         metrics[f"auc_mean_{group}"] = float(np.mean(aucs))
-    wall = sum(s["wall_s"] for s in summaries)
     metrics.update(
-        final_loss=float(np.mean([s["final_loss"] for s in summaries])),  # mean over runs
-        steps=sum(s["steps"] for s in summaries),
-        wall_s=wall,
-        examples_per_s=sum(s["steps"] * cfg.batch_size for s in summaries) / wall,
-        resumed_from_step=sum(s["resumed_from_step"] for s in summaries),
-    )
+        combined_summary(
+            summaries, cfg.batch_size, float(np.mean([s["final_loss"] for s in summaries]))
+        )
+    )  # mean over runs
     draw(cfg, out / f"{NAME}.png", panels, metrics)
     return metrics
 
