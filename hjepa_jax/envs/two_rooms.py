@@ -1,0 +1,409 @@
+"""Two Rooms: a point agent in a 65 x 65 pixel world split by walls with doors (PLDM, EB-JEPA).
+
+Geometry, in pixel units. A position is (x, y) = (column, row); pixel (row i, column j) is
+centred at (x, y) = (j, i). The blocked set is closed:
+
+    border   x <= 4 or x >= 60 or y <= 4 or y >= 60            (border_lo, border_hi)
+    wall k   |x - wall_x[k]| <= 1  and  |y - door_y[k]| > 4     (wall_half_width, door_half_height)
+
+so an interior wall is three pixels wide and its door is the nine rows |y - door_y| <= 4. A
+layout holds two walls, the second possibly disabled (`wall_on`), so one code path serves
+two rooms and three rooms. Rooms are numbered by x: room 0 left of wall 0, room 1 between the
+walls (empty with one wall), room 2 right of the last wall. `reset` puts the start in room 0
+(the left room) and the goal in room 2 (the right room), both uniform over their room at
+>= min_wall_distance (2.6 px) from every wall.
+
+Dynamics (`step`): the action a is clipped to [-max_action, max_action] per axis and the agent
+moves along the segment p + s a, s in [0, 1]. If the segment touches a blocked box, the move
+stops just before the first face it would touch:
+
+    s* = max(0, min_k (s_k - stop_margin / |a_{n_k}|))
+
+with s_k the entry time into box k and n_k the axis of the face it enters through; the agent
+ends stop_margin (1e-3 px) in front of that face, on the segment it came along (no sliding, as
+in PLDM). Moving through a door gap is free. A final check keeps the old position if rounding
+ever put the new one on a wall.
+
+Observation: float32 [size, size, 2] in [0, 1], channels last (ConvEncoder takes [..., H, W, C]):
+channel 0 the agent, exp(-|pixel - p|^2 / (2 blob_std^2)) (1 at the exact position); channel 1
+the walls: the one-pixel border lines on rows and columns 4 and 60, and the interior walls
+(columns wall_x - 1 .. wall_x + 1, rows 4 .. 60) with their door rows open.
+
+Everything is a pure function of explicit arguments; jit it, and vmap it over keys:
+
+    params = EnvParams()
+    keys = jax.random.split(key, 4096)
+    layouts = jax.vmap(random_layout)(keys)
+    state, obs = jax.vmap(reset, in_axes=(0, None, 0))(keys, params, layouts)  # [4096, 65, 65, 2]
+    state, obs, info = jax.vmap(step, in_axes=(0, 0, None))(state, actions, params)
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+MAX_WALLS = 2
+
+
+class LayoutKind(enum.IntEnum):
+    """Integer layout kinds (stored in `Layout.kind`; `make_layout` switches on them)."""
+
+    RANDOM = 0  # one wall, wall_x ~ U{20..44}, door_y ~ U{10..54}
+    FIXED = 1  # one wall, wall_x = 32, door_y = 18
+    THREE_ROOMS = 2  # walls at x = 22 and 43, door_y ~ U{10..54} each
+
+
+@struct.dataclass
+class EnvParams:
+    """Constants of the world (pixels). `size` is static (it sets shapes); the rest are leaves."""
+
+    size: int = struct.field(pytree_node=False, default=65)
+    border_lo: float = 4.0  # border walls on rows and columns 4 and 60
+    border_hi: float = 60.0
+    wall_half_width: float = 1.0  # interior wall covers x in [wall_x - 1, wall_x + 1]
+    door_half_height: float = 4.0  # door where |y - door_y| <= 4
+    max_action: float = 2.45  # per axis
+    blob_std: float = 1.3
+    success_radius: float = 4.5
+    min_wall_distance: float = 2.6  # start and goal at least this far from every wall
+    max_steps: int = 200
+    stop_margin: float = 1e-3  # a blocked move ends this far in front of the wall face
+
+
+@struct.dataclass
+class Layout:
+    """Interior walls, sorted by x. wall_x, door_y: [2] float32 (integer-valued); wall_on: [2]
+    bool (a one-wall layout repeats its wall in slot 1 and disables it); kind: [] int32."""
+
+    wall_x: jax.Array
+    door_y: jax.Array
+    wall_on: jax.Array
+    kind: jax.Array
+
+
+@struct.dataclass
+class EnvState:
+    """position, goal: [2] (x, y) float32; layout: Layout; t: [] int32 steps taken."""
+
+    position: jax.Array
+    goal: jax.Array
+    layout: Layout
+    t: jax.Array
+
+
+class Trajectories(NamedTuple):
+    """Offline data from `random_trajectories` (leading axis n, one layout per trajectory)."""
+
+    positions: jax.Array  # [n, length + 1, 2]
+    actions: jax.Array  # [n, length, 2], already clipped
+    layouts: Layout  # leaves [n, 2] (kind [n])
+    aimed: jax.Array  # [n] bool: the trajectory was steered through a door
+
+
+# ----------------------------------------------------------------------------------- layouts
+
+
+def _one_wall(wall_x, door_y, kind) -> Layout:
+    wall_x = jnp.asarray(wall_x, jnp.float32)
+    door_y = jnp.asarray(door_y, jnp.float32)
+    return Layout(
+        wall_x=jnp.stack([wall_x, wall_x]),
+        door_y=jnp.stack([door_y, door_y]),
+        wall_on=jnp.array([True, False]),
+        kind=jnp.asarray(kind, jnp.int32),
+    )
+
+
+def random_layout(key: jax.Array, wall_x_range=(20, 44), door_y_range=(10, 54)) -> Layout:
+    """One wall at wall_x ~ U{20..44} with its door at door_y ~ U{10..54} (inclusive)."""
+    kx, ky = jax.random.split(key)
+    wall_x = jax.random.randint(kx, (), wall_x_range[0], wall_x_range[1] + 1)
+    door_y = jax.random.randint(ky, (), door_y_range[0], door_y_range[1] + 1)
+    return _one_wall(wall_x, door_y, LayoutKind.RANDOM)
+
+
+def fixed_layout(key: jax.Array | None = None, wall_x=32, door_y=18) -> Layout:
+    """One wall at x = 32 with its door at y = 18. `key` is unused (the others' signature)."""
+    del key
+    return _one_wall(wall_x, door_y, LayoutKind.FIXED)
+
+
+def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -> Layout:
+    """Walls at x = 22 and x = 43, each with its own door_y ~ U{10..54}."""
+    door_y = jax.random.randint(key, (MAX_WALLS,), door_y_range[0], door_y_range[1] + 1)
+    return Layout(
+        wall_x=jnp.asarray(wall_x, jnp.float32),
+        door_y=door_y.astype(jnp.float32),
+        wall_on=jnp.array([True, True]),
+        kind=jnp.asarray(LayoutKind.THREE_ROOMS, jnp.int32),
+    )
+
+
+def make_layout(key: jax.Array, kind) -> Layout:
+    """The layout of an integer `kind` (LayoutKind); `kind` may be traced, e.g. mixed in a vmap."""
+    return jax.lax.switch(kind, (random_layout, fixed_layout, three_rooms_layout), key)
+
+
+# ---------------------------------------------------------------------------------- geometry
+
+
+def _room_x_bounds(layout: Layout, params: EnvParams) -> tuple[jax.Array, jax.Array]:
+    """x-extent (lo [3], hi [3]) of rooms 0, 1, 2 between the wall faces; room 1 of a one-wall
+    layout has hi < lo (empty), and its room 2 starts at the one wall."""
+    hw = params.wall_half_width
+    w = layout.wall_x
+    lo = jnp.stack([jnp.asarray(params.border_lo, jnp.float32), w[0] + hw, w[1] + hw])
+    hi = jnp.stack([w[0] - hw, w[1] - hw, jnp.asarray(params.border_hi, jnp.float32)])
+    return lo, hi
+
+
+def room_index(position: jax.Array, layout: Layout) -> jax.Array:
+    """Room of a position: the number of wall centres left of it (0, 1 or 2; a one-wall layout
+    gives 0 or 2). position [..., 2] with layout leaves broadcasting; -> [...] int32."""
+    x = jnp.asarray(position)[..., 0]
+    return jnp.sum(x[..., None] > layout.wall_x, axis=-1).astype(jnp.int32)
+
+
+def is_free(position: jax.Array, layout: Layout, params: EnvParams) -> jax.Array:
+    """True where position [2] is off every wall (strictly inside the border)."""
+    x, y = position[0], position[1]
+    inside = (x > params.border_lo) & (x < params.border_hi)
+    inside &= (y > params.border_lo) & (y < params.border_hi)
+    on_wall = (jnp.abs(x - layout.wall_x) <= params.wall_half_width) & (
+        jnp.abs(y - layout.door_y) > params.door_half_height
+    )
+    return inside & ~jnp.any(on_wall & layout.wall_on)
+
+
+def _blocked_boxes(layout: Layout, params: EnvParams):
+    """The blocked set as closed axis-aligned boxes: lo [8, 2], hi [8, 2], on [8] (4 border
+    half-planes, then the part above and below each door)."""
+    big = 4.0 * params.size
+    b_lo, b_hi = params.border_lo, params.border_hi
+    border_lo = jnp.array([[-big, -big], [b_hi, -big], [-big, -big], [-big, b_hi]], jnp.float32)
+    border_hi = jnp.array([[b_lo, big], [big, big], [big, b_lo], [big, big]], jnp.float32)
+    wx, dy = layout.wall_x, layout.door_y
+    hw, dh = params.wall_half_width, params.door_half_height
+    far = jnp.full_like(wx, big)
+    above_lo, above_hi = jnp.stack([wx - hw, -far], -1), jnp.stack([wx + hw, dy - dh], -1)
+    below_lo, below_hi = jnp.stack([wx - hw, dy + dh], -1), jnp.stack([wx + hw, far], -1)
+    lo = jnp.concatenate([border_lo, above_lo, below_lo])
+    hi = jnp.concatenate([border_hi, above_hi, below_hi])
+    on = jnp.concatenate([jnp.ones(4, bool), layout.wall_on, layout.wall_on])
+    return lo, hi, on
+
+
+def _move(position: jax.Array, action: jax.Array, layout: Layout, params: EnvParams):
+    """Move along position + s * action, s in [0, 1], stopping before the first wall face.
+
+    Slab test per box: entry time s_in = max over axes of the near-face time, exit s_out = min
+    of the far-face times; the segment touches the box iff s_in <= s_out, 0 <= s_in <= 1.
+    Returns (new position [2], hit: whether a wall stopped the move)."""
+    lo, hi, on = _blocked_boxes(layout, params)
+    moving = action != 0.0
+    a = jnp.where(moving, action, 1.0)
+    t1, t2 = (lo - position) / a, (hi - position) / a
+    inside = (position >= lo) & (position <= hi)
+    t_near = jnp.where(moving, jnp.minimum(t1, t2), jnp.where(inside, -jnp.inf, jnp.inf))
+    t_far = jnp.where(moving, jnp.maximum(t1, t2), jnp.where(inside, jnp.inf, -jnp.inf))
+    s_in, s_out = jnp.max(t_near, -1), jnp.min(t_far, -1)
+    hit = on & (s_in <= s_out) & (s_in >= 0.0) & (s_in <= 1.0)
+    normal_speed = jnp.abs(a)[jnp.argmax(t_near, -1)]  # |a| along each box's entry axis
+    s_stop = jnp.min(jnp.where(hit, s_in - params.stop_margin / normal_speed, jnp.inf))
+    any_hit = jnp.any(hit)
+    s = jnp.where(any_hit, jnp.maximum(s_stop, 0.0), 1.0)
+    new = position + s * action
+    new = jnp.where(is_free(new, layout, params), new, position)
+    return new, any_hit
+
+
+# ------------------------------------------------------------------------------- environment
+
+
+def _uniform_in_room(key, x_lo, x_hi, params: EnvParams) -> jax.Array:
+    m = params.min_wall_distance
+    u = jax.random.uniform(key, (2,))
+    lo = jnp.stack([x_lo + m, params.border_lo + m])
+    hi = jnp.stack([x_hi - m, params.border_hi - m])
+    return (lo + u * (hi - lo)).astype(jnp.float32)
+
+
+def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, jax.Array]:
+    """Start uniform in room 0 (left), goal uniform in room 2 (right: past the last wall), both
+    at >= min_wall_distance from every wall. -> (state, obs [size, size, 2])."""
+    chex.assert_shape(layout.wall_x, (MAX_WALLS,))
+    k_start, k_goal = jax.random.split(key)
+    lo, hi = _room_x_bounds(layout, params)
+    state = EnvState(
+        position=_uniform_in_room(k_start, lo[0], hi[0], params),
+        goal=_uniform_in_room(k_goal, lo[2], hi[2], params),
+        layout=layout,
+        t=jnp.zeros((), jnp.int32),
+    )
+    return state, render(state, params)
+
+
+def success(state: EnvState, params: EnvParams | None = None) -> jax.Array:
+    """|position - goal| <= success_radius (4.5 px). -> [] bool."""
+    params = EnvParams() if params is None else params
+    return jnp.linalg.norm(state.position - state.goal, axis=-1) <= params.success_radius
+
+
+def step(state: EnvState, action: jax.Array, params: EnvParams):
+    """One move. action [2] = (dx, dy), clipped to +-max_action per axis.
+
+    -> (new_state, obs [size, size, 2], info) with info = {"success", "timeout", "done",
+    "hit_wall"} ([] bool each; timeout: t >= max_steps after the step). The env does not stop
+    or reset itself: callers mask steps after `done`."""
+    chex.assert_shape(action, (2,))
+    action = jnp.clip(action, -params.max_action, params.max_action)
+    position, hit = _move(state.position, action, state.layout, params)
+    new = state.replace(position=position, t=state.t + 1)
+    ok = success(new, params)
+    timeout = new.t >= params.max_steps
+    info = {"success": ok, "timeout": timeout, "done": ok | timeout, "hit_wall": hit}
+    return new, render(new, params), info
+
+
+# ------------------------------------------------------------------------------ observations
+
+
+def wall_image(layout: Layout, params: EnvParams) -> jax.Array:
+    """Wall channel [size, size] float32: border lines on rows/columns border_lo and border_hi,
+    interior wall columns |col - wall_x| <= 1 on rows border_lo..border_hi except the door."""
+    grid = jnp.arange(params.size, dtype=jnp.float32)
+    row, col = grid[:, None], grid[None, :]
+    b_lo, b_hi = params.border_lo, params.border_hi
+    in_rows = (row >= b_lo) & (row <= b_hi)
+    in_cols = (col >= b_lo) & (col <= b_hi)
+    border = ((row == b_lo) | (row == b_hi)) & in_cols | ((col == b_lo) | (col == b_hi)) & in_rows
+    wx, dy = layout.wall_x[:, None, None], layout.door_y[:, None, None]
+    walls = (jnp.abs(col - wx) <= params.wall_half_width) & in_rows
+    walls &= jnp.abs(row - dy) > params.door_half_height
+    walls &= layout.wall_on[:, None, None]
+    return (border | jnp.any(walls, axis=0)).astype(jnp.float32)
+
+
+def render_position(position: jax.Array, layout: Layout, params: EnvParams) -> jax.Array:
+    """Observation of the agent at position [2] in layout: [size, size, 2] float32 in [0, 1]
+    (channel 0 agent blob, channel 1 walls). Use it to render stored trajectories on demand."""
+    grid = jnp.arange(params.size, dtype=jnp.float32)
+    d2 = (grid[None, :] - position[0]) ** 2 + (grid[:, None] - position[1]) ** 2
+    agent = jnp.exp(-d2 / (2.0 * params.blob_std**2))
+    return jnp.stack([agent, wall_image(layout, params)], axis=-1)
+
+
+def render(state: EnvState, params: EnvParams) -> jax.Array:
+    """Observation of a state: [size, size, 2] float32, channels last."""
+    return render_position(state.position, state.layout, params)
+
+
+def goal_obs(state: EnvState, params: EnvParams) -> jax.Array:
+    """Observation of the agent at the goal (the target image for goal-conditioned planning)."""
+    return render_position(state.goal, state.layout, params)
+
+
+# ------------------------------------------------------------------------------ offline data
+
+
+def _trajectory(key, params: EnvParams, layout_fn, length: int, door_frac: float):
+    """One random-policy trajectory; see `random_trajectories`."""
+    k_layout, k_aim, k_wall, k_side, k_room, k_pos, k_head, k_steps = jax.random.split(key, 8)
+    layout = layout_fn(k_layout)
+    hw, m = params.wall_half_width, params.min_wall_distance
+    lo, hi = _room_x_bounds(layout, params)
+    aimed = jax.random.uniform(k_aim) < door_frac
+
+    # Aimed: a door k, a direction s (+1: left to right), a start near the door on its near side.
+    k = jnp.where(layout.wall_on[1], jax.random.randint(k_wall, (), 0, MAX_WALLS), 0)
+    side = jnp.where(jax.random.bernoulli(k_side), 1.0, -1.0)
+    wx, dy = layout.wall_x[k], layout.door_y[k]
+    room = jnp.where(side > 0, k, jnp.where(layout.wall_on[1], k + 1, 2))
+    reach = max(0.3 * length, 6.0)  # start within about `reach` px of the door
+    near_lo = jnp.where(side > 0, jnp.maximum(lo[room], wx - hw - reach), wx + hw)
+    near_hi = jnp.where(side > 0, wx - hw, jnp.minimum(hi[room], wx + hw + reach))
+    u = jax.random.uniform(k_pos, (2,))
+    y_lo = jnp.maximum(params.border_lo + m, dy - reach)
+    y_hi = jnp.minimum(params.border_hi - m, dy + reach)
+    start_aimed = jnp.stack(
+        [near_lo + m + u[0] * (near_hi - near_lo - 2 * m), y_lo + u[1] * (y_hi - y_lo)]
+    )
+    # Free: uniform over the union of rooms (room chosen in proportion to its width).
+    widths = jnp.maximum(hi - lo - 2 * m, 0.0)
+    free_room = jax.random.categorical(k_room, jnp.log(widths))
+    start_free = _uniform_in_room(k_pos, lo[free_room], hi[free_room], params)
+    start = jnp.where(aimed, start_aimed, start_free).astype(jnp.float32)
+
+    before = jnp.stack([wx - side * (hw + 3.0), dy])  # waypoints in front of and behind the door
+    after = jnp.stack([wx + side * (hw + 3.0), dy])
+    phase0 = jnp.where(aimed, 0, 2)  # 0: to `before`, 1: through the door to `after`, 2: free
+
+    def body(carry, step_key):
+        position, heading, phase = carry
+        k_turn, k_len, k_new = jax.random.split(step_key, 3)
+        target = jnp.where(phase == 0, before, after)
+        to_target = jnp.arctan2(target[1] - position[1], target[0] - position[0])
+        noise = jax.random.normal(k_turn)
+        heading = jnp.where(phase == 2, heading + 0.3 * noise, to_target + 0.2 * noise)
+        length_ = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len), 0.1, 2.0)
+        action = length_ * jnp.stack([jnp.cos(heading), jnp.sin(heading)])
+        action = jnp.clip(action, -params.max_action, params.max_action)
+        new, hit = _move(position, action, layout, params)
+        # A free walker that hits a wall turns to a fresh random heading.
+        fresh = jax.random.uniform(k_new, minval=-jnp.pi, maxval=jnp.pi)
+        heading = jnp.where(hit & (phase == 2), fresh, heading)
+        phase = jnp.where((phase == 0) & (jnp.linalg.norm(new - before) < 2.0), 1, phase)
+        phase = jnp.where((phase == 1) & (side * (new[0] - wx) > hw + 2.0), 2, phase)
+        return (new, heading, phase), (new, action)
+
+    heading0 = jax.random.uniform(k_head, minval=-jnp.pi, maxval=jnp.pi)
+    carry = (start, heading0, phase0)
+    _, (positions, actions) = jax.lax.scan(body, carry, jax.random.split(k_steps, length))
+    positions = jnp.concatenate([start[None], positions])
+    return positions, actions, layout, aimed
+
+
+@functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length"))
+def random_trajectories(
+    key: jax.Array,
+    params: EnvParams,
+    layout_fn: Callable[[jax.Array], Layout],
+    n: int,
+    length: int,
+    door_frac: float = 0.3,
+) -> Trajectories:
+    """n random-policy trajectories of `length` steps, each in its own layout_fn(key) layout.
+
+    Policy: the heading persists and turns a little each step (heading += N(0, 0.3^2)), the step
+    length is clip(N(1, 0.4^2), 0.1, 2) px, and a walker that hits a wall takes a fresh random
+    heading. A fraction door_frac of the trajectories is aimed: it starts within ~0.3 * length px
+    of a random door, on a random side, heads (noise N(0, 0.2^2) about the bearing) to a point
+    4 px in front of the door, then through it to 4 px behind, then walks freely. Moves go through
+    the same collision rule as `step`. Observations are not stored: render them on demand with
+    `jax.vmap(render_position)(positions, layouts, ...)`.
+
+    Args:
+      key: PRNG key.
+      params: EnvParams.
+      layout_fn: key -> Layout, e.g. random_layout, fixed_layout, three_rooms_layout (static).
+      n, length: static ints.
+      door_frac: fraction of aimed trajectories.
+
+    Returns:
+      Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, 2] leaves),
+      aimed [n] bool).
+    """
+    keys = jax.random.split(key, n)
+    one = functools.partial(
+        _trajectory, params=params, layout_fn=layout_fn, length=length, door_frac=door_frac
+    )
+    positions, actions, layouts, aimed = jax.vmap(one)(keys)
+    return Trajectories(positions, actions, layouts, aimed)
