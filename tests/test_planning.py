@@ -1,0 +1,97 @@
+"""hj.planning on a world model with a known optimum: a 2-D integrator s' = s + a."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import hjepa_jax as hj
+
+BOUND = 1.0
+
+
+def integrator(params, s, a):
+    """s_{t+1} = s_t + scale * a_t (params = scale)."""
+    return s + params * a
+
+
+def test_rollout_and_cost_by_hand():
+    actions = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    states = hj.planning.rollout(integrator, 2.0, jnp.zeros(2), actions)
+    np.testing.assert_allclose(states, [[2, 0], [2, 2], [4, 4]])
+    goal = jnp.array([4.0, 4.0])
+    c = hj.planning.trajectory_cost(integrator, 2.0, actions, jnp.zeros(2), goal)
+    np.testing.assert_allclose(c, (4 + 16) + (4 + 4) + 0)
+
+
+@pytest.mark.parametrize("planner", ["gradient_mpc", "cem", "mppi"])
+def test_planners_reach_a_reachable_goal_within_bounds(planner):
+    s0, goal, horizon = jnp.zeros(2), jnp.array([3.0, -2.0]), 5  # reachable in 3 steps
+    key = jax.random.PRNGKey(0)
+    if planner == "gradient_mpc":
+        plan = hj.planning.gradient_mpc(
+            integrator,
+            1.0,
+            s0,
+            goal,
+            jnp.zeros((horizon, 2)),
+            bound=BOUND,
+            steps=200,
+            optimizer=optax.adam(0.1),
+        )
+    else:
+        fn = getattr(hj.planning, planner)
+        kwargs = dict(horizon=horizon, action_dim=2, bound=BOUND, samples=512, iterations=15)
+        plan = fn(integrator, 1.0, s0, goal, key, **kwargs)
+    assert plan.actions.shape == (horizon, 2)
+    assert jnp.all(jnp.abs(plan.actions) <= BOUND + 1e-6)
+    final = hj.planning.rollout(integrator, 1.0, s0, plan.actions)[-1]
+    assert jnp.linalg.norm(final - goal) < 0.3, (planner, final)
+    # The best first move heads for the goal at full speed along x.
+    assert plan.actions[0, 0] > 0.7 and plan.actions[0, 1] < -0.4
+
+
+def test_gradient_mpc_matches_the_bounded_optimum_when_the_goal_is_too_far():
+    """Goal 10 away, 3 steps of at most 1: every optimal action is at the bound."""
+    plan = hj.planning.gradient_mpc(
+        integrator,
+        1.0,
+        jnp.zeros(2),
+        jnp.array([10.0, 0.0]),
+        jnp.zeros((3, 2)),
+        bound=BOUND,
+        steps=300,
+    )
+    np.testing.assert_allclose(plan.actions, [[1.0, 0.0]] * 3, atol=1e-3)
+
+
+def test_samplers_are_deterministic_and_batch_with_vmap():
+    goals = jnp.array([[2.0, 1.0], [-1.0, 3.0], [0.5, -0.5]])
+    kwargs = dict(horizon=4, action_dim=2, bound=BOUND, samples=128, iterations=5)
+
+    def plan(goal, key):
+        return hj.planning.cem(integrator, 1.0, jnp.zeros(2), goal, key, **kwargs).actions
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    batched = jax.jit(jax.vmap(plan))(goals, keys)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], plan(goals[i], keys[i]), atol=1e-5)
+    again = jax.jit(jax.vmap(plan))(goals, keys)
+    np.testing.assert_array_equal(batched, again)
+
+
+def test_memory_of_a_batch_is_reported():
+    def plans(goals):
+        return jax.vmap(
+            lambda g: (
+                hj.planning.gradient_mpc(
+                    integrator, 1.0, jnp.zeros(2), g, jnp.zeros((8, 2)), bound=1.0, steps=10
+                ).actions
+            )
+        )(goals)
+
+    small = hj.planning.memory_bytes(plans, jnp.zeros((4, 2)))
+    big = hj.planning.memory_bytes(plans, jnp.zeros((4096, 2)))
+    if small is not None:
+        assert big > small
