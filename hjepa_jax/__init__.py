@@ -24,6 +24,7 @@ from hjepa_jax import (
     probes,
     sampling,
     train,
+    world_model,
 )
 
 __version__ = "0.1.0"
@@ -44,4 +45,5 @@ __all__ = [
     "probes",
     "sampling",
     "train",
+    "world_model",
 ]
