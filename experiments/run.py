@@ -23,6 +23,7 @@ from experiments import (
     fig5_collapse,
     jepa_digits,
     methods_landscapes,
+    planning_two_rooms,
     report,
 )
 from hjepa_jax import checkpoint, parallel
@@ -36,6 +37,7 @@ EXPERIMENTS = {
         fig5_collapse,
         methods_landscapes,
         jepa_digits,
+        planning_two_rooms,
     )
 }
 

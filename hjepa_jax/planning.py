@@ -12,6 +12,8 @@ shape is fixed, so a batch of episodes is one compiled call):
                 optax optimizer chained with a box projection (actions stay in bounds);
   cem:          the cross-entropy method, a Gaussian refit to the best samples;
   mppi:         model-predictive path integral, a softmax-weighted mean of the samples.
+`hierarchical` stacks two of them (H-JEPA): CEM over coarse macro-actions picks a latent
+subgoal, and a level-1 planner reaches it.
 Planners see only the world model, the current state and the goal representation: never the
 true state or whether the goal is reached. A receding-horizon controller executes the first
 action(s) and plans again.
@@ -252,3 +254,129 @@ def memory_bytes(fn: Callable, *args) -> int | None:
         + analysis.argument_size_in_bytes
         + analysis.output_size_in_bytes
     )
+
+
+# ------------------------------------------------------------------- hierarchical planning
+
+
+class HierarchicalPlan(NamedTuple):
+    """actions: [H, A] the level-1 plan toward the subgoal; cost: [] its predicted cost (to the
+    subgoal); subgoal: [D] the level-2 subgoal representation; macro_actions: [M, A] the
+    level-2 plan; macro_cost: [] its predicted cost (to the goal)."""
+
+    actions: jax.Array
+    cost: jax.Array
+    subgoal: jax.Array
+    macro_actions: jax.Array
+    macro_cost: jax.Array
+
+
+def macro_model(predict: Callable, k: int) -> Callable:
+    """The level-2 model of `hierarchical` when no learned one is given: one macro-action a
+    [A] is the level-1 action a held for k steps, s' = Pred^k(s, a, ..., a)."""
+
+    def coarse(params, s, a):
+        return rollout(predict, params, s, jnp.broadcast_to(a, (k, a.shape[-1])))[-1]
+
+    return coarse
+
+
+def hierarchical(
+    predict: Callable,
+    params,
+    s0: jax.Array,
+    goal: jax.Array,
+    key: jax.Array,
+    *,
+    action_dim: int,
+    bound: float,
+    macro_steps: int = 4,
+    macro_horizon: int = 8,
+    horizon: int = 8,
+    subgoal_step: int = 1,
+    samples: int = 256,
+    elites: int = 32,
+    iterations: int = 10,
+    init_std: float = 1.0,
+    cost: Callable = squared_distance,
+    discount: float = 1.0,
+    macro_discount: float = 1.0,
+    macro_mean0=None,
+    mean0=None,
+    coarse_predict: Callable | None = None,
+    coarse_params=None,
+    low_level: Callable | None = None,
+) -> HierarchicalPlan:
+    """Two-level (H-JEPA) planning: a coarse plan to the goal picks a latent subgoal, a fine
+    plan reaches it.
+
+    Level 2: CEM over M = macro_horizon macro-actions b_1..b_M of the coarse model
+    s'' = Pred2(s, b) (default `macro_model(predict, macro_steps)`: b held for k = macro_steps
+    level-1 steps, so the plan looks k * M steps ahead at the cost of M coarse steps):
+
+        b_hat = argmin_b sum_m macro_discount^(M - m) c(s''_m, goal)
+
+    The subgoal is the predicted state after `subgoal_step` macro steps, g1 = s''_{subgoal_step}.
+    Level 1: `low_level(s0, g1, key, mean0) -> Plan` plans `horizon` actions toward g1 (default:
+    CEM with the same samples/elites/iterations over `predict`, cost c, `discount`).
+
+    Args:
+      predict, params: the level-1 world model `predict(params, s [D], a [A]) -> [D]`.
+      s0, goal: [D] current state and goal representation.
+      key: PRNG key (split between the two levels).
+      action_dim, bound: A and the action bound (macro-actions share it).
+      macro_mean0, mean0: warm starts [M, A] and [horizon, A] (default zeros).
+      coarse_predict, coarse_params: a learned level-2 model `(params2, s, b) -> s''`
+        replacing `macro_model` (its macro-actions must have action_dim entries in the bound).
+      low_level: the level-1 planner; see above.
+
+    Returns:
+      HierarchicalPlan; execute `actions[0]` (or a few) and plan again.
+    """
+    if coarse_predict is None:
+        coarse_predict, coarse_params = macro_model(predict, macro_steps), params
+    k_macro, k_fine = jax.random.split(key)
+    macro = cem(
+        coarse_predict,
+        coarse_params,
+        s0,
+        goal,
+        k_macro,
+        horizon=macro_horizon,
+        action_dim=action_dim,
+        bound=bound,
+        samples=samples,
+        elites=elites,
+        iterations=iterations,
+        init_std=init_std,
+        cost=cost,
+        discount=macro_discount,
+        mean0=macro_mean0,
+    )
+    coarse_states = rollout(coarse_predict, coarse_params, s0, macro.actions)
+    subgoal = coarse_states[subgoal_step - 1]
+    if low_level is None:
+
+        def low_level(s, g, k, m0):
+            return cem(
+                predict,
+                params,
+                s,
+                g,
+                k,
+                horizon=horizon,
+                action_dim=action_dim,
+                bound=bound,
+                samples=samples,
+                elites=elites,
+                iterations=iterations,
+                init_std=init_std,
+                cost=cost,
+                discount=discount,
+                mean0=m0,
+            )
+
+    if mean0 is None:
+        mean0 = jnp.zeros((horizon, action_dim))
+    fine = low_level(s0, subgoal, k_fine, mean0)
+    return HierarchicalPlan(fine.actions, fine.cost, subgoal, macro.actions, macro.cost)

@@ -95,3 +95,96 @@ def test_memory_of_a_batch_is_reported():
     big = hj.planning.memory_bytes(plans, jnp.zeros((4096, 2)))
     if small is not None:
         assert big > small
+
+
+def walled(params, s, a):
+    """The integrator with a wall on x = 0 (|x| < 0.5 blocked) open only at the door |y| <= 1:
+    a move that would cross or land on the wall outside the door keeps its old x."""
+    del params
+    new = s + a
+    crosses = (jnp.sign(new[0]) != jnp.sign(s[0])) | (jnp.abs(new[0]) < 0.5)
+    blocked = crosses & (jnp.abs(new[1]) > 1.0)
+    return jnp.where(blocked, new.at[0].set(s[0]), new)
+
+
+def _closed_loop(plan_fn, s0, goal, steps):
+    """Execute the first action of each plan for `steps` steps; -> [steps + 1, 2] states."""
+
+    def body(s, key):
+        a = plan_fn(s, key)
+        nxt = walled(None, s, jnp.clip(a, -BOUND, BOUND))
+        return nxt, nxt
+
+    keys = jax.random.split(jax.random.PRNGKey(3), steps)
+    _, states = jax.lax.scan(body, s0, keys)
+    return jnp.concatenate([s0[None], states])
+
+
+def test_hierarchical_passes_the_door_where_a_short_flat_planner_sticks_at_the_wall():
+    s0, goal, steps = jnp.array([-3.0, 6.0]), jnp.array([3.0, 6.0]), 30
+    common = dict(action_dim=2, bound=BOUND, samples=256, iterations=8)
+
+    def flat(s, key):
+        return hj.planning.cem(walled, None, s, goal, key, horizon=4, **common).actions[0]
+
+    def hier(s, key):
+        plan = hj.planning.hierarchical(
+            walled,
+            None,
+            s,
+            goal,
+            key,
+            macro_steps=4,
+            macro_horizon=6,
+            horizon=4,
+            macro_discount=0.5,
+            **common,
+        )
+        return plan.actions[0]
+
+    flat_states = jax.jit(lambda: _closed_loop(flat, s0, goal, steps))()
+    hier_states = jax.jit(lambda: _closed_loop(hier, s0, goal, steps))()
+    flat_final = jnp.linalg.norm(flat_states[-1] - goal)
+    hier_final = jnp.linalg.norm(hier_states[-1] - goal)
+    assert flat_final > 2.5, flat_states[-1]  # stuck in front of the wall, left of the door
+    assert hier_final < 1.0, hier_states[-1]
+    on_wall = (jnp.abs(hier_states[:, 0]) < 0.5) & (jnp.abs(hier_states[:, 1]) > 1.0)
+    assert not jnp.any(on_wall)
+    assert jnp.any(jnp.abs(hier_states[:, 1]) <= 1.0)  # it went through the door
+
+
+def test_hierarchical_plan_shapes_subgoal_and_learned_coarse_model():
+    s0, goal = jnp.zeros(2), jnp.array([12.0, -6.0])
+    kwargs = dict(action_dim=2, bound=BOUND, samples=128, iterations=6)
+    plan = hj.planning.hierarchical(
+        integrator,
+        1.0,
+        s0,
+        goal,
+        jax.random.PRNGKey(0),
+        macro_steps=3,
+        macro_horizon=5,
+        horizon=4,
+        **kwargs,
+    )
+    assert plan.actions.shape == (4, 2) and plan.macro_actions.shape == (5, 2)
+    assert plan.subgoal.shape == (2,) and jnp.all(jnp.abs(plan.actions) <= BOUND + 1e-6)
+    # The subgoal is one macro step (3 unit moves) toward the far goal.
+    assert plan.subgoal[0] > 2.0 and plan.subgoal[1] < -1.0
+    np.testing.assert_allclose(
+        plan.subgoal, hj.planning.macro_model(integrator, 3)(1.0, s0, plan.macro_actions[0])
+    )
+    # A learned level-2 model plugs in the same way (here the exact 3-step model).
+    learned = hj.planning.hierarchical(
+        integrator,
+        1.0,
+        s0,
+        goal,
+        jax.random.PRNGKey(0),
+        macro_horizon=5,
+        horizon=4,
+        coarse_predict=lambda p, s, b: s + 3.0 * p * b,
+        coarse_params=1.0,
+        **kwargs,
+    )
+    np.testing.assert_allclose(learned.subgoal, plan.subgoal, atol=1e-5)

@@ -1,0 +1,74 @@
+"""experiments/planning_two_rooms.py end to end on a tiny config: outputs and their shapes."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from experiments import common, planning_two_rooms
+
+TINY = dataclasses.replace(
+    planning_two_rooms.Config().quick(),
+    trajectories=256,
+    steps=30,
+    batch_size=8,
+    log_every=10,
+    episodes=4,
+    max_steps=8,
+    horizon_plan=4,
+    samples=16,
+    elites=4,
+    iterations=2,
+    gd_steps=3,
+    macro_horizon=3,
+    hier_horizon=4,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("planning_two_rooms")
+    metrics = planning_two_rooms.run(TINY, out)
+    written = common.save_metrics(out / "metrics.json", metrics, TINY)
+    return out, written
+
+
+def test_metrics_keys_are_finite_numbers(tiny_run):
+    out, m = tiny_run
+    assert set(common.REQUIRED_METRICS) <= set(m)
+    assert m["steps"] == TINY.steps and m["resumed_from_step"] == 0
+    assert np.isfinite(m["probe_position_rmse"]) and m["probe_position_rmse"] > 0
+    for planner in planning_two_rooms.PLANNERS:
+        assert 0.0 <= m[f"success_{planner}_fixed"] <= 1.0
+        assert f"steps_to_goal_{planner}_fixed" in m
+        assert m[f"plan_s_per_episode_{planner}"] > 0
+        assert f"success_{planner}" not in m  # no random-wall episodes in this setting
+    assert json.loads((out / "metrics.json").read_text())["config"]["settings"] == ["fixed"]
+
+
+def test_episodes_npz_can_rescore_every_episode(tiny_run):
+    out, _ = tiny_run
+    ep = np.load(out / "episodes.npz")
+    n = TINY.episodes * len(planning_two_rooms.PLANNERS)
+    assert ep["positions"].shape == (n, TINY.max_steps + 1, 2)
+    assert ep["goals"].shape == (n, 2)
+    assert ep["wall_x"].shape == ep["door_y"].shape == (n, 2)
+    assert set(ep["planner"]) == set(planning_two_rooms.PLANNERS)
+    assert set(ep["layout"]) == {"fixed"}
+    np.testing.assert_array_equal(ep["wall_x"][:, 0], 32.0)
+    np.testing.assert_array_equal(ep["door_y"][:, 0], 18.0)
+    assert np.isnan(ep["wall_x"][:, 1]).all() and np.isnan(ep["door_y"][:, 1]).all()
+    # Re-scoring from the saved trajectories gives the saved successes.
+    dist = np.linalg.norm(ep["positions"] - ep["goals"][:, None], axis=-1)
+    np.testing.assert_array_equal(np.any(dist <= 4.5, axis=1), ep["success"])
+    # Start in the left room, goal in the right room; moves respect the action bound.
+    assert (ep["positions"][:, 0, 0] < 31).all() and (ep["goals"][:, 0] > 33).all()
+    assert np.abs(np.diff(ep["positions"], axis=1)).max() <= 2.45 + 1e-4
+
+
+def test_figure_is_a_png(tiny_run):
+    out, _ = tiny_run
+    png = out / f"{planning_two_rooms.NAME}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".*.tmp"))
