@@ -20,12 +20,13 @@ reproduce: setup
 	$(BIN)/python -m experiments.run all --quick --out $(OUT)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python -m benchmarks.latent --out $(OUT)bench/
 	$(BIN)/python -m benchmarks.scaling --out $(OUT)bench/
 	$(BIN)/python -m benchmarks.sampling --out $(OUT)bench/
+	$(BIN)/python -m benchmarks.jepa --out $(OUT)bench/
 
 lint: setup
 	$(BIN)/ruff check hjepa_jax experiments benchmarks tests
