@@ -21,6 +21,7 @@ from experiments import (
     fig3_parabola,
     fig4_ellipse,
     fig5_collapse,
+    hjepa_moving_shapes,
     jepa_digits,
     methods_landscapes,
     planning_two_rooms,
@@ -37,6 +38,7 @@ EXPERIMENTS = {
         fig5_collapse,
         methods_landscapes,
         jepa_digits,
+        hjepa_moving_shapes,
         planning_two_rooms,
     )
 }

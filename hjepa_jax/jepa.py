@@ -35,7 +35,10 @@ class JEPAConfig:
     Attributes:
       latent_dim: Z, the size of z; 0 for a deterministic predictor (no inner loop).
       latent_steps: gradient steps of the inner minimization over z.
-      latent_lr: its SGD step size.
+      latent_lr: its SGD step size. The energy sums over D dimensions, so its curvature in z
+        grows with D and with how strongly Pred depends on z: a step above 2 / curvature
+        oscillates (0.03 suits a 32-D state whose predictor leans on z; check that
+        `res.trace` decreases).
       latent_starts: K starting points (z = 0 and K - 1 random ones, fixed by the key).
       latent_l2: lam, the weight of R(z) = ||z||^2.
       latent_radius: r, the ball z is projected onto.

@@ -50,6 +50,17 @@ def classification_accuracy(
     return float(np.mean(pred == np.asarray(test_y)))
 
 
+def ridge_regressor(train_x: np.ndarray, train_y: np.ndarray, alpha: float = 1.0):
+    """The fitted ridge map of `regression_r2`, as a function [..., D] -> [..., K] (e.g. to
+    decode predicted states into positions)."""
+    x = np.asarray(train_x, np.float64).reshape(len(train_x), -1)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    x1 = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
+    y = np.asarray(train_y, np.float64).reshape(len(train_y), -1)
+    w = _ridge(x1, y, alpha)
+    return lambda f: ((np.asarray(f, np.float64) - mean) / std) @ w[:-1] + w[-1]
+
+
 def regression_r2(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -61,12 +72,10 @@ def regression_r2(
 
     R^2 = 1 - SSE / SST, averaged over the K label dimensions (1: perfect, 0: the mean).
     """
-    x1, t1 = _design(train_x, test_x)
-    train_y = np.asarray(train_y, np.float64).reshape(len(train_y), -1)
+    predict = ridge_regressor(train_x, train_y, alpha)
     test_y = np.asarray(test_y, np.float64).reshape(len(test_y), -1)
-    pred = t1 @ _ridge(x1, train_y, alpha)
+    pred = predict(np.asarray(test_x).reshape(len(test_x), -1))
     sse = np.sum((pred - test_y) ** 2, axis=0)
     sst = np.sum((test_y - test_y.mean(0)) ** 2, axis=0)
-    return float(np.mean(1.0 - sse / np.maximum(sst, 1e-12))), float(
-        np.sqrt(np.mean((pred - test_y) ** 2))
-    )
+    r2 = float(np.mean(1.0 - sse / np.maximum(sst, 1e-12)))
+    return r2, float(np.sqrt(np.mean((pred - test_y) ** 2)))
