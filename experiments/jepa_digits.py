@@ -40,7 +40,7 @@ CLAIM = (
 @dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
-    encoder: str = "mlp"  # "mlp" or "conv"
+    encoder: str = "mlp"  # "mlp", "conv" or "vit" (patches of 4)
     hidden: tuple[int, ...] = (256, 256)  # MLP encoder / predictor widths
     embed_dim: int = 64
     latent_dim: int = 2  # z: what the augmentation changed
@@ -77,8 +77,12 @@ class Model:
 
     def __init__(self, cfg: Config, image_shape, regularized: bool = True):
         self.cfg = cfg
+        if cfg.encoder not in ("mlp", "conv", "vit"):
+            raise ValueError(f"jepa_digits: encoder must be mlp, conv or vit, got {cfg.encoder!r}.")
         if cfg.encoder == "conv":
             self.enc = hj.nn.ConvEncoder(channels=(32, 64), features=cfg.embed_dim)
+        elif cfg.encoder == "vit":
+            self.enc = hj.nn.ViTEncoder(features=cfg.embed_dim, patch_size=4)
         else:
             self.enc = hj.nn.MLP((*cfg.hidden, cfg.embed_dim))
         self.pred = hj.nn.MLP((*cfg.hidden, cfg.embed_dim))
@@ -92,7 +96,7 @@ class Model:
 
     def encode(self, params, images: jax.Array) -> jax.Array:
         """[B, H, W, C] -> [B, D]."""
-        x = images if self.cfg.encoder == "conv" else images.reshape(len(images), -1)
+        x = images if self.cfg.encoder != "mlp" else images.reshape(len(images), -1)
         return self.enc.apply(params, x)
 
     def predict(self, params, s_x: jax.Array, z: jax.Array) -> jax.Array:
@@ -103,7 +107,7 @@ class Model:
         example = jnp.zeros((1, *self.image_shape))
         return {
             "enc": self.enc.init(
-                k_enc, example if self.cfg.encoder == "conv" else example.reshape(1, -1)
+                k_enc, example if self.cfg.encoder != "mlp" else example.reshape(1, -1)
             ),
             "pred": self.pred.init(k_pred, jnp.zeros(self.cfg.embed_dim + self.cfg.latent_dim)),
         }

@@ -152,3 +152,20 @@ def test_jepa_digits_quick_beats_baselines_and_collapses_without_vicreg(quick_al
     with np.load(quick_all / "jepa_digits" / "embeddings.npz") as e:
         assert e["train_x"].shape == (1500, 64) and e["test_x"].shape == (297, 64)
         assert e["train_y"].shape == (1500,) and set(np.unique(e["test_y"])) == set(range(10))
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "conv", "vit"])
+def test_jepa_digits_encoders_are_configurable(encoder):
+    import jax
+    import jax.numpy as jnp
+
+    from experiments import jepa_digits
+
+    cfg = jepa_digits.Config(encoder=encoder, embed_dim=8, hidden=(16,))
+    model = jepa_digits.Model(cfg, (8, 8, 1))
+    params = model.init(jax.random.PRNGKey(0))
+    images = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1))
+    loss, m = model.loss(params, (images, jnp.zeros(4)), jax.random.PRNGKey(2))
+    assert jnp.isfinite(loss) and m["embedding_std"] > 0
+    with pytest.raises(ValueError, match="encoder must be mlp, conv or vit"):
+        jepa_digits.Model(jepa_digits.Config(encoder="resnet"), (8, 8, 1))

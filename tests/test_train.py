@@ -233,3 +233,28 @@ def test_stream_on_the_pmap_path_and_batch_size_check():
             loop=LoopConfig(steps=5, batch_size=16),
             key=jax.random.PRNGKey(0),
         )
+
+
+def test_data_batches_feed_the_loop_and_resume(tmp_path):
+    """hj.data.Batches is the stream the loop takes: shuffled epochs, position in checkpoints."""
+    x, y = regression_data()
+    source = {"x": np.asarray(x), "y": np.asarray(y)}
+    loss = lambda w, b, key: mse(w, (b["x"], b["y"]), key)
+
+    def fit_batches(steps, **loop):
+        batches = hj.data.Batches(source, 32, seed=3)
+        return hj.train.train(
+            loss,
+            jnp.zeros(3),
+            optax.adam(0.1),
+            batches,
+            loop=LoopConfig(steps=steps, batch_size=32, **loop),
+            key=jax.random.PRNGKey(0),
+        )
+
+    full = fit_batches(120)
+    np.testing.assert_allclose(full.state.params, W_TRUE, atol=0.1)
+    fit_batches(55, ckpt_dir=str(tmp_path), ckpt_every=10)  # stops mid-epoch (8 per epoch)
+    resumed = fit_batches(120, ckpt_dir=str(tmp_path))
+    assert resumed.summary["resumed_from_step"] == 55
+    np.testing.assert_array_equal(resumed.state.params, full.state.params)
