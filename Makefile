@@ -27,6 +27,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.scaling --out $(OUT)bench/
 	$(BIN)/python -m benchmarks.sampling --out $(OUT)bench/
 	$(BIN)/python -m benchmarks.jepa --out $(OUT)bench/
+	$(BIN)/python -m benchmarks.planning --out $(OUT)bench/
 
 lint: setup
 	$(BIN)/ruff check hjepa_jax experiments benchmarks tests

@@ -1,0 +1,125 @@
+"""Planning benchmarks: how fast the planners of `hj.planning` run on a batch of problems.
+
+    python -m benchmarks.planning [--quick] [--out out/bench]
+
+On a random MLP world model s' = s + MLP([s, a]) (state D = 32, action A = 2, the size of the
+Two Rooms model), one jitted, vmapped call plans a batch of E episodes. Reported: planning
+calls per second and "planning steps" per second (E x the optimizer iterations), and the
+memory XLA reserves for the batch (`hj.planning.memory_bytes`),
+  1. against the number of episodes E (horizon 16; 256 samples for CEM / MPPI),
+  2. against the horizon H (E = 64),
+  3. against the number of samples N for CEM and MPPI (E = 64, H = 16).
+Compile time is excluded (one warm-up call). Prints tables, writes OUT/planning.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import hjepa_jax as hj
+from benchmarks.common import device_info, table, time_calls, write_json
+
+STATE, ACTION, ITERATIONS = 32, 2, 10
+COLUMNS = (
+    ("planner", "planner", 1, "s"),
+    ("E", "episodes", 1, "d"),
+    ("H", "horizon", 1, "d"),
+    ("N", "samples", 1, "d"),
+    ("ms", "median_s", 1e3, ".2f"),
+    ("plan steps/s", "plan_steps_per_s", 1, ".3g"),
+    ("MiB", "memory_bytes", 2**-20, ".2f"),
+)
+
+
+def world_model():
+    net = hj.nn.MLP((64, STATE))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros(STATE + ACTION))
+    return (lambda p, s, a: s + 0.1 * net.apply(p, jnp.concatenate([s, a]))), params
+
+
+def planner_fn(name: str, horizon: int, samples: int):
+    """(plan one problem: (s0, goal, key) -> actions) for `name`."""
+    predict, params = world_model()
+    if name == "gradient_mpc":
+        return lambda s0, g, k: (
+            hj.planning.gradient_mpc(
+                predict,
+                params,
+                s0,
+                g,
+                jnp.zeros((horizon, ACTION)),
+                bound=2.45,
+                steps=ITERATIONS,
+                optimizer=optax.adam(0.1),
+            ).actions
+        )
+    fn = hj.planning.cem if name == "cem" else hj.planning.mppi
+    return lambda s0, g, k: (
+        fn(
+            predict,
+            params,
+            s0,
+            g,
+            k,
+            horizon=horizon,
+            action_dim=ACTION,
+            bound=2.45,
+            samples=samples,
+            iterations=ITERATIONS,
+        ).actions
+    )
+
+
+def measure(name: str, episodes: int, horizon: int, samples: int, repeats: int) -> dict:
+    plan = jax.jit(jax.vmap(planner_fn(name, horizon, samples)))
+    keys = jax.random.split(jax.random.PRNGKey(1), episodes)
+    s0 = jax.random.normal(jax.random.PRNGKey(2), (episodes, STATE))
+    goals = jax.random.normal(jax.random.PRNGKey(3), (episodes, STATE))
+    (timing,) = time_calls([plan], s0, goals, keys, repeats=repeats)
+    memory = hj.planning.memory_bytes(jax.vmap(planner_fn(name, horizon, samples)), s0, goals, keys)
+    return {
+        "planner": name,
+        "episodes": episodes,
+        "horizon": horizon,
+        "samples": samples if name != "gradient_mpc" else 0,
+        **timing,
+        "plan_steps_per_s": episodes * ITERATIONS / timing["median_s"],
+        "memory_bytes": memory,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.planning",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="a smaller sweep")
+    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls (5 / 2)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 5)
+    episodes = (8, 64) if args.quick else (8, 64, 256, 1024)
+    horizons = (8, 16) if args.quick else (8, 16, 32, 64)
+    samples = (64, 256) if args.quick else (64, 256, 1024)
+    planners = ("gradient_mpc", "cem", "mppi")
+    print(device_info(), flush=True)
+    parts = {
+        "episodes": [measure(p, e, 16, 256, repeats) for p in planners for e in episodes],
+        "horizon": [measure(p, 64, h, 256, repeats) for p in planners for h in horizons],
+        "samples": [measure(p, 64, 16, n, repeats) for p in ("cem", "mppi") for n in samples],
+    }
+    for title, rows in parts.items():
+        print("\n" + table(f"planning vs {title} ({ITERATIONS} iterations)", rows, COLUMNS))
+    result = {**device_info(), "iterations": ITERATIONS, **parts}
+    write_json(args.out / "planning.json", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""benchmarks.planning runs and writes every part (a smoke run: no timing is asserted)."""
+
+import json
+
+from benchmarks import planning
+
+
+def test_planning_benchmark_writes_every_part(tmp_path):
+    result = planning.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "planning.json").read_text()) == json.loads(json.dumps(result))
+    assert {r["planner"] for r in result["episodes"]} == {"gradient_mpc", "cem", "mppi"}
+    for part in ("episodes", "horizon", "samples"):
+        assert all(r["plan_steps_per_s"] > 0 for r in result[part])
+    rows = {(r["planner"], r["episodes"]): r for r in result["episodes"]}
+    if rows[("cem", 64)]["memory_bytes"] is not None:  # a bigger batch reserves more memory
+        assert rows[("cem", 64)]["memory_bytes"] > rows[("cem", 8)]["memory_bytes"]
