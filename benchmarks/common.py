@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -10,6 +11,19 @@ from pathlib import Path
 import jax
 
 from experiments.common import atomic_write
+
+
+def make_parser(module: str, doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark has: --quick and --out (default out/bench), --help showing
+    the module docstring."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m benchmarks.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    return p
 
 
 def device_info() -> dict:

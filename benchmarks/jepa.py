@@ -75,7 +75,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
-from benchmarks.common import device_info, table, time_calls, write_json  # noqa: E402
+from benchmarks.common import device_info, make_parser, table, time_calls, write_json  # noqa: E402
 from experiments.jepa_digits import Config, Model  # noqa: E402
 
 # fmt: off
@@ -253,13 +253,7 @@ def devices_title(batch: int, steps: int) -> str:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.jepa",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small sweep (< 1 min on CPU)")
-    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser = make_parser("jepa", __doc__, "small sweep (< 1 min on CPU)")
     parser.add_argument("--repeats", type=int, help="timed calls (default 20; 10 with --quick)")
     parser.add_argument(
         "--max-batch", type=int, help="drop batch sizes above this (keeps the smallest)"

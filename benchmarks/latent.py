@@ -30,16 +30,13 @@ Sample (full sweep, 5 min on a 2-core CPU shared with other jobs, so +-30% noise
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
 
 import hjepa_jax as hj
-from benchmarks.common import device_info, table, time_calls, write_json
+from benchmarks.common import device_info, make_parser, table, time_calls, write_json
 from experiments.fig4_ellipse import Config, EllipseModel, ellipse_points
 
 # fmt: off
@@ -148,13 +145,7 @@ def bench_overhead(configs, repeats: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.latent",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small sweep (< 1 min on CPU)")
-    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser = make_parser("latent", __doc__, "small sweep (< 1 min on CPU)")
     parser.add_argument("--repeats", type=int, help="timed calls (default 5; 3 with --quick)")
     parser.add_argument(
         "--max-cost",

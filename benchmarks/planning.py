@@ -14,15 +14,12 @@ Compile time is excluded (one warm-up call). Prints tables, writes OUT/planning.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import optax
 
 import hjepa_jax as hj
-from benchmarks.common import device_info, table, time_calls, write_json
+from benchmarks.common import device_info, make_parser, table, time_calls, write_json
 
 STATE, ACTION, ITERATIONS = 32, 2, 10
 COLUMNS = (
@@ -94,13 +91,7 @@ def measure(name: str, episodes: int, horizon: int, samples: int, repeats: int) 
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.planning",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="a smaller sweep")
-    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser = make_parser("planning", __doc__, "a smaller sweep")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (5 / 2)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)

@@ -45,16 +45,14 @@ jax 0.10.2; --quick takes 30-40 s):
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
 
 import hjepa_jax as hj
-from benchmarks.common import device_info, table, time_calls, write_json
+from benchmarks.common import device_info, make_parser, table, time_calls, write_json
 
 # fmt: off
 FULL = {"chains": (256, 1024, 4096, 16384, 65536), "sparse_batches": (256, 1024, 4096, 16384),
@@ -269,13 +267,7 @@ def bench_train_step(batch: int, negatives: int, langevin_steps: int, repeats: i
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.sampling",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="small sweep (< 1 min on CPU)")
-    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser = make_parser("sampling", __doc__, "small sweep (< 1 min on CPU)")
     parser.add_argument("--repeats", type=int, help="timed calls (default 5; 3 with --quick)")
     parser.add_argument(
         "--max-batch", type=int, help="drop batch sizes above this (keeps the smallest)"

@@ -20,14 +20,12 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
-import argparse  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
-from benchmarks.common import device_info, table, write_json  # noqa: E402
+from benchmarks.common import device_info, make_parser, table, write_json  # noqa: E402
 from experiments.fig4_ellipse import Config, EllipseModel, ellipse_points  # noqa: E402
 
 COLUMNS = (
@@ -61,13 +59,7 @@ def measure(parallel: str, devices: int, batch: int, steps: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.scaling",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--quick", action="store_true", help="fewer, smaller steps")
-    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+    parser = make_parser("scaling", __doc__, "fewer, smaller steps")
     parser.add_argument("--batch", type=int, default=None, help="global batch (1024 / 4096)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (20 / 100)")
     args = parser.parse_args(argv)
