@@ -104,6 +104,13 @@ class Config:
     horizon: int = 8  # world-model training rollout
     inverse_dynamics: float = 1.0
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
+    critic_steps: int = 12000  # the critic trains after the world model, on frozen states
+    critic_batch: int = 64
+    critic_dim: int = 16  # K, the critic's embedding
+    critic_others: int = 8  # M, random places per trajectory pushed apart from it
+    critic_penalty: float = 100.0
+    critic_step: float = 0.1  # the critic's unit: one random-policy step
+    cost: str = "critic"  # the planners' cost: "critic" (steps) or "distance" (||s - g||^2)
     steps: int = 6000
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -144,6 +151,7 @@ class Config:
             gd_steps=20,
             macro_steps=6,
             macro_horizon=10,
+            critic_steps=4000,
         )
 
 
@@ -176,6 +184,7 @@ class Model:
         self.enc = hj.nn.ConvEncoder(channels=cfg.channels, features=cfg.embed_dim)
         self.pred = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.embed_dim))
         self.inv = hj.nn.MLP((cfg.hidden, 2))
+        self.critic = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.critic_dim))
         self.wm = hj.world_model.WorldModelConfig(
             horizon=cfg.horizon,
             inverse_dynamics=cfg.inverse_dynamics,
@@ -203,13 +212,14 @@ class Model:
     def inverse(self, inv, s, nxt):
         return self.scale * self.inv.apply(inv, jnp.concatenate([s, nxt]))
 
+    def steps_to_go(self, critic, s, g):
+        """The critic's cost: d(s, g) in random-policy steps (`hj.critic.distance`). -> []."""
+        return hj.critic.distance(self.critic.apply(critic, s), self.critic.apply(critic, g))
+
     def loss(self, params, batch, key):
-        del key
         positions, actions, layouts = batch
-        frames = jax.vmap(
-            lambda p, lay: jax.vmap(lambda q: observe(q, lay, self.cfg.pool, self.cfg.blur))(p)
-        )(positions, layouts)  # [B, T+1, S, S, 2]
-        states = self.enc.apply(params["enc"], frames)
+        del key
+        states = self.enc.apply(params["enc"], self.frames(positions, layouts))
         return hj.world_model.loss(
             {"pred": params["pred"], "inv": params["inv"]},
             self.predict,
@@ -217,6 +227,24 @@ class Model:
             actions,
             self.wm,
             self.inverse,
+        )
+
+    def frames(self, positions, layouts):
+        """Encoder inputs [B, L, S, S, 2] of positions [B, L, 2], one layout per row."""
+        one = lambda q, lay: observe(q, lay, self.cfg.pool, self.cfg.blur)
+        return jax.vmap(lambda p, lay: jax.vmap(lambda q: one(q, lay))(p))(positions, layouts)
+
+    def critic_loss(self, critic, batch, key):
+        """`hj.critic.loss` on frozen states: batch = (states [B, T+1, D], others [B, M, D])."""
+        del key
+        states, others = batch
+        psi = lambda x: self.critic.apply(critic, x)
+        return hj.critic.loss(
+            psi(states),
+            psi(others),
+            step=self.cfg.critic_step,
+            penalty=self.cfg.critic_penalty,
+            cap=200 * self.cfg.critic_step,
         )
 
 
@@ -236,7 +264,14 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred = params["pred"]
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
+    if cfg.cost == "critic":
+        cost = lambda s, g: model.steps_to_go(params["critic"], s, g)
+    elif cfg.cost == "distance":
+        cost = hj.planning.squared_distance
+    else:
+        raise ValueError(f"{NAME}: cost must be 'critic' or 'distance', got {cfg.cost!r}")
     sample_kw = dict(
+        cost=cost,
         horizon=h,
         action_dim=2,
         bound=bound,
@@ -258,6 +293,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
                 bound=bound,
                 steps=cfg.gd_steps,
                 optimizer=optax.adam(cfg.gd_lr),
+                cost=cost,
                 discount=cfg.discount,
             )
             return out.actions[:r], shift(out.actions)
@@ -307,6 +343,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
                 elites=cfg.elites,
                 iterations=cfg.iterations,
                 init_std=cfg.init_std,
+                cost=cost,
                 discount=cfg.discount,
                 macro_discount=cfg.discount,
                 macro_mean0=macro0,
@@ -374,10 +411,50 @@ def fit_probe(x: np.ndarray, y: np.ndarray, alpha: float = 1.0):
     return lambda z: np.concatenate([(np.asarray(z) - mean) / std, np.ones((len(z), 1))], 1) @ w
 
 
+def encode_batches(model: Model, enc, positions, layouts, chunk: int = 256) -> jax.Array:
+    """States [N, L, D] of positions [N, L, 2] (layout leaves [N, ...]), `chunk` rows at a
+    time so that the rendered frames never all sit in memory."""
+    fn = jax.jit(lambda p, lay: model.enc.apply(enc, model.frames(p, lay)))
+    rows = lambda tree, i: jax.tree_util.tree_map(lambda x: x[i : i + chunk], tree)
+    starts = range(0, positions.shape[0], chunk)
+    return jnp.concatenate([fn(rows(positions, i), rows(layouts, i)) for i in starts])
+
+
+def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: jax.Array):
+    """The critic (`hj.critic`) on the trained world model's frozen states: every trajectory of
+    the offline data, and `critic_others` random places of its layout (observations of the
+    same environment, pushed apart from it). -> (critic params, history)."""
+    k_places, k_init, k_train = jax.random.split(key, 3)
+    env = tr.EnvParams()
+    n, m = data.positions.shape[0], cfg.critic_others
+    keys = jax.random.split(k_places, n * m).reshape(n, m, -1)
+    places = jax.vmap(lambda k, lay: jax.vmap(lambda q: tr.random_position(q, lay, env))(k))(
+        keys, data.layouts
+    )
+    states = encode_batches(model, params["enc"], data.positions, data.layouts)
+    others = encode_batches(model, params["enc"], places, data.layouts)
+    loop = hj.train.LoopConfig(
+        steps=cfg.critic_steps,
+        batch_size=cfg.critic_batch,
+        log_every=max(cfg.critic_steps // 10, 1),
+        log_dir=str(out / "critic"),
+    )
+    result = hj.train.train(
+        model.critic_loss,
+        model.critic.init(k_init, jnp.zeros(cfg.embed_dim)),
+        optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.critic_steps)),
+        (states, others),
+        loop=loop,
+        key=k_train,
+        desc=f"{NAME} critic",
+    )
+    return result.state.params, result.history
+
+
 def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train the world model, probe it, plan with every planner in every setting, draw."""
     key = jax.random.PRNGKey(cfg.seed)
-    k_data, k_init, k_train, k_probe, k_eval = jax.random.split(key, 5)
+    k_data, k_init, k_train, k_probe, k_eval, k_critic = jax.random.split(key, 6)
     env = tr.EnvParams()
     data = tr.random_trajectories(
         k_data,
@@ -401,6 +478,9 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     params = result.state.params
     metrics = dict(result.summary)
     metrics.update({f"final_{k}": v for k, v in result.history[-1].items() if k != "step"})
+    if cfg.cost == "critic":
+        params["critic"], critic_history = train_critic(model, params, data, cfg, out, k_critic)
+        metrics.update({f"critic_{k}": v for k, v in critic_history[-1].items() if k != "step"})
 
     # Probe: frozen states of held-out trajectories -> positions.
     held = tr.random_trajectories(

@@ -23,6 +23,8 @@ TINY = dataclasses.replace(
     gd_steps=3,
     macro_horizon=3,
     hier_horizon=4,
+    critic_steps=20,
+    critic_batch=8,
 )
 
 

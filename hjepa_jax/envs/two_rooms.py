@@ -236,6 +236,16 @@ def _uniform_in_room(key, x_lo, x_hi, params: EnvParams) -> jax.Array:
     return (lo + u * (hi - lo)).astype(jnp.float32)
 
 
+def random_position(key: jax.Array, layout: Layout, params: EnvParams) -> jax.Array:
+    """A position [2] uniform over the free floor of every room (a room drawn in proportion
+    to its width), at least min_wall_distance from every wall."""
+    k_room, k_pos = jax.random.split(key)
+    lo, hi = _room_x_bounds(layout, params)
+    widths = jnp.maximum(hi - lo - 2 * params.min_wall_distance, 0.0)
+    room = jax.random.categorical(k_room, jnp.log(widths))
+    return _uniform_in_room(k_pos, lo[room], hi[room], params)
+
+
 def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, jax.Array]:
     """Start uniform in room 0 (left), goal uniform in room 2 (right: past the last wall), both
     at >= min_wall_distance from every wall. -> (state, obs [size, size, 2])."""
@@ -336,10 +346,7 @@ def _trajectory(key, params: EnvParams, layout_fn, length: int, door_frac: float
     start_aimed = jnp.stack(
         [near_lo + m + u[0] * (near_hi - near_lo - 2 * m), y_lo + u[1] * (y_hi - y_lo)]
     )
-    # Free: uniform over the union of rooms (room chosen in proportion to its width).
-    widths = jnp.maximum(hi - lo - 2 * m, 0.0)
-    free_room = jax.random.categorical(k_room, jnp.log(widths))
-    start_free = _uniform_in_room(k_pos, lo[free_room], hi[free_room], params)
+    start_free = random_position(k_room, layout, params)
     start = jnp.where(aimed, start_aimed, start_free).astype(jnp.float32)
 
     before = jnp.stack([wx - side * (hw + 3.0), dy])  # waypoints in front of and behind the door
