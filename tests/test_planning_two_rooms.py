@@ -74,3 +74,22 @@ def test_figure_is_a_png(tiny_run):
     png = out / f"{planning_two_rooms.NAME}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp"))
+
+
+def test_path_length_goes_through_the_door():
+    nan = float("nan")
+    path = planning_two_rooms.path_length
+    # The door on the straight line: the straight line. Not on it: via the door's corner.
+    assert path([10, 18], [50, 18], [32, nan], [18, nan]) == pytest.approx(40.0)
+    around = np.hypot(22, 28) + np.hypot(18, 28)  # via the door's lower corner (32, 22)
+    assert path([10, 50], [50, 50], [32, nan], [18, nan]) == pytest.approx(around)
+    # Two walls: round the top corner of the first door, the bottom one of the second.
+    two = path([10, 50], [50, 50], [22, 43], [50, 10])
+    assert two == pytest.approx(np.hypot(12, 4) + np.hypot(21, 32) + np.hypot(7, 36))
+
+
+def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
+    _, m = tiny_run
+    for cost in ("straight_line", "distance", "critic"):
+        assert -1.0 <= m[f"path_corr_{cost}"] <= 1.0
+    assert m["critic_violation"] >= 0.0
