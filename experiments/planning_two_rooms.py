@@ -456,6 +456,40 @@ def cost_path_correlation(model: Model, params: dict, cfg: Config, key: jax.Arra
     return {f"path_corr_{k}": float(np.corrcoef(v, path)[0, 1]) for k, v in costs.items()}
 
 
+def wall_predictions(model: Model, params: dict, cfg: Config, key: jax.Array) -> dict:
+    """Does the world model stop at the wall and pass the door? From 3 px left of the first
+    wall's face, 3 steps of a = (+2.45, 0) (to 4.35 px past it if nothing stopped them), at
+    heights outside the door (blocked) and inside it (open), 200 of each in the first setting's
+    layouts. A prediction counts as "through" when it is nearer Enc(unblocked end) than
+    Enc(blocked end). -> wall_leak (through where blocked), door_pass (through the door)."""
+    env = tr.EnvParams()
+    k_lay, k_y = jax.random.split(key)
+    layouts = jax.vmap(LAYOUT_FNS[cfg.settings[0]])(jax.random.split(k_lay, 200))
+    wx, dy = layouts.wall_x[:, 0], layouts.door_y[:, 0]
+    face = wx - env.wall_half_width
+    lo, hi = env.border_lo + 3.0, env.border_hi - 3.0
+    # Outside the door: a height at least 2 px beyond its edge, above or below it.
+    u = jax.random.uniform(k_y, (200,))
+    above = jnp.maximum(dy - env.door_half_height - 2.0 - lo, 0.0)  # room above the door
+    below = jnp.maximum(hi - (dy + env.door_half_height + 2.0), 0.0)
+    t = u * (above + below)
+    y_blocked = jnp.where(t < above, lo + t, dy + env.door_half_height + 2.0 + (t - above))
+    y_open = dy + (2.0 * u - 1.0) * (env.door_half_height - 2.0)
+    actions = jnp.broadcast_to(jnp.array([env.max_action, 0.0]), (3, 2))
+    enc = jax.vmap(lambda p, lay: model.encode(params["enc"], p, lay))
+    rollout = jax.vmap(lambda s: hj.planning.rollout(model.predict, params["pred"], s, actions))
+
+    def through(y):
+        start = jnp.stack([face - 3.0, y], -1)
+        blocked = jnp.stack([face - 1e-3, y], -1)
+        passed = start + jnp.array([3 * env.max_action, 0.0])
+        pred = rollout(enc(start, layouts))[:, -1]
+        near = lambda target: jnp.linalg.norm(pred - enc(target, layouts), axis=-1)
+        return float(jnp.mean(near(passed) < near(blocked)))
+
+    return {"wall_leak": through(y_blocked), "door_pass": through(y_open)}
+
+
 def fit_probe(x: np.ndarray, y: np.ndarray, alpha: float = 1.0):
     """Ridge weights from states [N, D] (with a bias) to positions [N, 2]: -> decode(x)."""
     x = np.asarray(x, np.float64)
@@ -561,6 +595,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     )
 
     metrics.update(cost_path_correlation(model, params, cfg, k_probe))
+    metrics.update(wall_predictions(model, params, cfg, k_probe))
 
     # Planning.
     episodes = {k: [] for k in ("positions", "goals", "planner", "layout", "success", "steps")}
@@ -620,7 +655,7 @@ def _draw_walls(ax, wall_x, door_y) -> None:
 def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     setting = cfg.settings[0]
     planners = [p for p in PLANNERS if p != "random"]
-    fig, axes = plt.subplots(1, len(planners) + 2, figsize=(4.2 * (len(planners) + 2), 4.4))
+    fig, axes = plt.subplots(1, len(planners) + 3, figsize=(4.2 * (len(planners) + 3), 4.4))
     for ax, planner in zip(axes, planners, strict=False):
         idx = np.flatnonzero((ep["planner"] == planner) & (ep["layout"] == setting))[:12]
         if setting != "random":
@@ -632,7 +667,7 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
             ax.plot(*ep["goals"][i], "*", color=color, ms=8)
         rate = metrics[f"success_{planner}{SUFFIX[setting]}"]
         ax.set_title(f"{planner}: success {rate:.2f} ({setting})", fontsize=9)
-    ax = axes[-2]
+    ax = axes[-3]
     _draw_walls(ax, [np.nan, np.nan], [np.nan, np.nan])
     for i in range(6):
         (line,) = ax.plot(*true_pos[i].T, lw=1.2)
@@ -642,9 +677,10 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
         f"probe RMSE {metrics['probe_position_rmse']:.2f} px",
         fontsize=9,
     )
-    for ax in axes[:-1]:
+    for ax in axes[:-2]:
         ax.set(xlim=(0, 64), ylim=(64, 0), aspect="equal")
-    ax = axes[-1]
+    _draw_success_by_path(axes[-1], ep)
+    ax = axes[-2]
     names = list(PLANNERS)
     rates = [metrics[f"success_{p}{SUFFIX[setting]}"] for p in names]
     ax.bar(range(len(names)), rates, color="tab:blue")
@@ -655,3 +691,31 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     fig.suptitle(f"{TITLE} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def _draw_success_by_path(ax, ep, bins: int = 4) -> None:
+    """Success rate against the start-goal shortest path length (quantile bins over every
+    setting's episodes), one line per planner: where flat planning gives out and hierarchy
+    does not."""
+    lengths = np.array(
+        [
+            path_length(pos[0], goal, wx, dy)
+            for pos, goal, wx, dy in zip(
+                ep["positions"], ep["goals"], ep["wall_x"], ep["door_y"], strict=True
+            )
+        ]
+    )
+    edges = np.quantile(lengths, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, bins - 1)
+    centres = [float(np.median(lengths[which == b])) for b in range(bins)]
+    for planner in PLANNERS:
+        mine = ep["planner"] == planner
+        rates = [ep["success"][mine & (which == b)].mean() for b in range(bins)]
+        ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)
+    ax.set(
+        ylim=(-0.05, 1.05),
+        xlabel="shortest path start-goal (px)",
+        ylabel="success",
+        title="success against path length (all settings)",
+    )
+    ax.legend(fontsize=7)

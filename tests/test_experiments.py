@@ -169,3 +169,10 @@ def test_jepa_digits_encoders_are_configurable(encoder):
     assert jnp.isfinite(loss) and m["embedding_std"] > 0
     with pytest.raises(ValueError, match="encoder must be mlp, conv or vit"):
         jepa_digits.Model(jepa_digits.Config(encoder="resnet"), (8, 8, 1))
+
+
+def test_planning_critic_tracks_the_path_through_the_door(quick_all):
+    """The learned critic ranks tasks by the shortest path; the representation distance does
+    not (quick mode measured 0.90 against 0.35)."""
+    m = metrics(quick_all, "planning_two_rooms")
+    assert m["path_corr_critic"] > 0.8 > m["path_corr_distance"]

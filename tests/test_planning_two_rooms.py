@@ -93,3 +93,4 @@ def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
     for cost in ("straight_line", "distance", "critic"):
         assert -1.0 <= m[f"path_corr_{cost}"] <= 1.0
     assert m["critic_violation"] >= 0.0
+    assert 0.0 <= m["wall_leak"] <= 1.0 and 0.0 <= m["door_pass"] <= 1.0
