@@ -111,6 +111,7 @@ class Config:
     trajectories: int = 20000
     length: int = 16  # T
     door_frac: float = 0.3
+    wall_frac: float = 0.2  # trajectories that push into a wall (see two_rooms.random_trajectories)
     blur: float = 10.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
     pool: int = 2  # average-pool the 65 x 65 frames by this factor (1: none)
     channels: tuple[int, ...] = (16, 32, 32)
@@ -553,6 +554,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         cfg.trajectories,
         cfg.length,
         cfg.door_frac,
+        cfg.wall_frac,
     )
     model = Model(cfg)
     result = hj.train.train(
@@ -574,7 +576,13 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
 
     # Probe: frozen states of held-out trajectories -> positions.
     held = tr.random_trajectories(
-        k_probe, env, train_layout_fn(cfg.train_layout), 400, cfg.length, cfg.door_frac
+        k_probe,
+        env,
+        train_layout_fn(cfg.train_layout),
+        400,
+        cfg.length,
+        cfg.door_frac,
+        cfg.wall_frac,
     )
     encode_traj = jax.jit(
         jax.vmap(lambda p, lay: jax.vmap(lambda q: model.encode(params["enc"], q, lay))(p))

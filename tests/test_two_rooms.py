@@ -318,3 +318,26 @@ def test_random_trajectories():
     first = jax.tree.map(lambda x: x[:4], data.layouts)
     obs = jax.jit(jax.vmap(tr.render_position, in_axes=(0, 0, None)))(pos[:4, 0], first, P)
     assert obs.shape == (4, 65, 65, 2)
+
+
+def test_walled_trajectories_push_into_the_wall_outside_the_door():
+    n, length = 256, 16
+    data = tr.random_trajectories(
+        jax.random.PRNGKey(7), P, tr.fixed_layout, n, length, door_frac=0.0, wall_frac=1.0
+    )
+    pos, act = np.asarray(data.positions, np.float64), np.asarray(data.actions, np.float64)
+    wx, dy, on = walls_of(data.layouts)
+    assert not passes_wall_outside_door(pos, wx, dy, on).any()
+    assert not x_side_changes(pos, wx, on).any()  # nobody gets through
+    moved = np.linalg.norm(np.diff(pos, axis=1), axis=-1)
+    blocked = moved < np.linalg.norm(act, axis=-1) - 1e-3
+    near_wall = np.abs(pos[:, 1:, 0] - 32.0) < 1.5
+    # Most trajectories end pressed against the interior wall, well away from the door.
+    assert (blocked & near_wall).any(axis=1).mean() > 0.8
+    assert np.abs(pos[:, -1, 1] - 18.0)[near_wall[:, -1]].min() > 4.0 + 1.0
+    # Without walled trajectories, such contacts are rare.
+    free = tr.random_trajectories(jax.random.PRNGKey(7), P, tr.fixed_layout, n, length)
+    fpos = np.asarray(free.positions, np.float64)
+    fmoved = np.linalg.norm(np.diff(fpos, axis=1), axis=-1)
+    fblocked = fmoved < np.linalg.norm(np.asarray(free.actions), axis=-1) - 1e-3
+    assert (fblocked & (np.abs(fpos[:, 1:, 0] - 32.0) < 1.5)).any(axis=1).mean() < 0.3

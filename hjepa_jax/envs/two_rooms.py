@@ -324,18 +324,30 @@ def goal_obs(state: EnvState, params: EnvParams) -> jax.Array:
 # ------------------------------------------------------------------------------ offline data
 
 
-def _trajectory(key, params: EnvParams, layout_fn, length: int, door_frac: float):
+def _trajectory(
+    key, params: EnvParams, layout_fn, length: int, door_frac: float, wall_frac: float = 0.0
+):
     """One random-policy trajectory; see `random_trajectories`."""
-    k_layout, k_aim, k_wall, k_side, k_room, k_pos, k_head, k_steps = jax.random.split(key, 8)
+    keys = jax.random.split(key, 9)
+    k_layout, k_aim, k_wall, k_side, k_room, k_pos, k_head, k_steps, k_y = keys
     layout = layout_fn(k_layout)
     hw, m = params.wall_half_width, params.min_wall_distance
     lo, hi = _room_x_bounds(layout, params)
-    aimed = jax.random.uniform(k_aim) < door_frac
+    u_aim = jax.random.uniform(k_aim)
+    aimed = u_aim < door_frac
+    walled = (u_aim >= door_frac) & (u_aim < door_frac + wall_frac)
 
     # Aimed: a door k, a direction s (+1: left to right), a start near the door on its near side.
     k = jnp.where(layout.wall_on[1], jax.random.randint(k_wall, (), 0, MAX_WALLS), 0)
     side = jnp.where(jax.random.bernoulli(k_side), 1.0, -1.0)
-    wx, dy = layout.wall_x[k], layout.door_y[k]
+    wx, door = layout.wall_x[k], layout.door_y[k]
+    # Walled: the same, toward a height of the wall at least 2 px outside its door.
+    lo_y, hi_y = params.border_lo + m, params.border_hi - m
+    above = jnp.maximum(door - params.door_half_height - 2.0 - lo_y, 0.0)
+    below = jnp.maximum(hi_y - door - params.door_half_height - 2.0, 0.0)
+    t = jax.random.uniform(k_y) * (above + below)
+    wall_y = jnp.where(t < above, lo_y + t, door + params.door_half_height + 2.0 + t - above)
+    dy = jnp.where(walled, wall_y, door)
     room = jnp.where(side > 0, k, jnp.where(layout.wall_on[1], k + 1, 2))
     reach = max(0.3 * length, 6.0)  # start within about `reach` px of the door
     near_lo = jnp.where(side > 0, jnp.maximum(lo[room], wx - hw - reach), wx + hw)
@@ -347,11 +359,12 @@ def _trajectory(key, params: EnvParams, layout_fn, length: int, door_frac: float
         [near_lo + m + u[0] * (near_hi - near_lo - 2 * m), y_lo + u[1] * (y_hi - y_lo)]
     )
     start_free = random_position(k_room, layout, params)
-    start = jnp.where(aimed, start_aimed, start_free).astype(jnp.float32)
+    start = jnp.where(aimed | walled, start_aimed, start_free).astype(jnp.float32)
 
     before = jnp.stack([wx - side * (hw + 3.0), dy])  # waypoints in front of and behind the door
     after = jnp.stack([wx + side * (hw + 3.0), dy])
-    phase0 = jnp.where(aimed, 0, 2)  # 0: to `before`, 1: through the door to `after`, 2: free
+    # 0: to `before`, 1: through the door to `after` (walled: pushing into the wall), 2: free
+    phase0 = jnp.where(aimed | walled, 0, 2)
 
     def body(carry, step_key):
         position, heading, phase = carry
@@ -386,6 +399,7 @@ def random_trajectories(
     n: int,
     length: int,
     door_frac: float = 0.3,
+    wall_frac: float = 0.0,
 ) -> Trajectories:
     """n random-policy trajectories of `length` steps, each in its own layout_fn(key) layout.
 
@@ -393,7 +407,10 @@ def random_trajectories(
     length is clip(N(1, 0.4^2), 0.1, 2) px, and a walker that hits a wall takes a fresh random
     heading. A fraction door_frac of the trajectories is aimed: it starts within ~0.3 * length px
     of a random door, on a random side, heads (noise N(0, 0.2^2) about the bearing) to a point
-    4 px in front of the door, then through it to 4 px behind, then walks freely. Moves go through
+    4 px in front of the door, then through it to 4 px behind, then walks freely. A fraction
+    wall_frac is walled: the same toward a height of the wall at least 2 px outside the door,
+    so it reaches the wall and keeps pushing into it (the contacts a world model must learn
+    to stop at). Moves go through
     the same collision rule as `step`. Observations are not stored: render them on demand with
     `jax.vmap(render_position)(positions, layouts, ...)`.
 
@@ -403,6 +420,7 @@ def random_trajectories(
       layout_fn: key -> Layout, e.g. random_layout, fixed_layout, three_rooms_layout (static).
       n, length: static ints.
       door_frac: fraction of aimed trajectories.
+      wall_frac: fraction of walled trajectories (door_frac + wall_frac <= 1).
 
     Returns:
       Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, 2] leaves),
@@ -410,7 +428,12 @@ def random_trajectories(
     """
     keys = jax.random.split(key, n)
     one = functools.partial(
-        _trajectory, params=params, layout_fn=layout_fn, length=length, door_frac=door_frac
+        _trajectory,
+        params=params,
+        layout_fn=layout_fn,
+        length=length,
+        door_frac=door_frac,
+        wall_frac=wall_frac,
     )
     positions, actions, layouts, aimed = jax.vmap(one)(keys)
     return Trajectories(positions, actions, layouts, aimed)
