@@ -127,6 +127,8 @@ class Config:
     critic_penalty: float = 100.0
     critic_step: float = 0.1  # the critic's unit: one random-policy step
     cost: str = "critic"  # the planners' cost: "critic" (steps) or "distance" (||s - g||^2)
+    wall_cost: float = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    wall_margin: int = 2  # its dilation of the walls, in pixels
     steps: int = 6000
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -135,8 +137,8 @@ class Config:
     episodes: int = 200
     max_steps: int = 200  # env steps per episode (the benchmark's limit)
     replan_every: int = 2  # env steps executed per plan
-    horizon_plan: int = 16
-    discount: float = 0.9
+    horizon_plan: int = 8
+    discount: float = 1.0
     samples: int = 256
     elites: int = 32
     iterations: int = 8
@@ -160,8 +162,6 @@ class Config:
             episodes=20,
             max_steps=100,
             replan_every=2,
-            horizon_plan=16,
-            discount=0.7,
             samples=128,
             iterations=5,
             gd_steps=20,
@@ -201,6 +201,7 @@ class Model:
         self.pred = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.embed_dim))
         self.inv = hj.nn.MLP((cfg.hidden, 2))
         self.critic = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.critic_dim))
+        self.wall_head = hj.nn.MLP((cfg.hidden, 1))  # predicts wall_proximity from s
         self.wm = hj.world_model.WorldModelConfig(
             horizon=cfg.horizon,
             inverse_dynamics=cfg.inverse_dynamics,
@@ -230,10 +231,13 @@ class Model:
 
     def cost(self, params: dict, kind: str):
         """The planners' `cost(s [D], g [D]) -> []`: "critic", d(s, g) in random-policy steps
-        (`hj.critic.distance`, needs params["critic"]), or "distance", ||s - g||^2."""
+        (`hj.critic.distance`) plus wall_cost times the intrinsic cost predicted from s
+        (needs params["critic"] = {"psi", "wall"}); or "distance", ||s - g||^2."""
         if kind == "critic":
-            psi = lambda x: self.critic.apply(params["critic"], x)
-            return lambda s, g: hj.critic.distance(psi(s), psi(g))
+            psi = lambda x: self.critic.apply(params["critic"]["psi"], x)
+            wall = lambda x: self.wall_head.apply(params["critic"]["wall"], x)[0]
+            w = self.cfg.wall_cost
+            return lambda s, g: hj.critic.distance(psi(s), psi(g)) + w * wall(s)
         if kind == "distance":
             return hj.planning.squared_distance
         raise ValueError(f"{NAME}: cost must be 'critic' or 'distance', got {kind!r}")
@@ -257,17 +261,20 @@ class Model:
         return jax.vmap(lambda p, lay: jax.vmap(lambda q: one(q, lay))(p))(positions, layouts)
 
     def critic_loss(self, critic, batch, key):
-        """`hj.critic.loss` on frozen states: batch = (states [B, T+1, D], others [B, M, D])."""
+        """`hj.critic.loss` on frozen states, plus the squared error of the wall head:
+        batch = (states [B, T+1, D], others [B, M, D], wall_proximity of the states [B, T+1])."""
         del key
-        states, others = batch
-        psi = lambda x: self.critic.apply(critic, x)
-        return hj.critic.loss(
+        states, others, near = batch
+        psi = lambda x: self.critic.apply(critic["psi"], x)
+        loss, metrics = hj.critic.loss(
             psi(states),
             psi(others),
             step=self.cfg.critic_step,
             penalty=self.cfg.critic_penalty,
             cap=200 * self.cfg.critic_step,
         )
+        wall_err = jnp.mean((self.wall_head.apply(critic["wall"], states)[..., 0] - near) ** 2)
+        return loss + wall_err, {**metrics, "wall_mse": wall_err}
 
 
 def train_layout_fn(name: str):
@@ -503,9 +510,25 @@ def fit_probe(x: np.ndarray, y: np.ndarray, alpha: float = 1.0):
 
 
 def encode_batches(model: Model, enc, positions, layouts, chunk: int = 256) -> jax.Array:
-    """States [N, L, D] of positions [N, L, 2] (layout leaves [N, ...]), `chunk` rows at a
-    time so that the rendered frames never all sit in memory."""
-    fn = jax.jit(lambda p, lay: model.enc.apply(enc, model.frames(p, lay)))
+    """States [N, L, D] of positions [N, L, 2] (layout leaves [N, ...])."""
+    return map_rows(lambda p, lay: model.enc.apply(enc, model.frames(p, lay)), positions, layouts)
+
+
+def wall_proximity(positions, layouts, margin: int) -> jax.Array:
+    """two_rooms.wall_proximity of the full-size observation at each position: [N, L]."""
+    env = tr.EnvParams()
+    one = lambda q, lay: tr.wall_proximity(tr.render_position(q, lay, env), margin)
+    return map_rows(
+        lambda p, lay: jax.vmap(lambda r, l1: jax.vmap(lambda q: one(q, l1))(r))(p, lay),
+        positions,
+        layouts,
+    )
+
+
+def map_rows(fn, positions, layouts, chunk: int = 256) -> jax.Array:
+    """jit(fn)(positions, layouts) `chunk` rows at a time, so that rendered frames never all
+    sit in memory; the results concatenated."""
+    fn = jax.jit(fn)
     rows = lambda tree, i: jax.tree_util.tree_map(lambda x: x[i : i + chunk], tree)
     starts = range(0, positions.shape[0], chunk)
     return jnp.concatenate([fn(rows(positions, i), rows(layouts, i)) for i in starts])
@@ -514,7 +537,9 @@ def encode_batches(model: Model, enc, positions, layouts, chunk: int = 256) -> j
 def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: jax.Array):
     """The critic (`hj.critic`) on the trained world model's frozen states: every trajectory of
     the offline data, and `critic_others` random places of its layout (observations of the
-    same environment, pushed apart from it). -> (critic params, history)."""
+    same environment, pushed apart from it); and the wall head, which learns to predict the
+    intrinsic cost `two_rooms.wall_proximity` of each observation from its state.
+    -> ({"psi", "wall"} params, history)."""
     k_places, k_init, k_train = jax.random.split(key, 3)
     env = tr.EnvParams()
     n, m = data.positions.shape[0], cfg.critic_others
@@ -524,6 +549,12 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
     )
     states = encode_batches(model, params["enc"], data.positions, data.layouts)
     others = encode_batches(model, params["enc"], places, data.layouts)
+    near = wall_proximity(data.positions, data.layouts, cfg.wall_margin)
+    k_psi, k_wall = jax.random.split(k_init)
+    init = {
+        "psi": model.critic.init(k_psi, jnp.zeros(cfg.embed_dim)),
+        "wall": model.wall_head.init(k_wall, jnp.zeros(cfg.embed_dim)),
+    }
     loop = hj.train.LoopConfig(
         steps=cfg.critic_steps,
         batch_size=cfg.critic_batch,
@@ -532,9 +563,9 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
     )
     result = hj.train.train(
         model.critic_loss,
-        model.critic.init(k_init, jnp.zeros(cfg.embed_dim)),
+        init,
         optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.critic_steps)),
-        (states, others),
+        (states, others, near),
         loop=loop,
         key=k_train,
         desc=f"{NAME} critic",

@@ -341,3 +341,16 @@ def test_walled_trajectories_push_into_the_wall_outside_the_door():
     fmoved = np.linalg.norm(np.diff(fpos, axis=1), axis=-1)
     fblocked = fmoved < np.linalg.norm(np.asarray(free.actions), axis=-1) - 1e-3
     assert (fblocked & (np.abs(fpos[:, 1:, 0] - 32.0) < 1.5)).any(axis=1).mean() < 0.3
+
+
+def test_wall_proximity_is_low_in_the_open_and_the_door_centre_high_at_walls():
+    lay = tr.fixed_layout()
+    cost = jax.jit(lambda p: tr.wall_proximity(tr.render_position(p, lay, P)))
+    at = lambda x, y: float(cost(jnp.array([x, y], jnp.float32)))
+    assert at(20.0, 40.0) < 1e-6  # the open room
+    assert at(32.0, 18.0) < 0.1  # the middle of the door
+    assert at(32.0, 21.5) > 0.5  # the door's corner
+    assert at(30.0, 25.0) > 0.8 and at(20.0, 5.0) > 0.8  # against the wall and the border
+    assert at(29.0, 25.0) > at(27.0, 25.0) > at(24.0, 25.0)  # falls off with the distance
+    with pytest.raises(AssertionError):
+        tr.wall_proximity(jnp.zeros((65, 65)))

@@ -311,6 +311,19 @@ def render_position(position: jax.Array, layout: Layout, params: EnvParams) -> j
     return jnp.stack([agent, wall_image(layout, params)], axis=-1)
 
 
+def wall_proximity(obs: jax.Array, margin: int = 2) -> jax.Array:
+    """An intrinsic cost computed from an observation alone (the paper's hard-wired cost
+    module): the fraction of the agent blob's mass on wall pixels dilated by `margin`
+    pixels, sum(agent * dilate(walls)) / sum(agent), in [0, 1]. About 0.1 in the middle of a
+    door, near 1 pressed against a wall; an agent that keeps it low keeps off door corners,
+    where a move that clips the wall is stopped. obs: [S, S, 2] (agent, walls). -> []."""
+    chex.assert_rank(obs, 3)
+    size = 2 * margin + 1
+    near = jax.lax.reduce_window(obs[..., 1], -jnp.inf, jax.lax.max, (size, size), (1, 1), "SAME")
+    agent = obs[..., 0]
+    return jnp.sum(agent * near) / (jnp.sum(agent) + 1e-6)
+
+
 def render(state: EnvState, params: EnvParams) -> jax.Array:
     """Observation of a state: [size, size, 2] float32, channels last."""
     return render_position(state.position, state.layout, params)
