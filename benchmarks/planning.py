@@ -8,7 +8,10 @@ calls per second and "planning steps" per second (E x the optimizer iterations),
 memory XLA reserves for the batch (`hj.planning.memory_bytes`),
   1. against the number of episodes E (horizon 16; 256 samples for CEM / MPPI),
   2. against the horizon H (E = 64),
-  3. against the number of samples N for CEM and MPPI (E = 64, H = 16).
+  3. against the number of samples N for CEM and MPPI (E = 64, H = 16);
+and 4. the training speed of the Two Rooms world model itself (`experiments.planning_two_rooms`
+Model: render, pool and encode 17-frame trajectories, multi-step prediction, VICReg, inverse
+dynamics; one jitted Adam step), in trajectories and frames per second against the batch.
 Compile time is excluded (one warm-up call). Prints tables, writes OUT/planning.json.
 """
 
@@ -20,6 +23,8 @@ import optax
 
 import hjepa_jax as hj
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json
+from experiments import planning_two_rooms
+from hjepa_jax.envs import two_rooms
 
 STATE, ACTION, ITERATIONS = 32, 2, 10
 COLUMNS = (
@@ -90,6 +95,46 @@ def measure(name: str, episodes: int, horizon: int, samples: int, repeats: int) 
     }
 
 
+TRAIN_COLUMNS = (
+    ("B", "batch", 1, "d"),
+    ("T", "length", 1, "d"),
+    ("ms/step", "median_s", 1e3, ".1f"),
+    ("traj/s", "examples_per_s", 1, ".4g"),
+    ("frames/s", "frames_per_s", 1, ".4g"),
+)
+
+
+def measure_training(batch: int, repeats: int) -> dict:
+    """One Adam step of the Two Rooms world model (full-mode config) on `batch` trajectories."""
+    cfg = planning_two_rooms.Config()
+    model = planning_two_rooms.Model(cfg)
+    params = model.init(jax.random.PRNGKey(0))
+    tx = optax.adam(cfg.learning_rate)
+    data = two_rooms.random_trajectories(
+        jax.random.PRNGKey(1),
+        two_rooms.EnvParams(),
+        planning_two_rooms.train_layout_fn(cfg.train_layout),
+        batch,
+        cfg.length,
+    )
+    batch_data = (data.positions, data.actions, data.layouts)
+
+    @jax.jit
+    def step(params, opt_state, key):
+        grads, _ = jax.grad(model.loss, has_aux=True)(params, batch_data, key)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    (timing,) = time_calls([step], params, tx.init(params), jax.random.PRNGKey(2), repeats=repeats)
+    return {
+        "batch": batch,
+        "length": cfg.length,
+        **timing,
+        "examples_per_s": batch / timing["median_s"],
+        "frames_per_s": batch * (cfg.length + 1) / timing["median_s"],
+    }
+
+
 def main(argv=None) -> dict:
     parser = make_parser("planning", __doc__, "a smaller sweep")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (5 / 2)")
@@ -107,6 +152,9 @@ def main(argv=None) -> dict:
     }
     for title, rows in parts.items():
         print("\n" + table(f"planning vs {title} ({ITERATIONS} iterations)", rows, COLUMNS))
+    batches = (8, 32) if args.quick else (16, 64, 256)
+    parts["world_model_training"] = [measure_training(b, repeats) for b in batches]
+    print("\n" + table("world-model training", parts["world_model_training"], TRAIN_COLUMNS))
     result = {**device_info(), "iterations": ITERATIONS, **parts}
     write_json(args.out / "planning.json", result)
     return result

@@ -3,9 +3,11 @@
     python -m experiments.run planning_two_rooms --out out/planning_two_rooms [--quick]
 
 Data: random-policy trajectories of `two_rooms.random_trajectories` (length T = 16, 30% aimed
-through a door), kept in memory as positions, actions and layouts; the observations are
-rendered inside the jitted loss (`render_position`) and average-pooled by `pool` (2: 65 x 65
--> 32 x 32, the last row and column dropped) so that the conv net is cheap on a CPU.
+through a door, 20% pushing into a wall outside the door: without these the world model
+never learns to stop at the wall), kept in memory as positions, actions and layouts; the
+observations are rendered inside the jitted loss (`render_position`) and average-pooled by
+`pool` (2: 65 x 65 -> 32 x 32, the last row and column dropped) so that the conv net is cheap
+on a CPU.
 
 World model (`hj.world_model.loss`): s = ConvEncoder(o) (channels `channels`, D = `embed_dim`),
 s_{t+1} = s_t + MLP([s_t, a_t / 2.45]), an inverse-dynamics MLP reading a_t from (s_t, s_{t+1}),
@@ -17,13 +19,18 @@ Planning, one compiled call per (planner, setting) over a batch of episodes (vma
 receding horizon is a lax.scan): every `replan_every` env steps the planner sees Enc(o_t) and
 Enc(goal_obs) only, plans, and the first `replan_every` actions are executed; the plan is
 warm-started from the previous one shifted. An episode stops counting at success (the
-position is frozen; the planner never sees it). Cost along the predicted trajectory, weighted
-discount^(H - t): `cost="critic"` (default), the learned steps-to-go d(s, g) of `hj.critic`,
-trained after the world model on its frozen states (`train_critic`: every offline trajectory,
-plus `critic_others` observations at random places of its layout); or `cost="distance"`, the
-squared distance to the goal's representation, which has a local minimum at the wall (with
-the true dynamics as the model, MPPI/CEM on the straight-line distance reach only 50-86% on
-random walls over 100 episodes).
+position is frozen; the planner never sees it). Cost, summed over the predicted trajectory
+(weights discount^(H - t)), `cost="critic"` (default): the paper's cost module,
+    c(s, g) = d(s, g) + wall_cost * IC_hat(s),
+d the learned steps-to-go of `hj.critic` and IC_hat a head that predicts the hard-wired
+intrinsic cost `two_rooms.wall_proximity` of the observation (the agent blob's mass near
+walls) from the state; both are trained after the world model on its frozen states
+(`train_critic`: every offline trajectory, plus `critic_others` observations at random
+places of its layout). Or `cost="distance"`: the squared distance to the goal's
+representation, which has a local minimum at the wall (with the true dynamics as the model,
+MPPI/CEM on the straight-line distance reach only 50-86% on random walls over 100 episodes).
+Without the wall term, agents stall on the door's corners: the world model predicts a pass
+where the no-slide collision stops a move that clips the wall.
   gradient_mpc, cem, mppi: `hj.planning` flat planners, horizon `horizon_plan`.
   hierarchical: `hj.planning.hierarchical`: CEM over `macro_horizon` macro-actions (one
     action held `macro_steps` steps through the same world model) to the goal; the state
