@@ -176,3 +176,12 @@ def test_planning_critic_tracks_the_path_through_the_door(quick_all):
     not (quick mode measured 0.90 against 0.35)."""
     m = metrics(quick_all, "planning_two_rooms")
     assert m["path_corr_critic"] > 0.8 > m["path_corr_distance"]
+
+
+def test_planning_reaches_the_other_room_through_the_door(quick_all):
+    """Quick mode (fixed wall, 20 episodes) measured CEM 1.00, MPPI 0.80, gradient MPC 0.75
+    against 0.00 for random actions; the world model stops at the wall and passes the door."""
+    m = metrics(quick_all, "planning_two_rooms")
+    best_flat = max(m[f"success_{p}_fixed"] for p in ("gradient_mpc", "cem", "mppi"))
+    assert best_flat >= 0.7 > m["success_random_fixed"] + 0.5
+    assert m["wall_leak"] <= 0.1 and m["door_pass"] >= 0.9
