@@ -118,7 +118,8 @@ class Config:
     blur: float = 10.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
     pool: int = 2  # average-pool the 65 x 65 frames by this factor (1: none)
     channels: tuple[int, ...] = (16, 32, 32)
-    embed_dim: int = 8
+    embed_dim: int = 8  # D of a vector state; channels of a spatial one
+    state: str = "vector"  # "vector" (ConvEncoder + MLP predictor) or "spatial" (see Model)
     hidden: int = 256  # predictor / inverse-dynamics width
     horizon: int = 8  # world-model training rollout
     inverse_dynamics: float = 1.0
@@ -196,12 +197,29 @@ def observe(position: jax.Array, layout: tr.Layout, pool: int, blur: float = 0.0
 
 
 class Model:
-    """Encoder, residual predictor and inverse-dynamics head, and the world-model loss."""
+    """Encoder, residual predictor and inverse-dynamics head, and the world-model loss.
+
+    state="vector": s = ConvEncoder(o) [embed_dim], s' = s + MLP([s, a]).
+    state="spatial": s = the flattened feature map [S/4, S/4, embed_dim] of a ConvEncoder with
+    strides (2, 2, 1, ...) and no pooling, s' = s + hj.nn.ConvPredictor(s, a): local and the
+    same at every place, so stopping at a wall need not be relearned for each wall position.
+    """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.enc = hj.nn.ConvEncoder(channels=cfg.channels, features=cfg.embed_dim)
-        self.pred = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.embed_dim))
+        if cfg.state not in ("vector", "spatial"):
+            raise ValueError(f"{NAME}: state must be 'vector' or 'spatial', got {cfg.state!r}")
+        side = 65 // cfg.pool
+        if cfg.state == "spatial":
+            strides = (2, 2) + (1,) * (len(cfg.channels) - 2)
+            self.enc = hj.nn.ConvEncoder(cfg.channels, cfg.embed_dim, strides, pool="none")
+            self.pred = hj.nn.ConvPredictor((cfg.hidden // 8, cfg.hidden // 8))
+            self.map_shape = (-(-side // 4), -(-side // 4), cfg.embed_dim)
+        else:
+            self.enc = hj.nn.ConvEncoder(channels=cfg.channels, features=cfg.embed_dim)
+            self.pred = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.embed_dim))
+            self.map_shape = (cfg.embed_dim,)
+        self.state_dim = int(np.prod(self.map_shape))
         self.inv = hj.nn.MLP((cfg.hidden, 2))
         self.critic = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.critic_dim))
         self.wall_head = hj.nn.MLP((cfg.hidden, 1))  # predicts wall_proximity from s
@@ -215,18 +233,32 @@ class Model:
     def init(self, key: jax.Array) -> dict:
         k_enc, k_pred, k_inv = jax.random.split(key, 3)
         size = 65 // self.cfg.pool
-        d = self.cfg.embed_dim
+        d = self.state_dim
+        if self.cfg.state == "spatial":
+            pred = self.pred.init(k_pred, jnp.zeros(self.map_shape), jnp.zeros(2))
+        else:
+            pred = self.pred.init(k_pred, jnp.zeros(d + 2))
         return {
             "enc": self.enc.init(k_enc, jnp.zeros((1, size, size, 2))),
-            "pred": self.pred.init(k_pred, jnp.zeros(d + 2)),
+            "pred": pred,
             "inv": self.inv.init(k_inv, jnp.zeros(2 * d)),
         }
 
+    def embed(self, enc, frames) -> jax.Array:
+        """States [..., D] of encoder inputs [..., S, S, 2] (a spatial state flattened)."""
+        out = self.enc.apply(enc, frames)
+        if self.cfg.state == "spatial":
+            out = out.reshape(out.shape[:-3] + (self.state_dim,))
+        return out
+
     def encode(self, enc, position, layout) -> jax.Array:
         """State of the agent at position [2] in layout (rendered, pooled, encoded). -> [D]."""
-        return self.enc.apply(enc, observe(position, layout, self.cfg.pool, self.cfg.blur))
+        return self.embed(enc, observe(position, layout, self.cfg.pool, self.cfg.blur))
 
     def predict(self, pred, s, a):
+        if self.cfg.state == "spatial":
+            nxt = self.pred.apply(pred, s.reshape(self.map_shape), a / self.scale)
+            return nxt.reshape(s.shape)
         return s + self.pred.apply(pred, jnp.concatenate([s, a / self.scale]))
 
     def inverse(self, inv, s, nxt):
@@ -248,7 +280,7 @@ class Model:
     def loss(self, params, batch, key):
         positions, actions, layouts = batch
         del key
-        states = self.enc.apply(params["enc"], self.frames(positions, layouts))
+        states = self.embed(params["enc"], self.frames(positions, layouts))
         return hj.world_model.loss(
             {"pred": params["pred"], "inv": params["inv"]},
             self.predict,
@@ -514,7 +546,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, alpha: float = 1.0):
 
 def encode_batches(model: Model, enc, positions, layouts, chunk: int = 256) -> jax.Array:
     """States [N, L, D] of positions [N, L, 2] (layout leaves [N, ...])."""
-    return map_rows(lambda p, lay: model.enc.apply(enc, model.frames(p, lay)), positions, layouts)
+    return map_rows(lambda p, lay: model.embed(enc, model.frames(p, lay)), positions, layouts)
 
 
 def wall_proximity(positions, layouts, margin: int) -> jax.Array:
@@ -555,8 +587,8 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
     near = wall_proximity(data.positions, data.layouts, cfg.wall_margin)
     k_psi, k_wall = jax.random.split(k_init)
     init = {
-        "psi": model.critic.init(k_psi, jnp.zeros(cfg.embed_dim)),
-        "wall": model.wall_head.init(k_wall, jnp.zeros(cfg.embed_dim)),
+        "psi": model.critic.init(k_psi, jnp.zeros(model.state_dim)),
+        "wall": model.wall_head.init(k_wall, jnp.zeros(model.state_dim)),
     }
     loop = hj.train.LoopConfig(
         steps=cfg.critic_steps,

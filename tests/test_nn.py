@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from hjepa_jax.nn.conv import ConvEncoder
+from hjepa_jax.nn.conv import ConvEncoder, ConvPredictor
 from hjepa_jax.nn.vit import TransformerPredictor, ViTEncoder
 
 # An "rbg" key: flax init under jit compiles several times faster than with threefry on CPU.
@@ -159,6 +159,8 @@ CASES = {
         [(8, 8, 1)],
     ),
     "conv_65x65x2_group": (ConvEncoder((8, 16, 16), features=6, norm="group"), [(65, 65, 2)]),
+    "conv_feature_map": (ConvEncoder((8, 8), features=3, pool="none"), [(16, 16, 2)]),
+    "conv_predictor": (ConvPredictor((8, 8)), [(8, 8, 3), (2,)]),
     "vit_32x32x2": (
         ViTEncoder(features=6, patch_size=4, width=16, depth=2, heads=2),
         [(32, 32, 2)],
@@ -256,3 +258,21 @@ def test_conv_encoder_learns_which_quadrant():
     logits = jax.jit(model.apply)(params, x_test)
     accuracy = float(np.mean(np.argmax(logits, -1) == y_test))
     assert accuracy > 0.9, (accuracy, float(loss))
+
+
+def test_conv_predictor_is_local_and_translation_equivariant():
+    """A bump moved on the map moves its prediction the same way (away from the borders),
+    and the update stays within the receptive field (two 3x3 layers: 2 cells)."""
+    module = ConvPredictor((8, 8))
+    params = _init(module, _zeros((12, 12, 3)), _zeros((2,)))
+    a = jnp.array([0.5, -1.0])
+    bump = jnp.zeros((12, 12, 3)).at[4, 4].set(1.0)
+    moved = jnp.roll(bump, (3, 2), axis=(0, 1))
+    base = module.apply(params, jnp.zeros((12, 12, 3)), a)
+    out, out_moved = (module.apply(params, x, a) - base for x in (bump, moved))
+    np.testing.assert_allclose(jnp.roll(out, (3, 2), axis=(0, 1)), out_moved, atol=1e-6)
+    far = np.ones((12, 12), bool)
+    far[2:7, 2:7] = False  # cells within 2 of the bump
+    np.testing.assert_allclose(np.asarray(out - bump)[far], 0.0, atol=1e-6)
+    assert module.apply(params, bump, a).shape == (12, 12, 3)
+

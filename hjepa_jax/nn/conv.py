@@ -1,4 +1,5 @@
-"""A small convolutional encoder: images (digits, maze frames) to embedding vectors."""
+"""A small convolutional encoder (images to embedding vectors or feature maps), and a
+convolutional action-conditioned predictor on feature maps."""
 
 from __future__ import annotations
 
@@ -56,10 +57,12 @@ class ConvEncoder(nn.Module):
         gcd(8, C) groups). Both are per example; there is no BatchNorm, so `apply` keeps no
         mutable state and one example gives the same output alone or in a batch.
       pool: "flatten" (keeps where things are: the Dense sees every position, and its size
-        depends on the image size) or "mean" (global average pooling: translation-invariant,
-        same parameters for any image size).
+        depends on the image size), "mean" (global average pooling: translation-invariant,
+        same parameters for any image size) or "none" (no pooling: a 1x1 convolution to
+        `features` channels keeps the feature map, a spatial state).
 
-    Shapes: x [..., H, W, C] -> [..., D]; the leading axes may be empty (one example) or many.
+    Shapes: x [..., H, W, C] -> [..., D], or [..., H', W', D] for pool="none"; the leading
+    axes may be empty (one example) or many.
     """
 
     channels: Sequence[int]
@@ -77,17 +80,51 @@ class ConvEncoder(nn.Module):
             raise ValueError(
                 f"strides {strides} and channels {tuple(self.channels)} differ in length"
             )
-        if self.pool not in ("flatten", "mean"):
-            raise ValueError(f"pool must be 'flatten' or 'mean', got {self.pool!r}")
+        if self.pool not in ("flatten", "mean", "none"):
+            raise ValueError(f"pool must be 'flatten', 'mean' or 'none', got {self.pool!r}")
         x, batch = fold_batch(x, 3)  # [N, H, W, C]
         k = (self.kernel_size, self.kernel_size)
         for i, (ch, s) in enumerate(zip(self.channels, strides, strict=True)):
             x = nn.Conv(ch, k, strides=(s, s), padding="SAME", name=f"conv_{i}")(x)
             x = _norm(self.norm, ch, f"norm_{i}")(x)
             x = self.activation(x)
+        if self.pool == "none":
+            return unfold_batch(nn.Conv(self.features, (1, 1), name="out")(x), batch)
         if self.pool == "mean":
             x = jnp.mean(x, axis=(1, 2))
         else:
             x = x.reshape(x.shape[0], -1)
         x = nn.Dense(self.features, name="out")(x)
         return unfold_batch(x, batch)
+
+
+class ConvPredictor(nn.Module):
+    """An action-conditioned predictor on a spatial state (a world model's Pred, Fig. 1):
+
+        s' = s + Conv_1x1(act(Conv(... act(Conv([s, tile(a)])))))
+
+    the action tiled over the map as extra channels, SAME padding, stride 1: local and
+    translation-equivariant, so what happens next to a wall is learned once for every place.
+
+    Attributes:
+      channels: channels of the hidden 3x3 (kernel_size) convolutions.
+      activation: nonlinearity after each hidden convolution.
+
+    Shapes: s [..., H, W, C], a [..., A] (the same leading axes) -> [..., H, W, C].
+    """
+
+    channels: Sequence[int] = (32, 32)
+    kernel_size: int = 3
+    activation: Callable[[jax.Array], jax.Array] = nn.gelu
+
+    @nn.compact
+    def __call__(self, s: jax.Array, a: jax.Array) -> jax.Array:
+        s_flat, batch = fold_batch(s, 3)
+        a_flat = a.reshape((s_flat.shape[0], a.shape[-1]))
+        tiled = jnp.broadcast_to(a_flat[:, None, None, :], s_flat.shape[:3] + a_flat.shape[-1:])
+        x = jnp.concatenate([s_flat, tiled], axis=-1)
+        k = (self.kernel_size, self.kernel_size)
+        for i, ch in enumerate(self.channels):
+            x = self.activation(nn.Conv(ch, k, padding="SAME", name=f"conv_{i}")(x))
+        x = nn.Conv(s_flat.shape[-1], (1, 1), name="out")(x)
+        return unfold_batch(s_flat + x, batch)
