@@ -227,6 +227,7 @@ class Model:
             horizon=cfg.horizon,
             inverse_dynamics=cfg.inverse_dynamics,
             smoothness=cfg.smoothness,
+            unroll=cfg.state == "spatial",
         )
         self.scale = tr.EnvParams().max_action
 
@@ -354,6 +355,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
                 optimizer=optax.adam(cfg.gd_lr),
                 cost=cost,
                 discount=cfg.discount,
+                unroll=cfg.state == "spatial",
             )
             return out.actions[:r], shift(out.actions)
 

@@ -48,14 +48,20 @@ def squared_distance(s: jax.Array, goal: jax.Array) -> jax.Array:
     return jnp.sum((s - goal) ** 2)
 
 
-def rollout(predict: Callable, params, s0: jax.Array, actions: jax.Array) -> jax.Array:
-    """States s_1..s_H predicted from s0 [D] under actions [H, A] (a lax.scan). -> [H, D]."""
+def rollout(
+    predict: Callable, params, s0: jax.Array, actions: jax.Array, unroll: int | bool = 1
+) -> jax.Array:
+    """States s_1..s_H predicted from s0 [D] under actions [H, A] (a lax.scan). -> [H, D].
+
+    unroll: lax.scan's unroll. True unrolls the loop, which a convolutional predictor needs
+    when differentiated on a CPU: XLA runs convolutions in a loop's backward pass there about
+    50x slower than unrolled."""
 
     def step(s, a):
         nxt = predict(params, s, a)
         return nxt, nxt
 
-    _, states = jax.lax.scan(step, s0, actions)
+    _, states = jax.lax.scan(step, s0, actions, unroll=unroll)
     return states
 
 
@@ -67,10 +73,12 @@ def trajectory_cost(
     goal: jax.Array,
     cost: Callable = squared_distance,
     discount: float = 1.0,
+    unroll: int | bool = 1,
 ) -> jax.Array:
     """C = sum_t discount^(H - t) c(s_t, goal) over the predicted states (the last counts most
-    for discount < 1; every state counts, so the plan heads for the goal early). -> []."""
-    states = rollout(predict, params, s0, actions)
+    for discount < 1; every state counts, so the plan heads for the goal early); `unroll` as
+    in `rollout`. -> []."""
+    states = rollout(predict, params, s0, actions, unroll)
     h = actions.shape[0]
     weights = discount ** jnp.arange(h - 1, -1, -1, dtype=states.dtype)
     return jnp.sum(weights * jax.vmap(cost, (0, None))(states, goal))
@@ -88,9 +96,10 @@ def gradient_mpc(
     optimizer: optax.GradientTransformation | None = None,
     cost: Callable = squared_distance,
     discount: float = 1.0,
+    unroll: int | bool = 1,
 ) -> Plan:
     """Gradient planning: minimize C over the actions with `hj.latent.minimize`, each entry
-    projected into [-bound, bound] after every step.
+    projected into [-bound, bound] after every step (`unroll`: see `rollout`).
 
     Args:
       actions0: [H, A] the starting plan (e.g. zeros, or the previous plan shifted by one).
@@ -101,7 +110,7 @@ def gradient_mpc(
     opt = optax.chain(optimizer or optax.adam(0.1), constraints.box(-bound, bound))
 
     def energy(p, actions, s0, goal):
-        return trajectory_cost(predict, p, actions, s0, goal, cost, discount)
+        return trajectory_cost(predict, p, actions, s0, goal, cost, discount, unroll)
 
     res = latent.minimize(energy, params, actions0, s0, goal, steps=steps, optimizer=opt)
     return Plan(res.z, res.energy, res.trace)

@@ -32,6 +32,8 @@ class WorldModelConfig:
     variance, covariance: VICReg weights on the states.
     inverse_dynamics: weight of the inverse-dynamics error (0: off).
     smoothness: weight of mean ||s_{t+1} - s_t||^2 / D (0: off).
+    unroll: unroll the rollouts (`hj.planning.rollout`); True for a convolutional predictor
+      trained on a CPU.
     """
 
     horizon: int = 4
@@ -40,10 +42,16 @@ class WorldModelConfig:
     covariance: float = 1.0
     inverse_dynamics: float = 1.0
     smoothness: float = 0.0
+    unroll: bool = False
 
 
 def multistep_energy(
-    pred_params, predict: Callable, states: jax.Array, actions: jax.Array, horizon: int
+    pred_params,
+    predict: Callable,
+    states: jax.Array,
+    actions: jax.Array,
+    horizon: int,
+    unroll: bool = False,
 ) -> jax.Array:
     """Mean over start times t and steps h <= H of ||Pred^h(s_t, a) - s_{t+h}||^2 / D.
 
@@ -59,7 +67,7 @@ def multistep_energy(
     def from_start(i):
         acts = jax.lax.dynamic_slice_in_dim(actions, i, horizon)
         target = jax.lax.dynamic_slice_in_dim(states, i + 1, horizon)
-        pred = planning.rollout(predict, pred_params, states[i], acts)
+        pred = planning.rollout(predict, pred_params, states[i], acts, unroll)
         return jnp.mean(jnp.sum((pred - target) ** 2, axis=-1))
 
     return jnp.mean(jax.vmap(from_start)(starts)) / states.shape[-1]
@@ -90,11 +98,8 @@ def loss(
     """
     chex.assert_rank((states, actions), (3, 3))
     b, t1, d = states.shape
-    energy = jnp.mean(
-        jax.vmap(lambda s, a: multistep_energy(params["pred"], predict, s, a, cfg.horizon))(
-            states, actions
-        )
-    )
+    one = lambda s, a: multistep_energy(params["pred"], predict, s, a, cfg.horizon, cfg.unroll)
+    energy = jnp.mean(jax.vmap(one)(states, actions))
     flat = states.reshape(b * t1, d)
     _, terms = losses.vicreg(flat, flat, sim=0.0, var=cfg.variance, cov=cfg.covariance)
     smooth = jnp.mean(jnp.sum((states[:, 1:] - states[:, :-1]) ** 2, -1)) / d

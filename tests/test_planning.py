@@ -23,6 +23,15 @@ def test_rollout_and_cost_by_hand():
     goal = jnp.array([4.0, 4.0])
     c = hj.planning.trajectory_cost(integrator, 2.0, actions, jnp.zeros(2), goal)
     np.testing.assert_allclose(c, (4 + 16) + (4 + 4) + 0)
+    # Unrolled, the same numbers and gradient.
+    unrolled = hj.planning.trajectory_cost(
+        integrator, 2.0, actions, jnp.zeros(2), goal, unroll=True
+    )
+    np.testing.assert_allclose(unrolled, c)
+    grad = lambda u: jax.grad(hj.planning.trajectory_cost, 2)(
+        integrator, 2.0, actions, jnp.zeros(2), goal, unroll=u
+    )
+    np.testing.assert_allclose(grad(True), grad(1), rtol=1e-6)
 
 
 @pytest.mark.parametrize("planner", ["gradient_mpc", "cem", "mppi"])
