@@ -275,4 +275,3 @@ def test_conv_predictor_is_local_and_translation_equivariant():
     far[2:7, 2:7] = False  # cells within 2 of the bump
     np.testing.assert_allclose(np.asarray(out - bump)[far], 0.0, atol=1e-6)
     assert module.apply(params, bump, a).shape == (12, 12, 3)
-

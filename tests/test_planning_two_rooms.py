@@ -3,10 +3,12 @@
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from experiments import common, planning_two_rooms
+from hjepa_jax.envs import two_rooms as tr
 
 TINY = dataclasses.replace(
     planning_two_rooms.Config().quick(),
@@ -94,3 +96,18 @@ def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
         assert -1.0 <= m[f"path_corr_{cost}"] <= 1.0
     assert m["critic_violation"] >= 0.0
     assert 0.0 <= m["wall_leak"] <= 1.0 and 0.0 <= m["door_pass"] <= 1.0
+
+
+def test_spatial_state_model_trains_and_predicts_flat_states():
+    cfg = dataclasses.replace(TINY, state="spatial", embed_dim=4, blur=1.0)
+    model = planning_two_rooms.Model(cfg)
+    assert model.map_shape == (8, 8, 4) and model.state_dim == 256
+    params = model.init(jax.random.PRNGKey(0))
+    data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.fixed_layout, 4, 16)
+    loss, metrics = model.loss(params, (data.positions, data.actions, data.layouts), None)
+    assert np.isfinite(float(loss)) and metrics["prediction"] >= 0
+    s = model.encode(params["enc"], data.positions[0, 0], tr.fixed_layout())
+    assert s.shape == (256,)
+    assert model.predict(params["pred"], s, data.actions[0, 0]).shape == (256,)
+    with pytest.raises(ValueError, match="state must be"):
+        planning_two_rooms.Model(dataclasses.replace(TINY, state="grid"))
