@@ -517,13 +517,8 @@ def wall_predictions(model: Model, params: dict, cfg: Config, key: jax.Array) ->
     layouts = jax.vmap(LAYOUT_FNS[cfg.settings[0]])(jax.random.split(k_lay, 200))
     wx, dy = layouts.wall_x[:, 0], layouts.door_y[:, 0]
     face = wx - env.wall_half_width
-    lo, hi = env.border_lo + 3.0, env.border_hi - 3.0
-    # Outside the door: a height at least 2 px beyond its edge, above or below it.
     u = jax.random.uniform(k_y, (200,))
-    above = jnp.maximum(dy - env.door_half_height - 2.0 - lo, 0.0)  # room above the door
-    below = jnp.maximum(hi - (dy + env.door_half_height + 2.0), 0.0)
-    t = u * (above + below)
-    y_blocked = jnp.where(t < above, lo + t, dy + env.door_half_height + 2.0 + (t - above))
+    y_blocked = tr.height_beside_door(u, dy, env.border_lo + 3.0, env.border_hi - 3.0, env)
     y_open = dy + (2.0 * u - 1.0) * (env.door_half_height - 2.0)
     actions = jnp.broadcast_to(jnp.array([env.max_action, 0.0]), (3, 2))
     enc = jax.vmap(lambda p, lay: model.encode(params["enc"], p, lay))
@@ -657,10 +652,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         cfg.door_frac,
         cfg.wall_frac,
     )
-    encode_traj = jax.jit(
-        jax.vmap(lambda p, lay: jax.vmap(lambda q: model.encode(params["enc"], q, lay))(p))
-    )
-    states = np.asarray(encode_traj(held.positions, held.layouts))  # [400, T+1, D]
+    states = np.asarray(encode_batches(model, params["enc"], held.positions, held.layouts))
     positions = np.asarray(held.positions)
     flat_s, flat_p = states.reshape(-1, states.shape[-1]), positions.reshape(-1, 2)
     cut = 300 * (cfg.length + 1)

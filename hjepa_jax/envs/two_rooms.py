@@ -337,6 +337,18 @@ def goal_obs(state: EnvState, params: EnvParams) -> jax.Array:
 # ------------------------------------------------------------------------------ offline data
 
 
+def height_beside_door(
+    u: jax.Array, door_y: jax.Array, lo: float, hi: float, params: EnvParams, gap: float = 2.0
+) -> jax.Array:
+    """A height in [lo, hi] at least `gap` px outside the door centred at door_y (above or
+    below it), uniform over the allowed band as u runs over [0, 1). Broadcasts u and door_y."""
+    edge = params.door_half_height + gap
+    above = jnp.maximum(door_y - edge - lo, 0.0)
+    below = jnp.maximum(hi - door_y - edge, 0.0)
+    t = u * (above + below)
+    return jnp.where(t < above, lo + t, door_y + edge + t - above)
+
+
 def _trajectory(
     key, params: EnvParams, layout_fn, length: int, door_frac: float, wall_frac: float = 0.0
 ):
@@ -355,11 +367,9 @@ def _trajectory(
     side = jnp.where(jax.random.bernoulli(k_side), 1.0, -1.0)
     wx, door = layout.wall_x[k], layout.door_y[k]
     # Walled: the same, toward a height of the wall at least 2 px outside its door.
-    lo_y, hi_y = params.border_lo + m, params.border_hi - m
-    above = jnp.maximum(door - params.door_half_height - 2.0 - lo_y, 0.0)
-    below = jnp.maximum(hi_y - door - params.door_half_height - 2.0, 0.0)
-    t = jax.random.uniform(k_y) * (above + below)
-    wall_y = jnp.where(t < above, lo_y + t, door + params.door_half_height + 2.0 + t - above)
+    wall_y = height_beside_door(
+        jax.random.uniform(k_y), door, params.border_lo + m, params.border_hi - m, params
+    )
     dy = jnp.where(walled, wall_y, door)
     room = jnp.where(side > 0, k, jnp.where(layout.wall_on[1], k + 1, 2))
     reach = max(0.3 * length, 6.0)  # start within about `reach` px of the door
