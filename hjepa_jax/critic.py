@@ -14,6 +14,14 @@ pushed as far apart as those local links allow, so d(s, g) approaches the number
 the shortest path the data knows between s and g (a triangle inequality over the observed
 transitions): two points on either side of a wall end up as far apart as the way through
 the door. The planners of `hj.planning` use it as their `cost`.
+
+A second critic, for environments whose layout changes every episode (where psi would have to
+learn every wall's position): a value-iteration network (Tamar et al. 2016). A map of
+traversal costs c [H, W], decoded from the goal's state, is learned from where observed agents
+went (`map_loss`: every visited cell costs at most one `unit`, all others are pushed up to
+`cap`, so walls, never visited, become impassable); `value_iteration` turns it into the
+steps-to-go V_g of every cell (exact shortest paths over the 8-neighbour grid), and
+`map_distance` reads V_g at the agent's location distribution predicted from a state.
 """
 
 from __future__ import annotations
@@ -61,3 +69,74 @@ def loss(
     spread = jnp.mean(jnp.minimum(pairs, cap))
     total = penalty * violation - spread
     return total, {"local": jnp.mean(local), "violation": violation, "spread": spread}
+
+
+# ---------------------------------------------------------------------- value-iteration critic
+
+_MOVES = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+
+
+def value_iteration(
+    cost_map: jax.Array, source: jax.Array, iterations: int | None = None, cap: float = 1e4
+) -> jax.Array:
+    """Steps-to-go V [H, W] of every cell to the `source` cells over an 8-neighbour grid: a
+    move between neighbours a, b costs |ab| (c_a + c_b) / 2 (|ab| = 1 or sqrt 2), and
+    V(a) = min_b V(b) + cost(a, b), V = 0 on the source (Bellman-Ford sweeps in a `lax.scan`,
+    exact once `iterations` >= the number of cells on the longest shortest path; default
+    2 (H + W)). Values above `cap` are cut to it (unreachable cells).
+
+    cost_map: [H, W] >= 0; source: [H, W] bool. -> V [H, W]."""
+    chex.assert_rank((cost_map, source), 2)
+    chex.assert_equal_shape((cost_map, source))
+    h, w = cost_map.shape
+    pad = lambda x: jnp.pad(x, 1, constant_values=cap)
+    shifted = lambda x, dy, dx: pad(x)[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    edges = jnp.stack(
+        [jnp.hypot(dy, dx) * (cost_map + shifted(cost_map, dy, dx)) / 2 for dy, dx in _MOVES]
+    )
+
+    def sweep(v, _):
+        through = jnp.stack([shifted(v, dy, dx) for dy, dx in _MOVES]) + edges
+        return jnp.minimum(jnp.minimum(v, jnp.min(through, axis=0)), cap), None
+
+    v0 = jnp.where(source, 0.0, cap)
+    v, _ = jax.lax.scan(sweep, v0, None, length=iterations or 2 * (h + w))
+    return v
+
+
+def map_distance(location: jax.Array, value: jax.Array) -> jax.Array:
+    """d = sum_cells p(cell) V(cell): the expected steps-to-go of an agent whose location is
+    the distribution `location` [..., H, W] (sums to 1), V [H, W] from `value_iteration`."""
+    return jnp.sum(location * value, axis=(-2, -1))
+
+
+def map_loss(
+    cost_map: jax.Array,
+    visits: jax.Array,
+    *,
+    unit: float = 1.0,
+    penalty: float = 1000.0,
+    cap: float = 100.0,
+) -> tuple[jax.Array, dict]:
+    """The traversal-cost map's objective, the map version of `loss`:
+
+        penalty * E_b sum_cells w_b relu(c_b - unit)^2  -  E_{b, cells} min(c_b, cap),
+
+    w_b the visits of row b normalized to sum 1. A cell where agents were seen costs about one
+    `unit` (a step of one cell); one never visited (a wall) is pushed to `cap`.
+
+    Args:
+      cost_map: [B, H, W] >= 0, one map per environment (decoded from one of its states).
+      visits: [B, H, W] >= 0, where observed agents of that environment were (e.g. the agent
+        channel of its frames, summed); each row needs some mass.
+
+    Returns:
+      (loss, metrics): "free" the visit-weighted mean cost, "violation", "spread".
+    """
+    chex.assert_rank((cost_map, visits), 3)
+    chex.assert_equal_shape((cost_map, visits))
+    w = visits / jnp.sum(visits, axis=(1, 2), keepdims=True)
+    violation = jnp.mean(jnp.sum(w * jax.nn.relu(cost_map - unit) ** 2, axis=(1, 2)))
+    spread = jnp.mean(jnp.minimum(cost_map, cap))
+    free = jnp.mean(jnp.sum(w * cost_map, axis=(1, 2)))
+    return penalty * violation - spread, {"free": free, "violation": violation, "spread": spread}

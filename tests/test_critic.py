@@ -94,3 +94,92 @@ def test_learned_distance_follows_the_path_through_the_door(learned):
     # Across the wall from the goal is farther than the door, as it is by the path.
     behind, door = INDEX[(6, 4)], INDEX[(DOOR, WALL)]
     assert steps[behind] > steps[door] and d[behind] > d[door]
+
+
+# ---------------------------------------------------------------------- value-iteration critic
+
+
+def dijkstra(cost_map, source):
+    """Reference: 8-neighbour shortest paths, a move a -> b costing |ab| (c_a + c_b) / 2."""
+    import heapq
+
+    h, w = cost_map.shape
+    dist = np.full((h, w), np.inf)
+    heap = [(0.0, cell) for cell in zip(*np.nonzero(source), strict=True)]
+    for _, cell in heap:
+        dist[cell] = 0.0
+    while heap:
+        d, (r, c) = heapq.heappop(heap)
+        if d > dist[r, c]:
+            continue
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                rr, cc = r + dr, c + dc
+                if (dr or dc) and 0 <= rr < h and 0 <= cc < w:
+                    nd = d + np.hypot(dr, dc) * (cost_map[r, c] + cost_map[rr, cc]) / 2
+                    if nd < dist[rr, cc]:
+                        dist[rr, cc] = nd
+                        heapq.heappush(heap, (nd, (rr, cc)))
+    return dist
+
+
+def test_value_iteration_matches_dijkstra():
+    rng = np.random.default_rng(0)
+    cost = rng.uniform(0.5, 2.0, (9, 12)).astype(np.float32)
+    cost[:7, 5] = 50.0  # a wall with a gap at the bottom
+    source = np.zeros((9, 12), bool)
+    source[1, 10] = True
+    v = hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source))
+    np.testing.assert_allclose(v, dijkstra(cost, source), rtol=1e-5)
+    # jit and vmap agree with the plain call.
+    batched = jax.jit(jax.vmap(hj.critic.value_iteration))(
+        jnp.stack([jnp.asarray(cost)] * 2), jnp.stack([jnp.asarray(source)] * 2)
+    )
+    np.testing.assert_allclose(batched[1], v, rtol=1e-6)
+
+
+def test_value_iteration_rejects_mismatched_shapes():
+    with pytest.raises(AssertionError):
+        hj.critic.value_iteration(jnp.ones((4, 5)), jnp.zeros((5, 4), bool))
+
+
+def test_learned_cost_map_gives_the_path_through_the_door():
+    """Free cost maps trained by map_loss on random-walk visits of the two-room grid: the
+    cells walked on cost one unit, the wall (never visited) the cap, and value iteration
+    over the map gives the 8-neighbour path length through the door."""
+    rng = np.random.default_rng(1)
+    walks = random_walks(rng, 256, 8)
+    visits = np.zeros((256, ROWS, COLS), np.float32)
+    for row, walk in enumerate(walks):
+        for i in walk:
+            visits[(row, *CELLS[i])] += 1.0
+    logits = jnp.zeros((ROWS, COLS))  # one map for the one layout, shared by every row
+    opt = optax.adam(0.05)
+    state = opt.init(logits)
+
+    @jax.jit
+    def update(logits, state, idx):
+        def objective(logits):
+            maps = jnp.broadcast_to(jax.nn.softplus(logits), (idx.shape[0], ROWS, COLS))
+            return hj.critic.map_loss(maps, jnp.asarray(visits)[idx], cap=20.0)
+
+        (_, metrics), grad = jax.value_and_grad(objective, has_aux=True)(logits)
+        updates, state = opt.update(grad, state)
+        return optax.apply_updates(logits, updates), state, metrics
+
+    for step in range(1500):
+        idx = jax.random.randint(jax.random.PRNGKey(step), (32,), 0, 256)
+        logits, state, metrics = update(logits, state, idx)
+    cost = np.asarray(jax.nn.softplus(logits))
+    free = np.zeros((ROWS, COLS), bool)
+    for cell in CELLS:
+        free[cell] = True
+    assert np.all(np.abs(cost[free] - 1.0) < 0.2) and np.all(cost[~free] > 15.0)
+    source = np.zeros((ROWS, COLS), bool)
+    source[6, 6] = True  # just right of the wall, far from the door
+    v = np.asarray(hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source)))
+    truth = dijkstra(np.where(free, 1.0, 1e6), source)
+    np.testing.assert_allclose(v[free], truth[free], rtol=0.1)
+    location = np.zeros((ROWS, COLS), np.float32)
+    location[6, 4] = 1.0  # just left of the wall: the way round is 11 + steps long
+    assert float(hj.critic.map_distance(jnp.asarray(location), jnp.asarray(v))) > 9.0
