@@ -20,17 +20,29 @@ receding horizon is a lax.scan): every `replan_every` env steps the planner sees
 Enc(goal_obs) only, plans, and the first `replan_every` actions are executed; the plan is
 warm-started from the previous one shifted. An episode stops counting at success (the
 position is frozen; the planner never sees it). Cost, summed over the predicted trajectory
-(weights discount^(H - t)), `cost="critic"` (default): the paper's cost module,
+(weights discount^(H - t)): the paper's cost module,
     c(s, g) = d(s, g) + wall_cost * IC_hat(s),
-d the learned steps-to-go of `hj.critic` and IC_hat a head that predicts the hard-wired
-intrinsic cost `two_rooms.wall_proximity` of the observation (the agent blob's mass near
-walls) from the state; both are trained after the world model on its frozen states
-(`train_critic`: every offline trajectory, plus `critic_others` observations at random
-places of its layout). Or `cost="distance"`: the squared distance to the goal's
-representation, which has a local minimum at the wall (with the true dynamics as the model,
-MPPI/CEM on the straight-line distance reach only 50-86% on random walls over 100 episodes).
-Without the wall term, agents stall on the door's corners: the world model predicts a pass
-where the no-slide collision stops a move that clips the wall.
+d a trainable critic (steps to go) and IC_hat a head that predicts the hard-wired intrinsic
+cost `two_rooms.wall_proximity` of the observation (the agent blob's mass near walls) from
+the state; both are trained after the world model on its frozen states (`train_critic`:
+every offline trajectory, plus `critic_others` observations at random places of its
+layout). The critic d:
+  cost="map" (default): a value-iteration critic (`hj.critic.value_iteration`). A local conv
+    net maps the wall channel of the goal's observation to a traversal cost per pixel,
+    learned (`hj.critic.map_loss`) from where agents were seen in each layout (random
+    places: every seen pixel costs one step, the never-seen ones, walls, are pushed to
+    `map_cap`); value iteration over it gives the steps-to-go V_g of every pixel once per
+    episode; d(s, g) = sum_pixels p(pixel | s) V_g(pixel), p a locator head on the state
+    (trained against the agent channel of the observation). No local minima by construction.
+  cost="critic": d(s, g) = ||psi(s) - psi(g)||, psi trained by `hj.critic.loss` (a
+    quasimetric over the trajectories' steps): good for one layout (the fixed wall), but on
+    random walls it must learn every wall's place from the state and keeps local minima.
+  cost="distance": the squared distance to the goal's representation, which has a local
+    minimum at the wall (with the true dynamics as the model, MPPI/CEM on the straight-line
+    distance reach only 50-86% on random walls over 100 episodes).
+With the "critic" cost agents stall on the door's corners without the wall term (the world
+model predicts a pass where the no-slide collision stops a move that clips the wall); the
+map's costs already keep plans off the walls, and wall_cost = 0 does best with it.
   gradient_mpc, cem, mppi: `hj.planning` flat planners, horizon `horizon_plan`.
   hierarchical: `hj.planning.hierarchical`: CEM over `macro_horizon` macro-actions (one
     action held `macro_steps` steps through the same world model) to the goal; the state
@@ -116,30 +128,34 @@ class Config:
     seed: int = 0
     train_layout: str = "mixed"  # "fixed", "random" or "mixed" (random + three rooms)
     settings: tuple[str, ...] = ("random", "fixed", "three_rooms")
-    trajectories: int = 20000
+    trajectories: int = 10000
     length: int = 16  # T
     door_frac: float = 0.3
     wall_frac: float = 0.2  # trajectories that push into a wall (see two_rooms.random_trajectories)
-    blur: float = 10.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
+    blur: float = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
     pool: int = 2  # average-pool the 65 x 65 frames by this factor (1: none)
     channels: tuple[int, ...] = (16, 32, 32)
-    embed_dim: int = 8  # D of a vector state; channels of a spatial one
-    state: str = "vector"  # "vector" (ConvEncoder + MLP predictor) or "spatial" (see Model)
+    embed_dim: int = 4  # D of a vector state; channels of a spatial one
+    state: str = "spatial"  # "vector" (ConvEncoder + MLP predictor) or "spatial" (see Model)
     hidden: int = 256  # predictor / inverse-dynamics width
-    horizon: int = 8  # world-model training rollout
+    horizon: int = 4  # world-model training rollout
     inverse_dynamics: float = 1.0
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
-    critic_steps: int = 12000  # the critic trains after the world model, on frozen states
+    critic_steps: int = 3000  # the critic trains after the world model, on frozen states
     critic_batch: int = 64
     critic_dim: int = 16  # K, the critic's embedding
     critic_others: int = 8  # M, random places per trajectory pushed apart from it
     critic_penalty: float = 100.0
     critic_step: float = 0.1  # the critic's unit: one random-policy step
-    cost: str = "critic"  # the planners' cost: "critic" (steps) or "distance" (||s - g||^2)
-    wall_cost: float = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    cost: str = "map"  # the planners' cost: "map", "critic" (steps) or "distance" (||s - g||^2)
+    map_cap: float = 20.0  # the "map" critic's cost of a never-visited pixel (crossing a visited
+    #   one costs critic_step)
+    map_penalty: float = 1000.0
+    map_visits: int = 256  # random places per layout (and row) that count as visited
+    wall_cost: float = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
     wall_margin: int = 2  # its dilation of the walls, in pixels
-    steps: int = 6000
-    batch_size: int = 64
+    steps: int = 1500
+    batch_size: int = 32
     learning_rate: float = 1e-3
     log_every: int = 100
     # planning
@@ -148,14 +164,14 @@ class Config:
     replan_every: int = 2  # env steps executed per plan
     horizon_plan: int = 8
     discount: float = 1.0
-    samples: int = 256
+    samples: int = 128
     elites: int = 32
-    iterations: int = 8
+    iterations: int = 5
     init_std: float = 1.5
-    gd_steps: int = 30
+    gd_steps: int = 20
     gd_lr: float = 0.3
     mppi_temperature: float = 0.5
-    macro_steps: int = 4
+    macro_steps: int = 6
     macro_horizon: int = 10
     hier_horizon: int = 8
 
@@ -164,18 +180,15 @@ class Config:
             self,
             train_layout="fixed",
             settings=("fixed",),
+            state="vector",
+            embed_dim=8,
+            blur=10.0,
             trajectories=4000,
             steps=800,
-            batch_size=32,
-            horizon=4,
             episodes=20,
             max_steps=100,
-            replan_every=2,
-            samples=128,
-            iterations=5,
-            gd_steps=20,
-            macro_steps=6,
-            macro_horizon=10,
+            cost="critic",
+            wall_cost=2.5,
             critic_steps=4000,
         )
 
@@ -227,6 +240,10 @@ class Model:
         self.state_dim = int(np.prod(self.map_shape))
         self.inv = hj.nn.MLP((cfg.hidden, 2))
         self.critic = hj.nn.MLP((cfg.hidden, cfg.hidden, cfg.critic_dim))
+        self.side = 65  # the "map" critic's grid: the observation's pixels
+        self.locator = hj.nn.MLP((self.side**2,))  # logits of the agent's cell, from s
+        # traversal costs, from the wall channel of the goal's observation (a local conv net)
+        self.cost_map = hj.nn.ConvEncoder((8, 8), 1, (1, 1), pool="none")
         self.wall_head = hj.nn.MLP((cfg.hidden, 1))  # predicts wall_proximity from s
         self.wm = hj.world_model.WorldModelConfig(
             horizon=cfg.horizon,
@@ -270,18 +287,53 @@ class Model:
     def inverse(self, inv, s, nxt):
         return self.scale * self.inv.apply(inv, jnp.concatenate([s, nxt]))
 
+    def location(self, loc, s) -> jax.Array:
+        """The "map" critic's distribution [..., 65, 65] of the agent's pixel, from states."""
+        logits = self.locator.apply(loc, s)
+        return jax.nn.softmax(logits).reshape(s.shape[:-1] + (self.side, self.side))
+
+    def traversal_cost(self, cmap, walls) -> jax.Array:
+        """The "map" critic's cost [..., 65, 65] of crossing each pixel, from a wall channel
+        [..., 65, 65]."""
+        return jax.nn.softplus(self.cost_map.apply(cmap, walls[..., None])[..., 0])
+
+    def goal(self, params: dict, g: jax.Array, frame: jax.Array, kind: str):
+        """What the planners' cost compares states with: g [D] itself, or for "map" the
+        triple (g, V_g [65, 65], c [65, 65]): c the traversal costs of the goal's observation
+        `frame` [65, 65, 2], V_g the steps-to-go of every pixel over c
+        (`hj.critic.value_iteration`) from the pixel where g locates the agent."""
+        if kind != "map":
+            return g
+        return self.retarget(
+            params, (g, None, self.traversal_cost(params["critic"]["map"], frame[..., 1])), g, kind
+        )
+
+    def retarget(self, params: dict, goal, s: jax.Array, kind: str):
+        """The goal `goal` (from `self.goal`) moved to the state s [D] in the same layout:
+        the hierarchical planner's subgoal."""
+        if kind != "map":
+            return s
+        where = self.location(params["critic"]["loc"], s)
+        return s, hj.critic.value_iteration(goal[2], where >= jnp.max(where)), goal[2]
+
     def cost(self, params: dict, kind: str):
-        """The planners' `cost(s [D], g [D]) -> []`: "critic", d(s, g) in random-policy steps
-        (`hj.critic.distance`) plus wall_cost times the intrinsic cost predicted from s
-        (needs params["critic"] = {"psi", "wall"}); or "distance", ||s - g||^2."""
-        if kind == "critic":
-            psi = lambda x: self.critic.apply(params["critic"]["psi"], x)
-            wall = lambda x: self.wall_head.apply(params["critic"]["wall"], x)[0]
-            w = self.cfg.wall_cost
-            return lambda s, g: hj.critic.distance(psi(s), psi(g)) + w * wall(s)
+        """The planners' `cost(s [D], goal) -> []`, goal from `self.goal`: "critic", d(s, g)
+        in random-policy steps (`hj.critic.distance`) plus wall_cost times the intrinsic cost
+        predicted from s (needs params["critic"] = {"psi", "wall"}); "map", the expected
+        steps-to-go V_g at the agent's predicted location (`hj.critic.map_distance`) plus the
+        same wall term (params["critic"] = {"loc", "map", "wall"}); or "distance",
+        ||s - g||^2."""
         if kind == "distance":
             return hj.planning.squared_distance
-        raise ValueError(f"{NAME}: cost must be 'critic' or 'distance', got {kind!r}")
+        if kind not in ("critic", "map"):
+            raise ValueError(f"{NAME}: cost must be 'critic', 'map' or 'distance', got {kind!r}")
+        critic, w = params["critic"], self.cfg.wall_cost
+        wall = lambda x: self.wall_head.apply(critic["wall"], x)[0]
+        if kind == "map":
+            where = lambda x: self.location(critic["loc"], x)
+            return lambda s, g: hj.critic.map_distance(where(s), g[1]) + w * wall(s)
+        psi = lambda x: self.critic.apply(critic["psi"], x)
+        return lambda s, g: hj.critic.distance(psi(s), psi(g)) + w * wall(s)
 
     def loss(self, params, batch, key):
         positions, actions, layouts = batch
@@ -302,19 +354,54 @@ class Model:
         return jax.vmap(lambda p, lay: jax.vmap(lambda q: one(q, lay))(p))(positions, layouts)
 
     def critic_loss(self, critic, batch, key):
-        """`hj.critic.loss` on frozen states, plus the squared error of the wall head:
-        batch = (states [B, T+1, D], others [B, M, D], wall_proximity of the states [B, T+1])."""
-        del key
-        states, others, near = batch
+        """The critic's loss on frozen states, plus the squared error of the wall head; batch =
+        (states [B, T+1, D], others [B, M, D], wall_proximity of the states [B, T+1],
+        positions [B, T+1+M, 2] of both, layouts [B]).
+        "critic": `hj.critic.loss`. "map": the locator's cross-entropy with the agent channel
+        of the observation (65 x 65), and `hj.critic.map_loss` of the traversal costs of
+        each row's wall channel against the pixels (y, x) where agents were seen in that
+        layout: `map_visits` random places (`two_rooms.random_position`, as the starts of
+        the offline trajectories: never within 2.6 px of a wall, nor in a door; the local
+        conv net sees a door as free space)."""
+        states, others, near, positions, layouts = batch
+        cfg = self.cfg
+        wall_err = jnp.mean((self.wall_head.apply(critic["wall"], states)[..., 0] - near) ** 2)
+        if cfg.cost == "map":
+            pool = jnp.concatenate([states, others], axis=1)  # [B, L, D]
+            env = tr.EnvParams()
+            render = lambda q, lay: tr.render_position(q, lay, env)[..., 0]
+            agent = jax.vmap(lambda p, lay: jax.vmap(lambda q: render(q, lay))(p))(
+                positions, layouts
+            )  # [B, L, 65, 65]
+            agent = agent / jnp.sum(agent, axis=(-2, -1), keepdims=True)
+            where = self.location(critic["loc"], pool)
+            locate = -jnp.mean(jnp.sum(agent * jnp.log(where + 1e-12), axis=(-2, -1)))
+            keys = jax.random.split(key, layouts.kind.shape + (cfg.map_visits,))
+            places = jax.vmap(
+                lambda k, lay: jax.vmap(lambda q: tr.random_position(q, lay, env))(k)
+            )(keys, layouts)
+            cell = jnp.clip(jnp.floor(places + 0.5).astype(jnp.int32), 0, self.side - 1)
+            rows = jnp.broadcast_to(jnp.arange(places.shape[0])[:, None], places.shape[:2])
+            visits = jnp.zeros((places.shape[0], self.side, self.side))
+            visits = visits.at[rows, cell[..., 1], cell[..., 0]].add(1.0)
+            walls = jax.vmap(lambda lay: tr.wall_image(lay, env))(layouts)
+            loss, metrics = hj.critic.map_loss(
+                self.traversal_cost(critic["map"], walls),
+                visits,
+                unit=cfg.critic_step,
+                penalty=cfg.map_penalty,
+                cap=cfg.map_cap,
+            )
+            total = loss + locate + wall_err
+            return total, {**metrics, "locate": locate, "wall_mse": wall_err}
         psi = lambda x: self.critic.apply(critic["psi"], x)
         loss, metrics = hj.critic.loss(
             psi(states),
             psi(others),
-            step=self.cfg.critic_step,
-            penalty=self.cfg.critic_penalty,
-            cap=200 * self.cfg.critic_step,
+            step=cfg.critic_step,
+            penalty=cfg.critic_penalty,
+            cap=200 * cfg.critic_step,
         )
-        wall_err = jnp.mean((self.wall_head.apply(critic["wall"], states)[..., 0] - near) ** 2)
         return loss + wall_err, {**metrics, "wall_mse": wall_err}
 
 
@@ -393,6 +480,13 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
     if name == "hierarchical":
 
         def plan(s, g, key, warm):
+            def low_level(s, subgoal, key, mean0):  # CEM toward the subgoal state
+                goal = model.retarget(params, g, subgoal, cfg.cost)
+                low_kw = dict(sample_kw, horizon=cfg.hier_horizon)
+                return hj.planning.cem(
+                    model.predict, pred, s, goal, key, elites=cfg.elites, mean0=mean0, **low_kw
+                )
+
             macro0, fine0 = warm
             out = hj.planning.hierarchical(
                 model.predict,
@@ -414,6 +508,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
                 macro_discount=cfg.discount,
                 macro_mean0=macro0,
                 mean0=fine0,
+                low_level=low_level,
             )
             return out.actions[:r], (out.macro_actions, shift(out.actions))
 
@@ -438,7 +533,8 @@ def make_evaluate(model: Model, params: dict, cfg: Config, planner: str):
     def episode(key, layout):
         k_reset, k_plan = jax.random.split(key)
         state, _ = tr.reset(k_reset, env, layout)
-        goal = model.encode(enc, state.goal, layout)
+        frame = tr.render_position(state.goal, layout, env)
+        goal = model.goal(params, model.encode(enc, state.goal, layout), frame, cfg.cost)
 
         def replan(carry, key):
             state, done, steps, warm = carry
@@ -501,8 +597,10 @@ def cost_path_correlation(model: Model, params: dict, cfg: Config, key: jax.Arra
         "straight_line": np.linalg.norm(start - goal, axis=-1),
         "distance": np.asarray(jnp.linalg.norm(s - g, axis=-1)),
     }
-    if "critic" in params:
-        costs["critic"] = np.asarray(jax.vmap(model.cost(params, "critic"))(s, g))
+    if cfg.cost != "distance":
+        frames = jax.vmap(lambda p, lay: tr.render_position(p, lay, env))(states.goal, layouts)
+        goals = jax.vmap(lambda g1, f: model.goal(params, g1, f, cfg.cost))(g, frames)
+        costs[cfg.cost] = np.asarray(jax.vmap(model.cost(params, cfg.cost))(s, goals))
     return {f"path_corr_{k}": float(np.corrcoef(v, path)[0, 1]) for k, v in costs.items()}
 
 
@@ -572,11 +670,12 @@ def map_rows(fn, positions, layouts, chunk: int = 256) -> jax.Array:
 
 
 def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: jax.Array):
-    """The critic (`hj.critic`) on the trained world model's frozen states: every trajectory of
-    the offline data, and `critic_others` random places of its layout (observations of the
-    same environment, pushed apart from it); and the wall head, which learns to predict the
-    intrinsic cost `two_rooms.wall_proximity` of each observation from its state.
-    -> ({"psi", "wall"} params, history)."""
+    """The critic (`hj.critic`, `cfg.cost` "critic" or "map") on the trained world model's
+    frozen states: every trajectory of the offline data, and `critic_others` random places of
+    its layout (observations of the same environment: pushed apart from it, or where its
+    agents were); and the wall head, which learns to predict the intrinsic cost
+    `two_rooms.wall_proximity` of each observation from its state (`Model.critic_loss`).
+    -> ({"psi", "wall"} or {"loc", "map", "wall"} params, history)."""
     k_places, k_init, k_train = jax.random.split(key, 3)
     env = tr.EnvParams()
     n, m = data.positions.shape[0], cfg.critic_others
@@ -588,10 +687,15 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
     others = encode_batches(model, params["enc"], places, data.layouts)
     near = wall_proximity(data.positions, data.layouts, cfg.wall_margin)
     k_psi, k_wall = jax.random.split(k_init)
-    init = {
-        "psi": model.critic.init(k_psi, jnp.zeros(model.state_dim)),
-        "wall": model.wall_head.init(k_wall, jnp.zeros(model.state_dim)),
-    }
+    s0 = jnp.zeros(model.state_dim)
+    init = {"wall": model.wall_head.init(k_wall, s0)}
+    if cfg.cost == "map":
+        k_loc, k_map = jax.random.split(k_psi)
+        walls = jnp.zeros((model.side, model.side, 1))
+        init.update(loc=model.locator.init(k_loc, s0), map=model.cost_map.init(k_map, walls))
+    else:
+        init["psi"] = model.critic.init(k_psi, s0)
+    positions = jnp.concatenate([data.positions, places], axis=1)
     loop = hj.train.LoopConfig(
         steps=cfg.critic_steps,
         batch_size=cfg.critic_batch,
@@ -602,7 +706,7 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
         model.critic_loss,
         init,
         optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.critic_steps)),
-        (states, others, near),
+        (states, others, near, positions, data.layouts),
         loop=loop,
         key=k_train,
         desc=f"{NAME} critic",
@@ -638,7 +742,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     params = result.state.params
     metrics = dict(result.summary)
     metrics.update({f"final_{k}": v for k, v in result.history[-1].items() if k != "step"})
-    if cfg.cost == "critic":
+    if cfg.cost in ("critic", "map"):
         params["critic"], critic_history = train_critic(model, params, data, cfg, out, k_critic)
         metrics.update({f"critic_{k}": v for k, v in critic_history[-1].items() if k != "step"})
 

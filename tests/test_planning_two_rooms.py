@@ -4,9 +4,11 @@ import dataclasses
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import hjepa_jax as hj
 from experiments import common, planning_two_rooms
 from hjepa_jax.envs import two_rooms as tr
 
@@ -111,3 +113,31 @@ def test_spatial_state_model_trains_and_predicts_flat_states():
     assert model.predict(params["pred"], s, data.actions[0, 0]).shape == (256,)
     with pytest.raises(ValueError, match="state must be"):
         planning_two_rooms.Model(dataclasses.replace(TINY, state="grid"))
+
+
+def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
+    """cost="map": after a short train_critic, wall pixels cost far more than free ones, and
+    value iteration over the learned map makes the pixel just across the wall from the goal
+    farther than the door; the planners' cost reads it through Model.goal."""
+    cfg = dataclasses.replace(TINY, cost="map", critic_steps=300, critic_batch=16)
+    model = planning_two_rooms.Model(cfg)
+    params = model.init(jax.random.PRNGKey(0))
+    data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.random_layout, 64, 4)
+    params["critic"], history = planning_two_rooms.train_critic(
+        model, params, data, cfg, tmp_path, jax.random.PRNGKey(2)
+    )
+    assert set(params["critic"]) == {"loc", "map", "wall"} and history[-1]["violation"] >= 0
+    layout = tr.fixed_layout()  # not a training layout: the conv map is local
+    walls = tr.wall_image(layout, tr.EnvParams())
+    costs = np.asarray(model.traversal_cost(params["critic"]["map"], walls))
+    centre = np.asarray(walls, bool) & (np.arange(65)[None, :] == 32)  # the wall's middle column
+    assert costs[centre].mean() > 10 * costs[20:40, 40:50].mean()
+    source = np.zeros((65, 65), bool)
+    source[50, 36] = True  # right of the wall at x = 32, far below the door at y = 18
+    v = np.asarray(hj.critic.value_iteration(jnp.asarray(costs), jnp.asarray(source)))
+    assert v[50, 28] > v[18, 32] > v[50, 40]  # behind the wall > the door > beside the goal
+    s = model.encode(params["enc"], data.positions[0, 0], layout)
+    frame = tr.render_position(data.positions[0, 1], layout, tr.EnvParams())
+    goal = model.goal(params, s, frame, "map")
+    assert goal[1].shape == goal[2].shape == (65, 65)
+    assert np.isfinite(float(model.cost(params, "map")(s, goal)))
