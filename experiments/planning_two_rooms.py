@@ -33,7 +33,7 @@ layout). The critic d:
     places: every seen pixel costs one step, the never-seen ones, walls, are pushed to
     `map_cap`); value iteration over it gives the steps-to-go V_g of every pixel once per
     episode; d(s, g) = sum_pixels p(pixel | s) V_g(pixel), p a locator head on the state
-    (trained against the agent channel of the observation). No local minima by construction.
+    (trained to name the agent's pixel). No local minima by construction.
   cost="critic": d(s, g) = ||psi(s) - psi(g)||, psi trained by `hj.critic.loss` (a
     quasimetric over the trajectories' steps): good for one layout (the fixed wall), but on
     random walls it must learn every wall's place from the state and keeps local minima.
@@ -57,15 +57,16 @@ full mode trains on random walls mixed with three-rooms layouts and plans in all
 Metrics: success_<planner>[_fixed|_three_rooms] (no suffix: random walls),
 steps_to_goal_<planner>[_suffix] (mean over successes), plan_s_per_episode_<planner>[_suffix]
 (wall time of the compiled batch / episodes), plan_s_per_episode_<planner> (mean over the
-settings run), probe_position_rmse, probe_position_r2; path_corr_<cost> (critic, distance,
-straight_line): the correlation of each cost between 300 task starts and their goals with the
-shortest path length through the doors (`path_length`).
+settings run), probe_position_rmse, probe_position_r2; path_corr_<cost> (the run's
+cost, distance, straight_line): the correlation of each cost between 300 task starts and
+their goals with the shortest path length through the doors (`path_length`).
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 wall_x [N, 2], door_y [N, 2] with NaN for a missing second wall, success [N], steps [N]).
 
-Encoder input: frames average-pooled by 2 (32 x 32) and the agent channel blurred (std 10
-pooled px); D = 8 with a temporal-smoothness term (chosen when the cost was the
-representation distance, which the blur makes decrease toward the goal over a whole room).
+Quick mode's encoder input: frames average-pooled by 2 (32 x 32) and the agent channel
+blurred (std 10 pooled px); a vector state, D = 8, with a temporal-smoothness term (chosen
+when the cost was the representation distance, which the blur makes decrease toward the
+goal over a whole room); its cost is cost="critic" with wall_cost 2.5.
 
 Results, quick mode (seed 0, fixed wall, 20 episodes of 100 env steps, 800 world-model steps,
 4000 critic steps; 2 CPU cores, 166 s in all, 55 s of it training the world model):
@@ -79,15 +80,20 @@ Results, quick mode (seed 0, fixed wall, 20 episodes of 100 env steps, 800 world
   the data had 1.3% wall contacts (wall_leak 1.00: the model walked through walls); with
   wall_frac 0.2, 0.15-0.35 (agents stalled on the door's corners); with the wall term, the
   numbers above (on 30 episodes of 160 steps: gradient_mpc 0.97, mppi 0.97, cem 1.00).
-Random walls are not solved yet. A vector-state model trained on mixed layouts (20000
-trajectories, 4000 steps of batch 64, D = 16, ~10 min) stops at walls (wall_leak 0.01) but
-also at doors (door_pass 0.19; path_corr_critic 0.60), and gradient MPC / CEM reach
-0.03 / 0.00 on 30 random-wall episodes of 200 steps. state="spatial" (an 8 x 8 x 4 feature
-map, a ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, ~6.5 min)
-learns both: wall_leak 0.02 and door_pass 0.99 on random walls (0.00 / 1.00 on three rooms),
-path_corr_critic 0.68 (three rooms 0.74); on 30 random-wall episodes gradient MPC reaches
-0.53 and CEM 0.23, at 3.5 and 9 s of planning per episode on 2 CPU cores. Full mode (200
-episodes per setting) has not been run.
+Random walls (full-mode defaults: state="spatial", an 8 x 8 x 4 feature map and a
+ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, ~6.5 min; the map
+critic, 3000 steps; episodes of 200 env steps): gradient MPC reaches 0.995 on 200 episodes
+(199 / 200; mean 21.7 steps to the goal; 4.6 s of planning per episode on 2 CPU cores);
+path_corr_map 0.68 (three rooms 0.75). The world model stops at walls and passes doors
+(wall_leak 0.02, door_pass 0.99). How it got there, same world model: cost="critic" gave
+0.53 (gradient MPC) / 0.23 (CEM) on 30 episodes (greedy descent on that critic over a 2-px
+grid reaches the goal from 15% of the starts: its local minima were the limit); the map
+critic with a locator trained on the blurred agent channel gave 0.945 on 200 episodes (its
+p spread over ~9 pixels, and near a wall the expected V mixed in the wall's values; CEM
+0.37 and three rooms 1.00 on 30 episodes); naming the agent's pixel, 0.995. A vector state
+(D = 16) never learned random walls (door_pass 0.19; 0.03 / 0.00). Full mode as a whole
+(every planner, 200 episodes in each setting) has not been run on a CPU: planning alone
+would take hours there.
 """
 
 from __future__ import annotations
@@ -110,8 +116,8 @@ NAME = "planning_two_rooms"
 TITLE = "Issue 7: a pixel world model and Mode-2 planning in Two Rooms"
 CLAIM = (
     "A JEPA world model trained only on random-policy pixel trajectories, without "
-    "reconstruction, lets planners that minimize the predicted distance to the goal's "
-    "representation steer an agent through the door into the other room."
+    "reconstruction, and a trainable critic of the steps to the goal let planners steer an "
+    "agent through the door into the other room."
 )
 
 PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "random")
@@ -357,8 +363,8 @@ class Model:
         """The critic's loss on frozen states, plus the squared error of the wall head; batch =
         (states [B, T+1, D], others [B, M, D], wall_proximity of the states [B, T+1],
         positions [B, T+1+M, 2] of both, layouts [B]).
-        "critic": `hj.critic.loss`. "map": the locator's cross-entropy with the agent channel
-        of the observation (65 x 65), and `hj.critic.map_loss` of the traversal costs of
+        "critic": `hj.critic.loss`. "map": the locator's cross-entropy with the agent's pixel
+        (of the observation's 65 x 65), and `hj.critic.map_loss` of the traversal costs of
         each row's wall channel against the pixels (y, x) where agents were seen in that
         layout: `map_visits` random places (`two_rooms.random_position`, as the starts of
         the offline trajectories: never within 2.6 px of a wall, nor in a door; the local
@@ -369,18 +375,16 @@ class Model:
         if cfg.cost == "map":
             pool = jnp.concatenate([states, others], axis=1)  # [B, L, D]
             env = tr.EnvParams()
-            render = lambda q, lay: tr.render_position(q, lay, env)[..., 0]
-            agent = jax.vmap(lambda p, lay: jax.vmap(lambda q: render(q, lay))(p))(
-                positions, layouts
-            )  # [B, L, 65, 65]
-            agent = agent / jnp.sum(agent, axis=(-2, -1), keepdims=True)
-            where = self.location(critic["loc"], pool)
-            locate = -jnp.mean(jnp.sum(agent * jnp.log(where + 1e-12), axis=(-2, -1)))
+            pixel = lambda q: jnp.clip(jnp.floor(q + 0.5).astype(jnp.int32), 0, self.side - 1)
+            at = pixel(positions)  # [B, L, 2] (x, y) of each state's agent
+            where = self.location(critic["loc"], pool).reshape(pool.shape[:2] + (-1,))
+            flat = (at[..., 1] * self.side + at[..., 0])[..., None]
+            locate = -jnp.mean(jnp.log(jnp.take_along_axis(where, flat, axis=-1) + 1e-12))
             keys = jax.random.split(key, layouts.kind.shape + (cfg.map_visits,))
             places = jax.vmap(
                 lambda k, lay: jax.vmap(lambda q: tr.random_position(q, lay, env))(k)
             )(keys, layouts)
-            cell = jnp.clip(jnp.floor(places + 0.5).astype(jnp.int32), 0, self.side - 1)
+            cell = pixel(places)
             rows = jnp.broadcast_to(jnp.arange(places.shape[0])[:, None], places.shape[:2])
             visits = jnp.zeros((places.shape[0], self.side, self.side))
             visits = visits.at[rows, cell[..., 1], cell[..., 0]].add(1.0)
