@@ -310,17 +310,19 @@ class Model:
         (`hj.critic.value_iteration`) from the pixel where g locates the agent."""
         if kind != "map":
             return g
-        return self.retarget(
-            params, (g, None, self.traversal_cost(params["critic"]["map"], frame[..., 1])), g, kind
+        return self._steps_to_go(
+            params, g, self.traversal_cost(params["critic"]["map"], frame[..., 1])
         )
 
     def retarget(self, params: dict, goal, s: jax.Array, kind: str):
         """The goal `goal` (from `self.goal`) moved to the state s [D] in the same layout:
         the hierarchical planner's subgoal."""
-        if kind != "map":
-            return s
-        where = self.location(params["critic"]["loc"], s)
-        return s, hj.critic.value_iteration(goal[2], where >= jnp.max(where)), goal[2]
+        return self._steps_to_go(params, s, goal[2]) if kind == "map" else s
+
+    def _steps_to_go(self, params: dict, g: jax.Array, costs: jax.Array):
+        """(g, V_g, costs): value iteration over `costs` from the pixel where g puts the agent."""
+        where = self.location(params["critic"]["loc"], g)
+        return g, hj.critic.value_iteration(costs, where >= jnp.max(where)), costs
 
     def cost(self, params: dict, kind: str):
         """The planners' `cost(s [D], goal) -> []`, goal from `self.goal`: "critic", d(s, g)
