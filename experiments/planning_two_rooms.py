@@ -101,6 +101,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +130,19 @@ LAYOUT_FNS = {
 }
 
 
+MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
+
+
+class MapGoal(NamedTuple):
+    """The goal of the map critic's costs: state [D] the goal's representation, value [65, 65]
+    its steps-to-go V_g, target [2] the pixel (row, col) the "straight" cost aims at (the
+    goal's own, or a hierarchical planner's waypoint)."""
+
+    state: jax.Array
+    value: jax.Array
+    target: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     seed: int = 0
@@ -153,7 +167,7 @@ class Config:
     critic_others: int = 8  # M, random places per trajectory pushed apart from it
     critic_penalty: float = 100.0
     critic_step: float = 0.1  # the critic's unit: one random-policy step
-    cost: str = "map"  # the planners' cost: "map", "critic" (steps) or "distance" (||s - g||^2)
+    cost: str = "map"  # the flat planners' cost: "map", "straight", "critic" or "distance"
     map_cap: float = 20.0  # the "map" critic's cost of a never-visited pixel (crossing a visited
     #   one costs critic_step)
     map_penalty: float = 1000.0
@@ -180,6 +194,7 @@ class Config:
     macro_steps: int = 6
     macro_horizon: int = 10
     hier_horizon: int = 8
+    waypoint_moves: int = 10  # map costs: the hierarchical subgoal, pixels down V_g
 
     def quick(self) -> Config:
         return dataclasses.replace(
@@ -303,43 +318,60 @@ class Model:
         [..., 65, 65]."""
         return jax.nn.softplus(self.cost_map.apply(cmap, walls[..., None])[..., 0])
 
-    def goal(self, params: dict, g: jax.Array, frame: jax.Array, kind: str):
-        """What the planners' cost compares states with: g [D] itself, or for "map" the
-        triple (g, V_g [65, 65], c [65, 65]): c the traversal costs of the goal's observation
-        `frame` [65, 65, 2], V_g the steps-to-go of every pixel over c
-        (`hj.critic.value_iteration`) from the pixel where g locates the agent."""
-        if kind != "map":
-            return g
-        return self._steps_to_go(
-            params, g, self.traversal_cost(params["critic"]["map"], frame[..., 1])
+    def locate(self, loc, s) -> jax.Array:
+        """The expected pixel [..., 2] (row, col) of the agent under `location`."""
+        p = self.location(loc, s)
+        grid = jnp.arange(self.side, dtype=p.dtype)
+        return jnp.stack([jnp.sum(p, -1) @ grid, jnp.sum(p, -2) @ grid], axis=-1)
+
+    def cell(self, loc, s: jax.Array) -> jax.Array:
+        """The most likely pixel [2] (row, col) of the agent under `location`, from s [D]."""
+        return jnp.stack(
+            jnp.unravel_index(jnp.argmax(self.locator.apply(loc, s)), (self.side,) * 2)
         )
 
-    def retarget(self, params: dict, goal, s: jax.Array, kind: str):
-        """The goal `goal` (from `self.goal`) moved to the state s [D] in the same layout:
-        the hierarchical planner's subgoal."""
-        return self._steps_to_go(params, s, goal[2]) if kind == "map" else s
+    def goal(self, params: dict, g: jax.Array, frame: jax.Array, kind: str):
+        """What the planners' cost compares states with: g [D] itself, or for the map costs
+        a MapGoal: V_g the steps-to-go of every pixel (`hj.critic.value_iteration`) over the
+        traversal costs of the goal's observation `frame` [65, 65, 2], from the pixel where g
+        locates the agent, which is also the straight-line cost's target."""
+        if kind not in MAP_COSTS:
+            return g
+        costs = self.traversal_cost(params["critic"]["map"], frame[..., 1])
+        cell = self.cell(params["critic"]["loc"], g)
+        source = jnp.zeros(costs.shape, bool).at[cell[0], cell[1]].set(True)
+        return MapGoal(g, hj.critic.value_iteration(costs, source), cell.astype(costs.dtype))
 
-    def _steps_to_go(self, params: dict, g: jax.Array, costs: jax.Array):
-        """(g, V_g, costs): value iteration over `costs` from the pixel where g puts the agent."""
-        where = self.location(params["critic"]["loc"], g)
-        return g, hj.critic.value_iteration(costs, where >= jnp.max(where)), costs
+    def subgoal(self, params: dict, goal: MapGoal, s: jax.Array) -> MapGoal:
+        """The hierarchical planner's level 2: the goal with its target moved to the waypoint
+        `waypoint_moves` cells down V_g from the pixel where s [D] locates the agent."""
+        here = self.cell(params["critic"]["loc"], s)
+        target = hj.critic.waypoint(goal.value, here, self.cfg.waypoint_moves)
+        return goal._replace(target=target.astype(goal.target.dtype))
 
     def cost(self, params: dict, kind: str):
         """The planners' `cost(s [D], goal) -> []`, goal from `self.goal`: "critic", d(s, g)
         in random-policy steps (`hj.critic.distance`) plus wall_cost times the intrinsic cost
         predicted from s (needs params["critic"] = {"psi", "wall"}); "map", the expected
-        steps-to-go V_g at the agent's predicted location (`hj.critic.map_distance`) plus the
-        same wall term (params["critic"] = {"loc", "map", "wall"}); or "distance",
-        ||s - g||^2."""
+        steps-to-go V_g at the agent's predicted location (`hj.critic.map_distance`), or
+        "straight", critic_step times the straight-line pixel distance from the agent's
+        expected location to the goal's target (myopic: blind to walls), each plus the same
+        wall term (params["critic"] = {"loc", "map", "wall"}); or "distance", ||s - g||^2."""
         if kind == "distance":
             return hj.planning.squared_distance
-        if kind not in ("critic", "map"):
-            raise ValueError(f"{NAME}: cost must be 'critic', 'map' or 'distance', got {kind!r}")
+        if kind not in ("critic",) + MAP_COSTS:
+            raise ValueError(
+                f"{NAME}: cost must be 'critic', 'map', 'straight' or 'distance', got {kind!r}"
+            )
         critic, w = params["critic"], self.cfg.wall_cost
         wall = lambda x: self.wall_head.apply(critic["wall"], x)[0]
         if kind == "map":
             where = lambda x: self.location(critic["loc"], x)
-            return lambda s, g: hj.critic.map_distance(where(s), g[1]) + w * wall(s)
+            return lambda s, g: hj.critic.map_distance(where(s), g.value) + w * wall(s)
+        if kind == "straight":
+            unit = self.cfg.critic_step
+            at = lambda x: self.locate(critic["loc"], x)
+            return lambda s, g: unit * hj.critic.distance(at(s), g.target) + w * wall(s)
         psi = lambda x: self.critic.apply(critic["psi"], x)
         return lambda s, g: hj.critic.distance(psi(s), psi(g)) + w * wall(s)
 
@@ -374,7 +406,7 @@ class Model:
         states, others, near, positions, layouts = batch
         cfg = self.cfg
         wall_err = jnp.mean((self.wall_head.apply(critic["wall"], states)[..., 0] - near) ** 2)
-        if cfg.cost == "map":
+        if cfg.cost in MAP_COSTS:
             pool = jnp.concatenate([states, others], axis=1)  # [B, L, D]
             env = tr.EnvParams()
             pixel = lambda q: jnp.clip(jnp.floor(q + 0.5).astype(jnp.int32), 0, self.side - 1)
@@ -438,24 +470,28 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
         init_std=cfg.init_std,
         discount=cfg.discount,
     )
+
+    def descend(s, g, warm, cost):  # gradient MPC from the warm start
+        out = hj.planning.gradient_mpc(
+            model.predict,
+            pred,
+            s,
+            g,
+            warm,
+            bound=bound,
+            steps=cfg.gd_steps,
+            optimizer=optax.adam(cfg.gd_lr),
+            cost=cost,
+            discount=cfg.discount,
+            unroll=cfg.state == "spatial",
+        )
+        return out.actions[:r], shift(out.actions)
+
     if name == "gradient_mpc":
 
         def plan(s, g, key, warm):
             del key
-            out = hj.planning.gradient_mpc(
-                model.predict,
-                pred,
-                s,
-                g,
-                warm,
-                bound=bound,
-                steps=cfg.gd_steps,
-                optimizer=optax.adam(cfg.gd_lr),
-                cost=cost,
-                discount=cfg.discount,
-                unroll=cfg.state == "spatial",
-            )
-            return out.actions[:r], shift(out.actions)
+            return descend(s, g, warm, cost)
 
         return plan, jnp.zeros((h, 2))
     if name == "cem":
@@ -483,14 +519,21 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((h, 2))
+    if name == "hierarchical" and cfg.cost in MAP_COSTS:
+        local = model.cost(params, "straight")
+
+        def plan(s, g, key, warm):  # level 2: the map; level 1: gradient MPC, myopic cost
+            del key
+            return descend(s, model.subgoal(params, g, s), warm, local)
+
+        return plan, jnp.zeros((cfg.hier_horizon, 2))
     if name == "hierarchical":
 
         def plan(s, g, key, warm):
             def low_level(s, subgoal, key, mean0):  # CEM toward the subgoal state
-                goal = model.retarget(params, g, subgoal, cfg.cost)
                 low_kw = dict(sample_kw, horizon=cfg.hier_horizon)
                 return hj.planning.cem(
-                    model.predict, pred, s, goal, key, elites=cfg.elites, mean0=mean0, **low_kw
+                    model.predict, pred, s, subgoal, key, elites=cfg.elites, mean0=mean0, **low_kw
                 )
 
             macro0, fine0 = warm
@@ -695,7 +738,7 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
     k_psi, k_wall = jax.random.split(k_init)
     s0 = jnp.zeros(model.state_dim)
     init = {"wall": model.wall_head.init(k_wall, s0)}
-    if cfg.cost == "map":
+    if cfg.cost in MAP_COSTS:
         k_loc, k_map = jax.random.split(k_psi)
         walls = jnp.zeros((model.side, model.side, 1))
         init.update(loc=model.locator.init(k_loc, s0), map=model.cost_map.init(k_map, walls))
@@ -748,7 +791,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     params = result.state.params
     metrics = dict(result.summary)
     metrics.update({f"final_{k}": v for k, v in result.history[-1].items() if k != "step"})
-    if cfg.cost in ("critic", "map"):
+    if cfg.cost != "distance":
         params["critic"], critic_history = train_critic(model, params, data, cfg, out, k_critic)
         metrics.update({f"critic_{k}": v for k, v in critic_history[-1].items() if k != "step"})
 

@@ -22,6 +22,8 @@ went (`map_loss`: every visited cell costs at most one `unit`, all others are pu
 `cap`, so walls, never visited, become impassable); `value_iteration` turns it into the
 steps-to-go V_g of every cell (exact shortest paths over the 8-neighbour grid), and
 `map_distance` reads V_g at the agent's location distribution predicted from a state.
+`waypoint` descends V_g a few cells from the agent's cell: the subgoal of a hierarchical
+planner whose coarse level is this map.
 """
 
 from __future__ import annotations
@@ -102,6 +104,32 @@ def value_iteration(
     v0 = jnp.where(source, 0.0, cap)
     v, _ = jax.lax.scan(sweep, v0, None, length=iterations or 2 * (h + w))
     return v
+
+
+def waypoint(value: jax.Array, cell: jax.Array, moves: int) -> jax.Array:
+    """The level-2 plan on the map (H-JEPA's coarse level): from `cell` [2] (row, col), take
+    `moves` greedy steps to the 8-neighbour of least V (staying put where none is lower, as
+    on the source), a `lax.scan`; the cell reached is the subgoal a level-1 planner reaches.
+    Over V from `value_iteration` every step lowers V, so the path goes round walls, through
+    the doors, to the source.
+
+    value: [H, W] steps-to-go; cell: [2] integer. -> [2] int32, the waypoint (row, col)."""
+    chex.assert_rank(value, 2)
+    chex.assert_shape(cell, (2,))
+    h, w = value.shape
+    offsets = jnp.array(_MOVES, jnp.int32)  # [8, 2]
+    limit = jnp.array([h - 1, w - 1])
+
+    def step(c, _):
+        near = c + offsets
+        inside = jnp.all((near >= 0) & (near <= limit), axis=-1)
+        near = jnp.clip(near, 0, limit)
+        v = jnp.where(inside, value[near[:, 0], near[:, 1]], jnp.inf)
+        best = jnp.argmin(v)
+        return jnp.where(v[best] < value[c[0], c[1]], near[best], c), None
+
+    out, _ = jax.lax.scan(step, jnp.asarray(cell, jnp.int32), None, length=moves)
+    return out
 
 
 def map_distance(location: jax.Array, value: jax.Array) -> jax.Array:

@@ -138,6 +138,34 @@ def test_value_iteration_matches_dijkstra():
     np.testing.assert_allclose(batched[1], v, rtol=1e-6)
 
 
+def test_waypoint_descends_the_steps_to_go_through_the_door():
+    """Greedy descent over V: on a uniform map it walks the straight line to the source; in
+    two rooms every step lowers V, the path passes the door, and it stops on the source."""
+    flat = hj.critic.value_iteration(
+        jnp.ones((9, 30)), jnp.zeros((9, 30), bool).at[4, 25].set(True)
+    )
+    np.testing.assert_array_equal(hj.critic.waypoint(flat, jnp.array([4, 5]), 6), [4, 11])
+    cost = np.ones((ROWS, COLS), np.float32)
+    cost[:, WALL] = 100.0
+    cost[DOOR, WALL] = 1.0
+    source = np.zeros((ROWS, COLS), bool)
+    source[6, 9] = True
+    v = hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source))
+    start = jnp.array([6, 1])
+    path = [np.asarray(hj.critic.waypoint(v, start, k)) for k in range(16)]
+    values = [float(v[r, c]) for r, c in path]
+    assert all(b < a for a, b in zip(values[:-1], values[1:], strict=False) if a > 0)
+    assert [DOOR, WALL] in [p.tolist() for p in path]  # through the door, not the wall
+    np.testing.assert_array_equal(path[-1], [6, 9])  # at the source, and it stays there
+    np.testing.assert_array_equal(hj.critic.waypoint(v, start, 40), [6, 9])
+    # jit and vmap agree with the plain call.
+    starts = jnp.array([[6, 1], [0, 0]])
+    batched = jax.jit(jax.vmap(hj.critic.waypoint, (None, 0, None)), static_argnums=2)(v, starts, 5)
+    np.testing.assert_array_equal(batched[0], path[5])
+    with pytest.raises(AssertionError):
+        hj.critic.waypoint(v, jnp.array([1, 2, 3]), 2)
+
+
 def test_value_iteration_rejects_mismatched_shapes():
     with pytest.raises(AssertionError):
         hj.critic.value_iteration(jnp.ones((4, 5)), jnp.zeros((5, 4), bool))

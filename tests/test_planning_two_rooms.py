@@ -139,5 +139,12 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     s = model.encode(params["enc"], data.positions[0, 0], layout)
     frame = tr.render_position(data.positions[0, 1], layout, tr.EnvParams())
     goal = model.goal(params, s, frame, "map")
-    assert goal[1].shape == goal[2].shape == (65, 65)
-    assert np.isfinite(float(model.cost(params, "map")(s, goal)))
+    assert goal.value.shape == (65, 65) and goal.target.shape == (2,)
+    np.testing.assert_array_equal(goal.value[tuple(goal.target.astype(int))], 0.0)
+    for kind in planning_two_rooms.MAP_COSTS:
+        assert np.isfinite(float(model.cost(params, kind)(s, goal)))
+    # The hierarchical subgoal: a waypoint down V_g from where s puts the agent.
+    sub = model.subgoal(params, goal, s)
+    here = tuple(np.asarray(model.cell(params["critic"]["loc"], s)))
+    assert goal.value[tuple(sub.target.astype(int))] <= goal.value[here]
+    assert np.abs(np.asarray(sub.target) - np.asarray(here)).max() <= cfg.waypoint_moves
