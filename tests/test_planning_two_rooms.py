@@ -148,3 +148,34 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     here = tuple(np.asarray(model.cell(params["critic"]["loc"], s)))
     assert goal.value[tuple(sub.target.astype(int))] <= goal.value[here]
     assert np.abs(np.asarray(sub.target) - np.asarray(here)).max() <= cfg.waypoint_moves
+
+
+def test_waypoints_on_the_wall_map_cross_three_rooms_where_the_straight_line_stalls():
+    """The hierarchical planner's decomposition, with the true walls and moves: heading for a
+    waypoint 5 pixels down the steps-to-go (`hj.critic.waypoint`) of the wall map dilated by
+    2 pixels (as the learned map, which never saw agents that near a wall) reaches the third
+    room; heading for the goal in a straight line stops at the first wall."""
+    env = tr.EnvParams(max_steps=200)
+
+    def episode(key, toward_waypoint):
+        state, _ = tr.reset(key, env, tr.three_rooms_layout(key))
+        walls = tr.wall_image(state.layout, env)
+        near = jax.lax.reduce_window(walls, 0.0, jax.lax.max, (5, 5), (1, 1), "SAME")
+        costs = 1.0 + 100.0 * near
+        pixel = lambda q: jnp.round(q[::-1]).astype(jnp.int32)  # (x, y) -> (row, col)
+        goal = jnp.zeros((65, 65), bool).at[tuple(pixel(state.goal))].set(True)
+        value = hj.critic.value_iteration(costs, goal)
+
+        def act(state, _):
+            waypoint = hj.critic.waypoint(value, pixel(state.position), 5)[::-1]
+            target = jnp.where(toward_waypoint, waypoint.astype(jnp.float32), state.goal)
+            new, _, info = tr.step(state, target - state.position, env)
+            return new, info["success"]
+
+        _, success = jax.lax.scan(act, state, None, length=env.max_steps)
+        return jnp.any(success)
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 50)
+    run = jax.jit(jax.vmap(episode, (0, None)))
+    assert float(run(keys, True).mean()) >= 0.95
+    assert float(run(keys, False).mean()) <= 0.2
