@@ -34,6 +34,9 @@ layout). The critic d:
     `map_cap`); value iteration over it gives the steps-to-go V_g of every pixel once per
     episode; d(s, g) = sum_pixels p(pixel | s) V_g(pixel), p a locator head on the state
     (trained to name the agent's pixel). No local minima by construction.
+  cost="straight": critic_step times the straight-line pixel distance from the agent's
+    expected location (the same locator) to the goal's pixel: myopic, blind to walls; the
+    level-1 cost of the hierarchical planner, and as a flat planner's cost its baseline.
   cost="critic": d(s, g) = ||psi(s) - psi(g)||, psi trained by `hj.critic.loss` (a
     quasimetric over the trajectories' steps): good for one layout (the fixed wall), but on
     random walls it must learn every wall's place from the state and keeps local minima.
@@ -44,10 +47,16 @@ With the "critic" cost agents stall on the door's corners without the wall term 
 model predicts a pass where the no-slide collision stops a move that clips the wall); the
 map's costs already keep plans off the walls, and wall_cost = 0 does best with it.
   gradient_mpc, cem, mppi: `hj.planning` flat planners, horizon `horizon_plan`.
-  hierarchical: `hj.planning.hierarchical`: CEM over `macro_horizon` macro-actions (one
-    action held `macro_steps` steps through the same world model) to the goal; the state
-    predicted after the first macro step is the subgoal; a CEM of horizon `hier_horizon`
-    plans the actions toward it.
+  hierarchical, with a map cost ("map" or "straight"): level 2 is the map critic's abstract
+    world, the agent's pixel on the learned traversal-cost map: its plan is V_g (value
+    iteration), its subgoal the waypoint `waypoint_moves` pixels down V_g from the pixel
+    where the state locates the agent (`hj.critic.waypoint`); level 1 is gradient MPC of
+    horizon `hier_horizon` through the world model on the myopic "straight" cost to that
+    waypoint. The flat planners with cost="straight" are the same level 1 aimed at the goal.
+  hierarchical, otherwise: `hj.planning.hierarchical`: CEM over `macro_horizon`
+    macro-actions (one action held `macro_steps` steps through the same world model) to the
+    goal; the state predicted after the first macro step is the subgoal; a CEM of horizon
+    `hier_horizon` plans the actions toward it.
   random: uniform random actions (chance level in the same number of steps).
 
 Settings: `fixed` (wall at x = 32, door at y = 18), `random` (wall_x, door_y random per
@@ -194,7 +203,7 @@ class Config:
     macro_steps: int = 6
     macro_horizon: int = 10
     hier_horizon: int = 8
-    waypoint_moves: int = 10  # map costs: the hierarchical subgoal, pixels down V_g
+    waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
 
     def quick(self) -> Config:
         return dataclasses.replace(
