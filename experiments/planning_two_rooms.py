@@ -57,7 +57,11 @@ map's costs already keep plans off the walls, and wall_cost = 0 does best with i
     macro-actions (one action held `macro_steps` steps through the same world model) to the
     goal; the state predicted after the first macro step is the subgoal; a CEM of horizon
     `hier_horizon` plans the actions toward it.
+  level1: the hierarchical planner's level 1 alone, aimed at the goal (map costs only): the
+    flat baseline with the hierarchy's own myopic cost.
   random: uniform random actions (chance level in the same number of steps).
+`planners` (default all) picks which run: on a CPU, full-mode planning with every planner
+takes hours (CEM and MPPI ~18 s per episode with the spatial model).
 
 Settings: `fixed` (wall at x = 32, door at y = 18), `random` (wall_x, door_y random per
 episode), `three_rooms` (two walls). Quick mode trains and plans on the fixed wall only;
@@ -130,7 +134,7 @@ CLAIM = (
     "agent through the door into the other room."
 )
 
-PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "random")
+PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "level1", "random")
 SUFFIX = {"random": "", "fixed": "_fixed", "three_rooms": "_three_rooms"}
 LAYOUT_FNS = {
     "random": tr.random_layout,
@@ -157,6 +161,7 @@ class Config:
     seed: int = 0
     train_layout: str = "mixed"  # "fixed", "random" or "mixed" (random + three rooms)
     settings: tuple[str, ...] = ("random", "fixed", "three_rooms")
+    planners: tuple[str, ...] = PLANNERS  # a subset shortens a run (planning is most of it)
     trajectories: int = 10000
     length: int = 16  # T
     door_frac: float = 0.3
@@ -220,7 +225,20 @@ class Config:
             cost="critic",
             wall_cost=2.5,
             critic_steps=4000,
+            planners=tuple(p for p in PLANNERS if p != "level1"),  # level1: map costs only
         )
+
+    def check(self) -> None:
+        """Raise ValueError on a planner, setting or cost this experiment does not know."""
+        for name, given, known in (
+            ("planners", self.planners, PLANNERS),
+            ("settings", self.settings, tuple(LAYOUT_FNS)),
+            ("cost", (self.cost,), ("critic", "distance") + MAP_COSTS),
+        ):
+            if not given or set(given) - set(known):
+                raise ValueError(f"{NAME}: {name} must be among {known}, got {given!r}")
+        if "level1" in self.planners and self.cost not in MAP_COSTS:
+            raise ValueError(f"{NAME}: planner 'level1' needs a map cost {MAP_COSTS}")
 
 
 # ------------------------------------------------------------------------------- the model
@@ -528,12 +546,19 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((h, 2))
+    local = model.cost(params, "straight") if cfg.cost in MAP_COSTS else None
     if name == "hierarchical" and cfg.cost in MAP_COSTS:
-        local = model.cost(params, "straight")
 
         def plan(s, g, key, warm):  # level 2: the map; level 1: gradient MPC, myopic cost
             del key
             return descend(s, model.subgoal(params, g, s), warm, local)
+
+        return plan, jnp.zeros((cfg.hier_horizon, 2))
+    if name == "level1" and cfg.cost in MAP_COSTS:
+
+        def plan(s, g, key, warm):  # the hierarchical planner's level 1 aimed at the goal
+            del key
+            return descend(s, g, warm, local)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
     if name == "hierarchical":
@@ -774,6 +799,7 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
 
 def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train the world model, probe it, plan with every planner in every setting, draw."""
+    cfg.check()
     key = jax.random.PRNGKey(cfg.seed)
     k_data, k_init, k_train, k_probe, k_eval, k_critic = jax.random.split(key, 6)
     env = tr.EnvParams()
@@ -835,12 +861,12 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     # Planning.
     episodes = {k: [] for k in ("positions", "goals", "planner", "layout", "success", "steps")}
     episodes["wall_x"], episodes["door_y"] = [], []
-    plan_s = {p: [] for p in PLANNERS}
+    plan_s = {p: [] for p in cfg.planners}
     for setting in cfg.settings:
         k_set = jax.random.fold_in(k_eval, list(LAYOUT_FNS).index(setting))
         keys = jax.random.split(k_set, cfg.episodes)
         layouts = jax.vmap(LAYOUT_FNS[setting])(keys)
-        for planner in PLANNERS:
+        for planner in cfg.planners:
             evaluate = make_evaluate(model, params, cfg, planner)
             compiled = evaluate.lower(keys, layouts).compile()
             start = time.perf_counter()
@@ -864,7 +890,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             on = np.asarray(layouts.wall_on)
             episodes["wall_x"].append(np.where(on, np.asarray(layouts.wall_x), np.nan))
             episodes["door_y"].append(np.where(on, np.asarray(layouts.door_y), np.nan))
-    for planner in PLANNERS:
+    for planner in cfg.planners:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
     arrays = {k: np.concatenate(v) for k, v in episodes.items()}
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
@@ -889,7 +915,7 @@ def _draw_walls(ax, wall_x, door_y) -> None:
 
 def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     setting = cfg.settings[0]
-    planners = [p for p in PLANNERS if p != "random"]
+    planners = [p for p in cfg.planners if p != "random"]
     fig, axes = plt.subplots(1, len(planners) + 3, figsize=(4.2 * (len(planners) + 3), 4.4))
     for ax, planner in zip(axes, planners, strict=False):
         idx = np.flatnonzero((ep["planner"] == planner) & (ep["layout"] == setting))[:12]
@@ -914,9 +940,9 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     )
     for ax in axes[:-2]:
         ax.set(xlim=(0, 64), ylim=(64, 0), aspect="equal")
-    _draw_success_by_path(axes[-1], ep)
+    _draw_success_by_path(axes[-1], ep, cfg.planners)
     ax = axes[-2]
-    names = list(PLANNERS)
+    names = list(cfg.planners)
     rates = [metrics[f"success_{p}{SUFFIX[setting]}"] for p in names]
     ax.bar(range(len(names)), rates, color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
@@ -928,7 +954,7 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     save_figure(fig, path)
 
 
-def _draw_success_by_path(ax, ep, bins: int = 4) -> None:
+def _draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
     """Success rate against the start-goal shortest path length (quantile bins over every
     setting's episodes), one line per planner: where flat planning gives out and hierarchy
     does not."""
@@ -943,7 +969,7 @@ def _draw_success_by_path(ax, ep, bins: int = 4) -> None:
     edges = np.quantile(lengths, np.linspace(0, 1, bins + 1))
     which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, bins - 1)
     centres = [float(np.median(lengths[which == b])) for b in range(bins)]
-    for planner in PLANNERS:
+    for planner in planners:
         mine = ep["planner"] == planner
         rates = [ep["success"][mine & (which == b)].mean() for b in range(bins)]
         ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)

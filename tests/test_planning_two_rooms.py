@@ -45,7 +45,7 @@ def test_metrics_keys_are_finite_numbers(tiny_run):
     assert set(common.REQUIRED_METRICS) <= set(m)
     assert m["steps"] == TINY.steps and m["resumed_from_step"] == 0
     assert np.isfinite(m["probe_position_rmse"]) and m["probe_position_rmse"] > 0
-    for planner in planning_two_rooms.PLANNERS:
+    for planner in TINY.planners:
         assert 0.0 <= m[f"success_{planner}_fixed"] <= 1.0
         assert f"steps_to_goal_{planner}_fixed" in m
         assert m[f"plan_s_per_episode_{planner}"] > 0
@@ -56,11 +56,11 @@ def test_metrics_keys_are_finite_numbers(tiny_run):
 def test_episodes_npz_can_rescore_every_episode(tiny_run):
     out, _ = tiny_run
     ep = np.load(out / "episodes.npz")
-    n = TINY.episodes * len(planning_two_rooms.PLANNERS)
+    n = TINY.episodes * len(TINY.planners)
     assert ep["positions"].shape == (n, TINY.max_steps + 1, 2)
     assert ep["goals"].shape == (n, 2)
     assert ep["wall_x"].shape == ep["door_y"].shape == (n, 2)
-    assert set(ep["planner"]) == set(planning_two_rooms.PLANNERS)
+    assert set(ep["planner"]) == set(TINY.planners)
     assert set(ep["layout"]) == {"fixed"}
     np.testing.assert_array_equal(ep["wall_x"][:, 0], 32.0)
     np.testing.assert_array_equal(ep["door_y"][:, 0], 18.0)
@@ -71,6 +71,39 @@ def test_episodes_npz_can_rescore_every_episode(tiny_run):
     # Start in the left room, goal in the right room; moves respect the action bound.
     assert (ep["positions"][:, 0, 0] < 31).all() and (ep["goals"][:, 0] > 33).all()
     assert np.abs(np.diff(ep["positions"], axis=1)).max() <= 2.45 + 1e-4
+
+
+def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
+    """cost="map" end to end, two planners in three rooms: the subset of planners runs, and
+    the hierarchical planner (waypoints on the map, level-1 gradient MPC) and its level 1
+    alone each report their success and write their episodes."""
+    cfg = dataclasses.replace(
+        TINY, cost="map", settings=("three_rooms",), planners=("hierarchical", "level1")
+    )
+    metrics = planning_two_rooms.run(cfg, tmp_path)
+    for planner in cfg.planners:
+        assert 0.0 <= metrics[f"success_{planner}_three_rooms"] <= 1.0
+    assert "success_gradient_mpc_three_rooms" not in metrics
+    assert -1.0 <= metrics["path_corr_map"] <= 1.0
+    ep = np.load(tmp_path / "episodes.npz")
+    assert set(ep["planner"]) == {"hierarchical", "level1"} and set(ep["layout"]) == {"three_rooms"}
+    assert not np.isnan(ep["wall_x"]).any()  # two walls in every episode
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"planners": ("gradient_mpc", "a_star")}, "planners must be among"),
+        ({"planners": ()}, "planners must be among"),
+        ({"settings": ("four_rooms",)}, "settings must be among"),
+        ({"cost": "euclid"}, "cost must be among"),
+        ({"planners": ("level1",)}, "needs a map cost"),  # TINY's cost is "critic"
+    ],
+)
+def test_bad_config_is_refused_before_training(tmp_path, fields, match):
+    with pytest.raises(ValueError, match=match):
+        planning_two_rooms.run(dataclasses.replace(TINY, **fields), tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_figure_is_a_png(tiny_run):
