@@ -22,11 +22,11 @@ warm-started from the previous one shifted. An episode stops counting at success
 position is frozen; the planner never sees it). Cost, summed over the predicted trajectory
 (weights discount^(H - t)): the paper's cost module,
     c(s, g) = d(s, g) + wall_cost * IC_hat(s),
-d a trainable critic (steps to go) and IC_hat a head that predicts the hard-wired intrinsic
-cost `two_rooms.wall_proximity` of the observation (the agent blob's mass near walls) from
-the state; both are trained after the world model on its frozen states (`train_critic`:
-every offline trajectory, plus `critic_others` observations at random places of its
-layout). The critic d:
+d a trainable critic (steps to go; "straight" and "distance" are myopic stand-ins) and
+IC_hat a head that predicts the hard-wired intrinsic cost `two_rooms.wall_proximity` of the
+observation (the agent blob's mass near walls) from the state; both are trained after the
+world model on its frozen states (`train_critic`: every offline trajectory, plus
+`critic_others` observations at random places of its layout). The critic d:
   cost="map" (default): a value-iteration critic (`hj.critic.value_iteration`). A local conv
     net maps the wall channel of the goal's observation to a traversal cost per pixel,
     learned (`hj.critic.map_loss`) from where agents were seen in each layout (random
@@ -36,7 +36,9 @@ layout). The critic d:
     (trained to name the agent's pixel). No local minima by construction.
   cost="straight": critic_step times the straight-line pixel distance from the agent's
     expected location (the same locator) to the goal's pixel: myopic, blind to walls; the
-    level-1 cost of the hierarchical planner, and as a flat planner's cost its baseline.
+    level-1 cost of the hierarchical planner, and as a flat planner's cost its baseline. The
+    hierarchical subgoal starts from the locator's most likely pixel, the cost from its
+    expected one (the same pixel when the locator is sure).
   cost="critic": d(s, g) = ||psi(s) - psi(g)||, psi trained by `hj.critic.loss` (a
     quasimetric over the trajectories' steps): good for one layout (the fixed wall), but on
     random walls it must learn every wall's place from the state and keeps local minima.
@@ -45,23 +47,25 @@ layout). The critic d:
     distance reach only 50-86% on random walls over 100 episodes).
 With the "critic" cost agents stall on the door's corners without the wall term (the world
 model predicts a pass where the no-slide collision stops a move that clips the wall); the
-map's costs already keep plans off the walls, and wall_cost = 0 does best with it.
+map's steps-to-go already keep plans off the walls, and wall_cost = 0 does best with it.
   gradient_mpc, cem, mppi: `hj.planning` flat planners, horizon `horizon_plan`.
   hierarchical, with a map cost ("map" or "straight"): level 2 is the map critic's abstract
     world, the agent's pixel on the learned traversal-cost map: its plan is V_g (value
     iteration), its subgoal the waypoint `waypoint_moves` pixels down V_g from the pixel
     where the state locates the agent (`hj.critic.waypoint`); level 1 is gradient MPC of
     horizon `hier_horizon` through the world model on the myopic "straight" cost to that
-    waypoint. The flat planners with cost="straight" are the same level 1 aimed at the goal.
+    waypoint.
   hierarchical, otherwise: `hj.planning.hierarchical`: CEM over `macro_horizon`
     macro-actions (one action held `macro_steps` steps through the same world model) to the
     goal; the state predicted after the first macro step is the subgoal; a CEM of horizon
     `hier_horizon` plans the actions toward it.
-  level1: the hierarchical planner's level 1 alone, aimed at the goal (map costs only): the
-    flat baseline with the hierarchy's own myopic cost.
+  level1: the hierarchical planner's level 1 alone, aimed at the goal: the flat baseline
+    with the hierarchy's own level-1 cost (map costs: gradient MPC on "straight"; otherwise a
+    CEM of horizon `hier_horizon`, which quick mode leaves out as it repeats `cem`).
   random: uniform random actions (chance level in the same number of steps).
-`planners` (default all) picks which run: on a CPU, full-mode planning with every planner
-takes hours (CEM and MPPI ~18 s per episode with the spatial model).
+`planners` (default all; quick mode: all but level1) picks which run: on a CPU, full-mode
+planning with every planner takes hours (CEM and MPPI ~18 s per episode with the spatial
+model).
 
 Settings: `fixed` (wall at x = 32, door at y = 18), `random` (wall_x, door_y random per
 episode), `three_rooms` (two walls). Quick mode trains and plans on the fixed wall only;
@@ -144,14 +148,14 @@ LAYOUT_FNS = {
 
 
 MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
+COSTS = ("critic", "distance") + MAP_COSTS
 
 
 class MapGoal(NamedTuple):
-    """The goal of the map critic's costs: state [D] the goal's representation, value [65, 65]
-    its steps-to-go V_g, target [2] the pixel (row, col) the "straight" cost aims at (the
-    goal's own, or a hierarchical planner's waypoint)."""
+    """The goal of the map critic's costs: value [65, 65] its steps-to-go V_g, target [2] the
+    pixel (row, col) the "straight" cost aims at (the goal's own, or a hierarchical planner's
+    waypoint)."""
 
-    state: jax.Array
     value: jax.Array
     target: jax.Array
 
@@ -225,7 +229,7 @@ class Config:
             cost="critic",
             wall_cost=2.5,
             critic_steps=4000,
-            planners=tuple(p for p in PLANNERS if p != "level1"),  # level1: map costs only
+            planners=tuple(p for p in PLANNERS if p != "level1"),  # level1 here: CEM again
         )
 
     def check(self) -> None:
@@ -233,12 +237,15 @@ class Config:
         for name, given, known in (
             ("planners", self.planners, PLANNERS),
             ("settings", self.settings, tuple(LAYOUT_FNS)),
-            ("cost", (self.cost,), ("critic", "distance") + MAP_COSTS),
+            ("cost", (self.cost,), COSTS),
         ):
             if not given or set(given) - set(known):
                 raise ValueError(f"{NAME}: {name} must be among {known}, got {given!r}")
-        if "level1" in self.planners and self.cost not in MAP_COSTS:
-            raise ValueError(f"{NAME}: planner 'level1' needs a map cost {MAP_COSTS}")
+        if min(self.horizon_plan, self.hier_horizon) < self.replan_every:
+            raise ValueError(
+                f"{NAME}: horizon_plan ({self.horizon_plan}) and hier_horizon "
+                f"({self.hier_horizon}) must be >= replan_every ({self.replan_every})"
+            )
 
 
 # ------------------------------------------------------------------------------- the model
@@ -367,7 +374,7 @@ class Model:
         costs = self.traversal_cost(params["critic"]["map"], frame[..., 1])
         cell = self.cell(params["critic"]["loc"], g)
         source = jnp.zeros(costs.shape, bool).at[cell[0], cell[1]].set(True)
-        return MapGoal(g, hj.critic.value_iteration(costs, source), cell.astype(costs.dtype))
+        return MapGoal(hj.critic.value_iteration(costs, source), cell.astype(costs.dtype))
 
     def subgoal(self, params: dict, goal: MapGoal, s: jax.Array) -> MapGoal:
         """The hierarchical planner's level 2: the goal with its target moved to the waypoint
@@ -386,10 +393,8 @@ class Model:
         wall term (params["critic"] = {"loc", "map", "wall"}); or "distance", ||s - g||^2."""
         if kind == "distance":
             return hj.planning.squared_distance
-        if kind not in ("critic",) + MAP_COSTS:
-            raise ValueError(
-                f"{NAME}: cost must be 'critic', 'map', 'straight' or 'distance', got {kind!r}"
-            )
+        if kind not in COSTS:
+            raise ValueError(f"{NAME}: cost must be among {COSTS}, got {kind!r}")
         critic, w = params["critic"], self.cfg.wall_cost
         wall = lambda x: self.wall_head.apply(critic["wall"], x)[0]
         if kind == "map":
@@ -424,12 +429,13 @@ class Model:
         """The critic's loss on frozen states, plus the squared error of the wall head; batch =
         (states [B, T+1, D], others [B, M, D], wall_proximity of the states [B, T+1],
         positions [B, T+1+M, 2] of both, layouts [B]).
-        "critic": `hj.critic.loss`. "map": the locator's cross-entropy with the agent's pixel
-        (of the observation's 65 x 65), and `hj.critic.map_loss` of the traversal costs of
-        each row's wall channel against the pixels (y, x) where agents were seen in that
-        layout: `map_visits` random places (`two_rooms.random_position`, as the starts of
-        the offline trajectories: never within 2.6 px of a wall, nor in a door; the local
-        conv net sees a door as free space)."""
+        "critic": `hj.critic.loss`. The map costs ("map", "straight"): the locator's
+        cross-entropy with the agent's pixel (of the observation's 65 x 65), and
+        `hj.critic.map_loss` of the traversal costs of each row's wall channel against the
+        pixels (y, x) where agents were seen in that layout: `map_visits` random places
+        (`two_rooms.random_position`, as the starts of the offline trajectories: never
+        within 2.6 px of a wall, nor in a door; the local conv net sees a door as free
+        space)."""
         states, others, near, positions, layouts = batch
         cfg = self.cfg
         wall_err = jnp.mean((self.wall_head.apply(critic["wall"], states)[..., 0] - near) ** 2)
@@ -482,7 +488,8 @@ def train_layout_fn(name: str):
 
 
 def make_planner(name: str, model: Model, params: dict, cfg: Config):
-    """`plan(s [D], g [D], key, warm) -> (actions [r, A], warm)` and the initial warm start."""
+    """`plan(s [D], goal, key, warm) -> (actions [r, A], warm)` and the initial warm start;
+    goal from `Model.goal` (g [D], or a MapGoal for the map costs)."""
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred = params["pred"]
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
@@ -546,30 +553,32 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((h, 2))
-    local = model.cost(params, "straight") if cfg.cost in MAP_COSTS else None
-    if name == "hierarchical" and cfg.cost in MAP_COSTS:
+    if name in ("hierarchical", "level1") and cfg.cost in MAP_COSTS:
+        local = model.cost(params, "straight")
+        aim = (lambda g, s: model.subgoal(params, g, s)) if name == "hierarchical" else None
 
-        def plan(s, g, key, warm):  # level 2: the map; level 1: gradient MPC, myopic cost
+        def plan(s, g, key, warm):  # level 2: the map's waypoint; level 1: gradient MPC
             del key
-            return descend(s, model.subgoal(params, g, s), warm, local)
+            return descend(s, aim(g, s) if aim else g, warm, local)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
-    if name == "level1" and cfg.cost in MAP_COSTS:
 
-        def plan(s, g, key, warm):  # the hierarchical planner's level 1 aimed at the goal
-            del key
-            return descend(s, g, warm, local)
+    def low_level(s, goal, key, mean0):  # CEM of horizon hier_horizon toward goal
+        low_kw = dict(sample_kw, horizon=cfg.hier_horizon)
+        return hj.planning.cem(
+            model.predict, pred, s, goal, key, elites=cfg.elites, mean0=mean0, **low_kw
+        )
+
+    if name == "level1":
+
+        def plan(s, g, key, warm):
+            out = low_level(s, g, key, warm)
+            return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
     if name == "hierarchical":
 
         def plan(s, g, key, warm):
-            def low_level(s, subgoal, key, mean0):  # CEM toward the subgoal state
-                low_kw = dict(sample_kw, horizon=cfg.hier_horizon)
-                return hj.planning.cem(
-                    model.predict, pred, s, subgoal, key, elites=cfg.elites, mean0=mean0, **low_kw
-                )
-
             macro0, fine0 = warm
             out = hj.planning.hierarchical(
                 model.predict,
@@ -753,7 +762,7 @@ def map_rows(fn, positions, layouts, chunk: int = 256) -> jax.Array:
 
 
 def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: jax.Array):
-    """The critic (`hj.critic`, `cfg.cost` "critic" or "map") on the trained world model's
+    """The critic (`hj.critic`, `cfg.cost` "critic", or a map cost) on the trained world model's
     frozen states: every trajectory of the offline data, and `critic_others` random places of
     its layout (observations of the same environment: pushed apart from it, or where its
     agents were); and the wall head, which learns to predict the intrinsic cost

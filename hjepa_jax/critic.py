@@ -110,15 +110,15 @@ def waypoint(value: jax.Array, cell: jax.Array, moves: int) -> jax.Array:
     """The level-2 plan on the map (H-JEPA's coarse level): from `cell` [2] (row, col), take
     `moves` greedy steps to the 8-neighbour of least V (staying put where none is lower, as
     on the source), a `lax.scan`; the cell reached is the subgoal a level-1 planner reaches.
-    Over V from `value_iteration` every step lowers V, so the path goes round walls, through
-    the doors, to the source.
+    Over V from `value_iteration` every step lowers V until the source (or a cell cut to
+    its `cap`: unreachable), so the path goes round walls, through the doors, to the source.
 
     value: [H, W] steps-to-go; cell: [2] integer. -> [2] int32, the waypoint (row, col)."""
     chex.assert_rank(value, 2)
     chex.assert_shape(cell, (2,))
     h, w = value.shape
     offsets = jnp.array(_MOVES, jnp.int32)  # [8, 2]
-    limit = jnp.array([h - 1, w - 1])
+    limit = jnp.array([h - 1, w - 1], jnp.int32)
 
     def step(c, _):
         near = c + offsets

@@ -162,6 +162,7 @@ def test_waypoint_descends_the_steps_to_go_through_the_door():
     starts = jnp.array([[6, 1], [0, 0]])
     batched = jax.jit(jax.vmap(hj.critic.waypoint, (None, 0, None)), static_argnums=2)(v, starts, 5)
     np.testing.assert_array_equal(batched[0], path[5])
+    np.testing.assert_array_equal(batched[1], hj.critic.waypoint(v, starts[1], 5))
     with pytest.raises(AssertionError):
         hj.critic.waypoint(v, jnp.array([1, 2, 3]), 2)
 

@@ -29,6 +29,7 @@ TINY = dataclasses.replace(
     hier_horizon=4,
     critic_steps=20,
     critic_batch=8,
+    planners=planning_two_rooms.PLANNERS,  # level1 too: here a CEM toward the goal
 )
 
 
@@ -88,6 +89,9 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
     ep = np.load(tmp_path / "episodes.npz")
     assert set(ep["planner"]) == {"hierarchical", "level1"} and set(ep["layout"]) == {"three_rooms"}
     assert not np.isnan(ep["wall_x"]).any()  # two walls in every episode
+    # The same episodes, two different planners: the waypoint moves the agents otherwise.
+    mine = lambda name: ep["positions"][ep["planner"] == name]
+    assert not np.allclose(mine("hierarchical"), mine("level1"))
 
 
 @pytest.mark.parametrize(
@@ -97,7 +101,7 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
         ({"planners": ()}, "planners must be among"),
         ({"settings": ("four_rooms",)}, "settings must be among"),
         ({"cost": "euclid"}, "cost must be among"),
-        ({"planners": ("level1",)}, "needs a map cost"),  # TINY's cost is "critic"
+        ({"hier_horizon": 1, "replan_every": 2}, "must be >= replan_every"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, fields, match):
@@ -176,11 +180,29 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     np.testing.assert_array_equal(goal.value[tuple(goal.target.astype(int))], 0.0)
     for kind in planning_two_rooms.MAP_COSTS:
         assert np.isfinite(float(model.cost(params, kind)(s, goal)))
-    # The hierarchical subgoal: a waypoint down V_g from where s puts the agent.
-    sub = model.subgoal(params, goal, s)
-    here = tuple(np.asarray(model.cell(params["critic"]["loc"], s)))
-    assert goal.value[tuple(sub.target.astype(int))] <= goal.value[here]
-    assert np.abs(np.asarray(sub.target) - np.asarray(here)).max() <= cfg.waypoint_moves
+    # The hierarchical subgoal, from an agent left of the wall to a goal right of it: a
+    # waypoint `waypoint_moves` pixels down V_g from where the state puts the agent.
+    goal_at = jnp.array([52.0, 40.0])
+    g = model.encode(params["enc"], goal_at, layout)
+    far = model.goal(params, g, tr.render_position(goal_at, layout, tr.EnvParams()), "map")
+    s = model.encode(params["enc"], jnp.array([12.0, 40.0]), layout)
+    here = np.asarray(model.cell(params["critic"]["loc"], s))
+    sub = np.asarray(model.subgoal(params, far, s).target).astype(int)
+    assert far.value[tuple(sub)] < far.value[tuple(here)]
+    assert np.abs(sub - here).max() == cfg.waypoint_moves  # moved the whole way
+
+
+def test_locator_reads_rows_as_y_and_columns_as_x():
+    """A locator sure of the pixel x = 40, y = 10 (flat index y * 65 + x, as `critic_loss`
+    trains it): `locate` and `cell` both give (row, col) = (10, 40), whatever the state."""
+    model = planning_two_rooms.Model(TINY)
+    loc = model.locator.init(jax.random.PRNGKey(0), jnp.zeros(model.state_dim))
+    bias = jnp.full(65 * 65, -1e4).at[10 * 65 + 40].set(0.0)
+    loc = jax.tree_util.tree_map(jnp.zeros_like, loc)
+    loc["params"]["dense_0"]["bias"] = bias
+    s = jax.random.normal(jax.random.PRNGKey(1), (model.state_dim,))
+    np.testing.assert_allclose(model.locate(loc, s), [10.0, 40.0], atol=1e-4)
+    np.testing.assert_array_equal(model.cell(loc, s), [10, 40])
 
 
 def test_waypoints_on_the_wall_map_cross_three_rooms_where_the_straight_line_stalls():
