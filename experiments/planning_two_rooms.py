@@ -116,6 +116,7 @@ would take hours there.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -129,6 +130,8 @@ import optax
 import hjepa_jax as hj
 from experiments.common import RunOptions, atomic_write, save_figure
 from hjepa_jax.envs import two_rooms as tr
+
+log = logging.getLogger("experiments")
 
 NAME = "planning_two_rooms"
 TITLE = "Issue 7: a pixel world model and Mode-2 planning in Two Rooms"
@@ -888,6 +891,14 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
                 float(steps[done].mean()) if done.any() else float("nan")
             )
             metrics[f"plan_s_per_episode_{planner}{sfx}"] = seconds
+            log.info(
+                "%s %s: success %.3f over %d episodes, %.2f s of planning per episode",
+                planner,
+                setting,
+                done.mean(),
+                cfg.episodes,
+                seconds,
+            )
             plan_s[planner].append(seconds)
             n = cfg.episodes
             episodes["positions"].append(np.asarray(pos))
