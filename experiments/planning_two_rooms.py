@@ -32,8 +32,13 @@ world model on its frozen states (`train_critic`: every offline trajectory, plus
     learned (`hj.critic.map_loss`) from where agents were seen in each layout (random
     places: every seen pixel costs one step, the never-seen ones, walls, are pushed to
     `map_cap`); value iteration over it gives the steps-to-go V_g of every pixel once per
-    episode; d(s, g) = sum_pixels p(pixel | s) V_g(pixel), p a locator head on the state
-    (trained to name the agent's pixel). No local minima by construction.
+    episode; d(s, g) = V_g(sum_pixels p(pixel | s) pixel), V_g bilinearly interpolated
+    (`hj.critic.map_value`) at the expected pixel of p, a locator head on the state
+    (trained to name the agent's pixel). No local minima by construction. (V_g's expectation
+    under p, sum_pixels p(pixel | s) V_g(pixel), did worse: p is sharp, so that cost moves
+    only through p's tails; gradient MPC zigzagged, 40 steps to the goal in three rooms
+    against 24 here, and CEM of 64 samples reached 0.03 on random walls against 0.90 here (1.00 with
+    16 elites), 30 episodes each.)
   cost="straight": critic_step times the straight-line pixel distance from the agent's
     expected location (the same locator) to the goal's pixel: myopic, blind to walls; the
     level-1 cost of the hierarchical planner, and as a flat planner's cost its baseline. The
@@ -217,9 +222,9 @@ class Config:
     replan_every: int = 2  # env steps executed per plan
     horizon_plan: int = 8
     discount: float = 1.0
-    samples: int = 128
-    elites: int = 32
-    iterations: int = 5
+    samples: int = 64  # CEM / MPPI: about gradient MPC's planning time with the spatial model
+    elites: int = 16
+    iterations: int = 3
     init_std: float = 1.5
     gd_steps: int = 20
     gd_lr: float = 0.3
@@ -244,6 +249,9 @@ class Config:
             cost="critic",
             wall_cost=2.5,
             critic_steps=4000,
+            samples=128,  # a vector state: samples are cheap
+            elites=32,
+            iterations=5,
             planners=tuple(p for p in PLANNERS if p != "level1"),  # level1 here: CEM again
         )
 
@@ -401,8 +409,8 @@ class Model:
     def cost(self, params: dict, kind: str):
         """The planners' `cost(s [D], goal) -> []`, goal from `self.goal`: "critic", d(s, g)
         in random-policy steps (`hj.critic.distance`) plus wall_cost times the intrinsic cost
-        predicted from s (needs params["critic"] = {"psi", "wall"}); "map", the expected
-        steps-to-go V_g at the agent's predicted location (`hj.critic.map_distance`), or
+        predicted from s (needs params["critic"] = {"psi", "wall"}); "map", the
+        steps-to-go V_g at the agent's expected location (`hj.critic.map_value`), or
         "straight", critic_step times the straight-line pixel distance from the agent's
         expected location to the goal's target (myopic: blind to walls), each plus the same
         wall term (params["critic"] = {"loc", "map", "wall"}); or "distance", ||s - g||^2."""
@@ -412,12 +420,11 @@ class Model:
             raise ValueError(f"{NAME}: cost must be among {COSTS}, got {kind!r}")
         critic, w = params["critic"], self.cfg.wall_cost
         wall = lambda x: self.wall_head.apply(critic["wall"], x)[0]
+        at = lambda x: self.locate(critic["loc"], x)
         if kind == "map":
-            where = lambda x: self.location(critic["loc"], x)
-            return lambda s, g: hj.critic.map_distance(where(s), g.value) + w * wall(s)
+            return lambda s, g: hj.critic.map_value(g.value, at(s)) + w * wall(s)
         if kind == "straight":
             unit = self.cfg.critic_step
-            at = lambda x: self.locate(critic["loc"], x)
             return lambda s, g: unit * hj.critic.distance(at(s), g.target) + w * wall(s)
         psi = lambda x: self.critic.apply(critic["psi"], x)
         return lambda s, g: hj.critic.distance(psi(s), psi(g)) + w * wall(s)

@@ -21,7 +21,7 @@ traversal costs c [H, W], decoded from the goal's state, is learned from where o
 went (`map_loss`: every visited cell costs at most one `unit`, all others are pushed up to
 `cap`, so walls, never visited, become impassable); `value_iteration` turns it into the
 steps-to-go V_g of every cell (exact shortest paths over the 8-neighbour grid), and
-`map_distance` reads V_g at the agent's location distribution predicted from a state.
+`map_value` reads V_g at the agent's location predicted from a state.
 `waypoint` descends V_g a few cells from the agent's cell: the subgoal of a hierarchical
 planner whose coarse level is this map.
 """
@@ -31,6 +31,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import jax.scipy.ndimage
 
 
 def distance(psi_s: jax.Array, psi_g: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -132,10 +133,18 @@ def waypoint(value: jax.Array, cell: jax.Array, moves: int) -> jax.Array:
     return out
 
 
-def map_distance(location: jax.Array, value: jax.Array) -> jax.Array:
-    """d = sum_cells p(cell) V(cell): the expected steps-to-go of an agent whose location is
-    the distribution `location` [..., H, W] (sums to 1), V [H, W] from `value_iteration`."""
-    return jnp.sum(location * value, axis=(-2, -1))
+def map_value(value: jax.Array, point: jax.Array) -> jax.Array:
+    """V at a point between cells: bilinear interpolation of V [H, W] (from `value_iteration`)
+    at point [..., 2] (row, col), real-valued, clamped to the map's edge. -> [...].
+
+    Continuous in the point, so a planner's gradient follows V's slope (down the shortest
+    path, round the walls); the expectation of V under a sharp location distribution, by
+    contrast, moves only through the distribution's tails, and its gradient is noise."""
+    chex.assert_rank(value, 2)
+    chex.assert_axis_dimension(point, -1, 2)
+    read = lambda q: jax.scipy.ndimage.map_coordinates(value, [q[0], q[1]], 1, mode="nearest")
+    flat = point.reshape(-1, 2).astype(value.dtype)
+    return jax.vmap(read)(flat).reshape(point.shape[:-1])
 
 
 def map_loss(

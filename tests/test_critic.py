@@ -209,6 +209,33 @@ def test_learned_cost_map_gives_the_path_through_the_door():
     v = np.asarray(hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source)))
     truth = dijkstra(np.where(free, 1.0, 1e6), source)
     np.testing.assert_allclose(v[free], truth[free], rtol=0.1)
-    location = np.zeros((ROWS, COLS), np.float32)
-    location[6, 4] = 1.0  # just left of the wall: the way round is 11 + steps long
-    assert float(hj.critic.map_distance(jnp.asarray(location), jnp.asarray(v))) > 9.0
+    # just left of the wall: the way round is 11 + steps long
+    assert float(hj.critic.map_value(jnp.asarray(v), jnp.array([6.0, 4.0]))) > 9.0
+
+
+def test_map_value_interpolates_and_its_gradient_heads_for_the_door():
+    """V read between cells is the bilinear interpolation of its four neighbours (checked by
+    hand); at the cells it is V; its gradient at a point left of the wall, below the door,
+    points up toward the door and right, down the steps-to-go; jit and vmap agree."""
+    cost = np.ones((ROWS, COLS), np.float32)
+    cost[:, WALL] = 100.0
+    cost[DOOR, WALL] = 1.0
+    source = np.zeros((ROWS, COLS), bool)
+    source[4, 9] = True
+    v = hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source))
+    vn = np.asarray(v)
+    np.testing.assert_allclose(hj.critic.map_value(v, jnp.array([5.0, 3.0])), vn[5, 3])
+    r, c = 4.25, 2.5
+    by_hand = 0.75 * 0.5 * (vn[4, 2] + vn[4, 3]) + 0.25 * 0.5 * (vn[5, 2] + vn[5, 3])
+    np.testing.assert_allclose(hj.critic.map_value(v, jnp.array([r, c])), by_hand, rtol=1e-5)
+    slope = np.asarray(jax.grad(lambda q: hj.critic.map_value(v, q))(jnp.array([4.3, 3.4])))
+    assert slope[0] > 0.5 and slope[1] < 0.0  # down V: up (row falls) toward the door, right
+    points = jnp.array([[[4.3, 3.4], [0.0, 10.0]], [[6.0, 4.0], [r, c]]])  # [2, 2, 2]
+    batched = jax.jit(hj.critic.map_value)(v, points)
+    assert batched.shape == (2, 2)
+    np.testing.assert_allclose(batched[1, 1], by_hand, rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.vmap(hj.critic.map_value, (None, 0))(v, points), batched, rtol=1e-6
+    )
+    with pytest.raises(AssertionError):
+        hj.critic.map_value(v, jnp.ones((4, 3)))
