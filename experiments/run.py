@@ -83,8 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """Show the experiments' progress (INFO, with the time) on stderr. The "experiments"
+    logger gets its own handler: a library imported before main() runs has already given
+    the root logger a handler at WARNING, which makes logging.basicConfig a no-op."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.handlers = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    configure_logging()
     args = build_parser().parse_args(argv)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     options = common.run_options(args)

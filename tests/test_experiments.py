@@ -110,6 +110,15 @@ def test_flags_override_the_config(tmp_path):
     assert config["n_train"] == 256  # untouched fields keep their (quick) defaults
 
 
+def test_cli_logs_progress(tmp_path):
+    """The command line shows what it runs and when it finishes (INFO lines on stderr)."""
+    args = ["fig4_ellipse", "--quick", "--steps", "3", "--grid", "11", "--hidden", "8,8"]
+    res = cli(*args, "--out", str(tmp_path / "fig4"))
+    assert res.returncode == 0, res.stderr
+    assert "fig4_ellipse: starting, config" in res.stderr
+    assert "fig4_ellipse: done in" in res.stderr
+
+
 def test_save_metrics_refuses_missing_keys_and_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match=r"missing required metrics \['steps'"):
         common.save_metrics(
