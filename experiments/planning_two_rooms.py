@@ -69,8 +69,8 @@ map's steps-to-go already keep plans off the walls, and wall_cost = 0 does best 
     CEM of horizon `hier_horizon`, which quick mode leaves out as it repeats `cem`).
   random: uniform random actions (chance level in the same number of steps).
 `planners` (default all; quick mode: all but level1) picks which run: on a CPU, full-mode
-planning with every planner takes hours (CEM and MPPI ~18 s per episode with the spatial
-model).
+planning with every planner takes hours (about 4 s per episode for each planner with the
+spatial model; CEM and MPPI at 64 samples, 3 iterations).
 
 Settings: `fixed` (wall at x = 32, door at y = 18), `random` (wall_x, door_y random per
 episode), `three_rooms` (two walls). Quick mode trains and plans on the fixed wall only;
@@ -115,8 +115,14 @@ critic, 3000 steps, 6.5 min; episodes of 200 env steps; 2 CPU cores), run as
   random         0.03                      0.00
 The hierarchy halves the steps to the goal in three rooms (23.5 against 43.8) and turns its
 own level 1 from 0.04 into 0.995: the subgoals, not a better low-level cost, carry it through
-two doors. Flat gradient MPC on the map's steps-to-go V_g also succeeds (its cost is the
-level-2 plan folded into one number), on paths twice as long (why is not yet diagnosed).
+two doors. The gradient_mpc row above used the map cost as it was then, V_g's expectation
+under the locator, whose gradient is noise (the agent zigzagged). With V_g read at the
+expected pixel (`hj.critic.map_value`, now the "map" cost), on the same parameters, 30
+episodes each: gradient MPC 1.00 in 24.3 steps in three rooms (0.97, 19.4 steps, random
+walls: one agent stuck on the bottom border), CEM 1.00 (22.5 steps) and MPPI 0.97
+(21.0 steps) on random walls at 64 samples, about 4 s per episode. Flat planning on V_g
+(the level-2 plan folded into one number) then matches the hierarchy in three rooms; the
+hierarchy beats flat planning whose cost has no level-2 plan (level1).
 probe_position_rmse 3.37 px (R^2 0.95); path_corr_map 0.70
 (straight line 0.58, representation distance 0.34); wall_leak 0.00, door_pass 0.66.
 How it got there, on an earlier world model of the same configuration (door_pass 0.99):
@@ -126,8 +132,8 @@ from 15% of the starts: its local minima were the limit); the map critic with a 
 trained on the blurred agent channel gave 0.945 (CEM 0.37, 30 episodes); naming the
 agent's pixel, 0.995 to 1.00. Waypoints 10 pixels ahead cut the doors' corners (three
 rooms 0.60 on 30 episodes, against 0.97 at 5). A vector state (D = 16) never learned random
-walls (door_pass 0.19; 0.03 / 0.00). Not run in full mode on a CPU: CEM and MPPI (about
-18 s of planning per episode there) and the fixed wall.
+walls (door_pass 0.19; 0.03 / 0.00). Not yet run in full mode through this command: CEM,
+MPPI and gradient MPC on the new map cost (200 episodes), and the fixed wall.
 """
 
 from __future__ import annotations
