@@ -138,6 +138,17 @@ def test_value_iteration_matches_dijkstra():
     np.testing.assert_allclose(batched[1], v, rtol=1e-6)
 
 
+def two_room_value(cell):
+    """V of value_iteration over the two-room grid (wall cells cost 100, the door 1), the
+    source at cell (row, col)."""
+    cost = np.ones((ROWS, COLS), np.float32)
+    cost[:, WALL] = 100.0
+    cost[DOOR, WALL] = 1.0
+    source = np.zeros((ROWS, COLS), bool)
+    source[cell] = True
+    return hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source))
+
+
 def test_waypoint_descends_the_steps_to_go_through_the_door():
     """Greedy descent over V: on a uniform map it walks the straight line to the source; in
     two rooms every step lowers V, the path passes the door, and it stops on the source."""
@@ -145,12 +156,7 @@ def test_waypoint_descends_the_steps_to_go_through_the_door():
         jnp.ones((9, 30)), jnp.zeros((9, 30), bool).at[4, 25].set(True)
     )
     np.testing.assert_array_equal(hj.critic.waypoint(flat, jnp.array([4, 5]), 6), [4, 11])
-    cost = np.ones((ROWS, COLS), np.float32)
-    cost[:, WALL] = 100.0
-    cost[DOOR, WALL] = 1.0
-    source = np.zeros((ROWS, COLS), bool)
-    source[6, 9] = True
-    v = hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source))
+    v = two_room_value((6, 9))
     start = jnp.array([6, 1])
     path = [np.asarray(hj.critic.waypoint(v, start, k)) for k in range(16)]
     values = [float(v[r, c]) for r, c in path]
@@ -217,12 +223,7 @@ def test_map_value_interpolates_and_its_gradient_heads_for_the_door():
     """V read between cells is the bilinear interpolation of its four neighbours (checked by
     hand); at the cells it is V; its gradient at a point left of the wall, below the door,
     points up toward the door and right, down the steps-to-go; jit and vmap agree."""
-    cost = np.ones((ROWS, COLS), np.float32)
-    cost[:, WALL] = 100.0
-    cost[DOOR, WALL] = 1.0
-    source = np.zeros((ROWS, COLS), bool)
-    source[4, 9] = True
-    v = hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source))
+    v = two_room_value((4, 9))
     vn = np.asarray(v)
     np.testing.assert_allclose(hj.critic.map_value(v, jnp.array([5.0, 3.0])), vn[5, 3])
     r, c = 4.25, 2.5
