@@ -15,11 +15,12 @@ multi-step rollout energy over `horizon` steps, VICReg variance/covariance on th
 ridge probe from frozen states to positions gives `probe_position_rmse` (pixels, held-out
 frames) and decodes the predicted rollouts of the figure.
 
-Planning, one compiled call per (planner, setting) over a batch of episodes (vmap; the
-receding horizon is a lax.scan): every `replan_every` env steps the planner sees Enc(o_t) and
-Enc(goal_obs) only, plans, and the first `replan_every` actions are executed; the plan is
-warm-started from the previous one shifted. An episode stops counting at success (the
-position is frozen; the planner never sees it). Cost, summed over the predicted trajectory
+Planning, one compiled call per (planner, setting) over all its episodes (vmap over chunks
+of `eval_chunk`, a loop over chunks; the receding horizon is a lax.while_loop that ends when
+the chunk's episodes all reached the goal): every `replan_every` env steps the planner sees
+Enc(o_t) and Enc(goal_obs) only, plans, and the first `replan_every` actions are executed;
+the plan is warm-started from the previous one shifted. An episode stops counting at success
+(the position is frozen; the planner never sees it). Cost, summed over the predicted trajectory
 (weights discount^(H - t)): the paper's cost module,
     c(s, g) = d(s, g) + wall_cost * IC_hat(s),
 d a trainable critic (steps to go; "straight" and "distance" are myopic stand-ins) and
@@ -227,6 +228,7 @@ class Config:
     episodes: int = 200
     max_steps: int = 200  # env steps per episode (the benchmark's limit)
     replan_every: int = 2  # env steps executed per plan
+    eval_chunk: int = 10  # episodes vmapped together; a chunk stops when all reached the goal
     horizon_plan: int = 8
     discount: float = 1.0
     samples: int = 64  # CEM / MPPI: about gradient MPC's planning time with the spatial model
@@ -276,6 +278,8 @@ class Config:
                 f"{NAME}: horizon_plan ({self.horizon_plan}) and hier_horizon "
                 f"({self.hier_horizon}) must be >= replan_every ({self.replan_every})"
             )
+        if self.eval_chunk < 1:
+            raise ValueError(f"{NAME}: eval_chunk must be >= 1, got {self.eval_chunk}")
 
 
 # ------------------------------------------------------------------------------- the model
@@ -645,10 +649,14 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
 
 
 def make_evaluate(model: Model, params: dict, cfg: Config, planner: str):
-    """`evaluate(keys [N, 2], layouts) -> (positions [N, T+1, 2], goals, success, steps)`."""
+    """`evaluate(keys [N, 2], layouts) -> (positions [N, T+1, 2], goals, success, steps)`.
+
+    Episodes run `eval_chunk` at a time (vmap within a chunk, a loop over chunks); a chunk
+    stops replanning once all its episodes reached the goal. A finished episode repeats its
+    last position, so the result equals running every episode for max_steps."""
     env = tr.EnvParams(max_steps=cfg.max_steps)
     plan, warm0 = make_planner(planner, model, params, cfg)
-    n_plans = cfg.max_steps // cfg.replan_every
+    n_plans, r = cfg.max_steps // cfg.replan_every, cfg.replan_every
     enc = params["enc"]
 
     def episode(key, layout):
@@ -656,28 +664,35 @@ def make_evaluate(model: Model, params: dict, cfg: Config, planner: str):
         state, _ = tr.reset(k_reset, env, layout)
         frame = tr.render_position(state.goal, layout, env)
         goal = model.goal(params, model.encode(enc, state.goal, layout), frame, cfg.cost)
+        plan_keys = jax.random.split(k_plan, n_plans)
 
-        def replan(carry, key):
-            state, done, steps, warm = carry
+        def act(c, a):
+            state, done, steps = c
+            new, _, info = tr.step(state, a, env)
+            state = jax.tree_util.tree_map(lambda o, n: jnp.where(done, o, n), state, new)
+            steps = steps + (~done).astype(jnp.int32)
+            return (state, done | info["success"], steps), state.position
+
+        def replan(carry):
+            i, state, done, steps, warm, path = carry
             s = model.encode(enc, state.position, layout)
-            actions, warm = plan(s, goal, key, warm)
-
-            def act(c, a):
-                state, done, steps = c
-                new, _, info = tr.step(state, a, env)
-                state = jax.tree_util.tree_map(lambda o, n: jnp.where(done, o, n), state, new)
-                steps = steps + (~done).astype(jnp.int32)
-                return (state, done | info["success"], steps), state.position
-
+            actions, warm = plan(s, goal, plan_keys[i], warm)
             (state, done, steps), pos = jax.lax.scan(act, (state, done, steps), actions)
-            return (state, done, steps, warm), pos
+            path = jax.lax.dynamic_update_slice(path, pos, (i * r, 0))
+            return i + 1, state, done, steps, warm, path
 
-        init = (state, jnp.zeros((), bool), jnp.zeros((), jnp.int32), warm0)
-        (_, done, steps, _), pos = jax.lax.scan(replan, init, jax.random.split(k_plan, n_plans))
-        positions = jnp.concatenate([state.position[None], pos.reshape(-1, 2)])
-        return positions, state.goal, done, steps
+        path = jnp.zeros((n_plans * r, 2))
+        init = (0, state, jnp.zeros((), bool), jnp.zeros((), jnp.int32), warm0, path)
+        i, last, done, steps, _, path = jax.lax.while_loop(
+            lambda c: (c[0] < n_plans) & ~c[2], replan, init
+        )
+        path = jnp.where((jnp.arange(n_plans * r) < i * r)[:, None], path, last.position)
+        return jnp.concatenate([state.position[None], path]), state.goal, done, steps
 
-    return jax.jit(jax.vmap(episode))
+    def evaluate(keys, layouts):
+        return jax.lax.map(lambda a: episode(*a), (keys, layouts), batch_size=cfg.eval_chunk)
+
+    return jax.jit(evaluate)
 
 
 # ------------------------------------------------------------------------------ evaluation

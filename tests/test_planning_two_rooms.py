@@ -102,12 +102,33 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
         ({"settings": ("four_rooms",)}, "settings must be among"),
         ({"cost": "euclid"}, "cost must be among"),
         ({"hier_horizon": 1, "replan_every": 2}, "must be >= replan_every"),
+        ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, fields, match):
     with pytest.raises(ValueError, match=match):
         planning_two_rooms.run(dataclasses.replace(TINY, **fields), tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_episodes_do_not_depend_on_how_they_are_chunked():
+    """Six episodes one at a time, in chunks of 4 (one left over) or all together: the same
+    trajectories. (The random planner: no float reductions that batching could reorder.)"""
+    cfg = dataclasses.replace(TINY, max_steps=40, cost="distance")
+    model = planning_two_rooms.Model(cfg)
+    params = model.init(jax.random.PRNGKey(0))
+    keys = jax.random.split(jax.random.PRNGKey(1), 6)
+    layouts = jax.vmap(tr.random_layout)(keys)
+    runs = [
+        planning_two_rooms.make_evaluate(
+            model, params, dataclasses.replace(cfg, eval_chunk=c), "random"
+        )(keys, layouts)
+        for c in (1, 4, 6)
+    ]
+    assert runs[0][0].shape == (6, cfg.max_steps + 1, 2)
+    for run in runs[1:]:
+        for mine, first in zip(run, runs[0], strict=True):
+            np.testing.assert_array_equal(mine, first)
 
 
 def test_figure_is_a_png(tiny_run):
