@@ -596,11 +596,10 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
 
+    low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
+
     def low_level(s, goal, key, mean0):  # CEM of horizon hier_horizon toward goal
-        low_kw = dict(sample_kw, horizon=cfg.hier_horizon)
-        return hj.planning.cem(
-            model.predict, pred, s, goal, key, elites=cfg.elites, mean0=mean0, **low_kw
-        )
+        return hj.planning.cem(model.predict, pred, s, goal, key, mean0=mean0, **low_kw)
 
     if name == "level1":
 
@@ -619,21 +618,13 @@ def make_planner(name: str, model: Model, params: dict, cfg: Config):
                 s,
                 g,
                 key,
-                action_dim=2,
-                bound=bound,
                 macro_steps=cfg.macro_steps,
                 macro_horizon=cfg.macro_horizon,
-                horizon=cfg.hier_horizon,
-                samples=cfg.samples,
-                elites=cfg.elites,
-                iterations=cfg.iterations,
-                init_std=cfg.init_std,
-                cost=cost,
-                discount=cfg.discount,
                 macro_discount=cfg.discount,
                 macro_mean0=macro0,
                 mean0=fine0,
                 low_level=low_level,
+                **low_kw,
             )
             return out.actions[:r], (out.macro_actions, shift(out.actions))
 
