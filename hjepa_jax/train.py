@@ -55,7 +55,9 @@ class TrainResult(NamedTuple):
 
     Attributes:
       state: the final TrainState (single copy, not replicated per device).
-      history: one dict of float metrics per logged step (with "step").
+      history: one dict of float metrics per logged step (with "step"); a resumed run's
+        starts with the last row logged before its checkpoint, so history[-1] always holds
+        the final metrics, even when nothing was left to run.
       summary: final_loss, steps, examples_per_s, wall_s, resumed_from_step (DESIGN.md keys).
     """
 
@@ -336,7 +338,7 @@ def train(
     resumed_from = int(state.step)
 
     log = _Log(loop, desc)
-    history: list[dict] = []
+    history: list[dict] = [meta["metrics"]] if meta["metrics"] else []  # the checkpoint's row
     placed, placed_data = runner.place(state, data)
     start = first_done = time.perf_counter()
     try:

@@ -145,13 +145,14 @@ def test_resume_reaches_the_uninterrupted_params_exactly(tmp_path):
     assert hj.checkpoint.Checkpointer(ckpt).all_steps() == [40, 60]  # keeps the last 2
     resumed = fit(noisy_mse, steps=100, ckpt_dir=ckpt, ckpt_every=20)
     assert resumed.summary["resumed_from_step"] == 60
-    assert [r["step"] for r in resumed.history] == [100]
+    assert [r["step"] for r in resumed.history] == [60, 100]  # the checkpoint's row first
     np.testing.assert_array_equal(resumed.state.params, full.state.params)
     np.testing.assert_array_equal(resumed.state.opt_state[0].mu, full.state.opt_state[0].mu)
     # Nothing left to do: the final state and loss come back from the checkpoint.
     again = fit(noisy_mse, steps=100, ckpt_dir=ckpt)
     assert again.summary["resumed_from_step"] == 100
     assert again.summary["final_loss"] == resumed.summary["final_loss"]
+    assert again.history == [resumed.history[-1]]
     np.testing.assert_array_equal(again.state.params, full.state.params)
 
 
