@@ -2,6 +2,10 @@
 
     python -m experiments.run planning_two_rooms --out out/planning_two_rooms [--quick]
 
+With `--ckpt-dir`, the world model and the critic are checkpointed (sub-folders world_model/
+and critic/); a rerun that changes only planning fields (PLANNING_FIELDS: planners,
+settings, episodes, ...) reuses both and only plans.
+
 Data: random-policy trajectories of `two_rooms.random_trajectories` (length T = 16, 30% aimed
 through a door, 20% pushing into a wall outside the door: without these the world model
 never learns to stop at the wall), kept in memory as positions, actions and layouts; the
@@ -280,6 +284,31 @@ class Config:
             )
         if self.eval_chunk < 1:
             raise ValueError(f"{NAME}: eval_chunk must be >= 1, got {self.eval_chunk}")
+
+
+# Fields read only after a model is trained: changing them reuses its checkpoint.
+PLANNING_FIELDS = (
+    "settings", "planners", "wall_cost", "episodes", "max_steps", "replan_every", "eval_chunk",
+    "horizon_plan", "discount", "samples", "elites", "iterations", "init_std", "gd_steps",
+    "gd_lr", "mppi_temperature", "macro_steps", "macro_horizon", "hier_horizon",
+    "waypoint_moves",
+)  # fmt: skip
+CRITIC_FIELDS = (
+    "critic_steps", "critic_batch", "critic_dim", "critic_others", "critic_penalty",
+    "critic_step", "cost", "map_cap", "map_penalty", "map_visits", "wall_margin",
+)  # fmt: skip
+
+
+def trained_config(cfg: Config, model: str) -> dict:
+    """The config saved with (and checked against) the checkpoints of "world_model" or
+    "critic": the fields its training reads. The critic's names the world model's steps
+    `model_steps` (its `steps` are critic_steps, which a resumed run may extend)."""
+    fields = dataclasses.asdict(cfg)
+    for name in PLANNING_FIELDS + (CRITIC_FIELDS if model == "world_model" else ()):
+        del fields[name]
+    if model == "critic":
+        fields["model_steps"], fields["steps"] = fields["steps"], cfg.critic_steps
+    return fields
 
 
 # ------------------------------------------------------------------------------- the model
@@ -796,13 +825,15 @@ def map_rows(fn, positions, layouts, chunk: int = 256) -> jax.Array:
     return jnp.concatenate([fn(rows(positions, i), rows(layouts, i)) for i in starts])
 
 
-def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: jax.Array):
+def train_critic(
+    model: Model, params: dict, data, cfg: Config, loop: hj.train.LoopConfig, key: jax.Array
+):
     """The critic (`hj.critic`, `cfg.cost` "critic", or a map cost) on the trained world model's
     frozen states: every trajectory of the offline data, and `critic_others` random places of
     its layout (observations of the same environment: pushed apart from it, or where its
     agents were); and the wall head, which learns to predict the intrinsic cost
     `two_rooms.wall_proximity` of each observation from its state (`Model.critic_loss`).
-    -> ({"psi", "wall"} or {"loc", "map", "wall"} params, history)."""
+    -> hj.train's result; its params {"psi", "wall"} or {"loc", "map", "wall"}."""
     k_places, k_init, k_train = jax.random.split(key, 3)
     env = tr.EnvParams()
     n, m = data.positions.shape[0], cfg.critic_others
@@ -823,12 +854,6 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
     else:
         init["psi"] = model.critic.init(k_psi, s0)
     positions = jnp.concatenate([data.positions, places], axis=1)
-    loop = hj.train.LoopConfig(
-        steps=cfg.critic_steps,
-        batch_size=cfg.critic_batch,
-        log_every=max(cfg.critic_steps // 10, 1),
-        log_dir=str(out / "critic"),
-    )
     result = hj.train.train(
         model.critic_loss,
         init,
@@ -836,9 +861,10 @@ def train_critic(model: Model, params: dict, data, cfg: Config, out: Path, key: 
         (states, others, near, positions, data.layouts),
         loop=loop,
         key=k_train,
+        config=trained_config(cfg, "critic"),
         desc=f"{NAME} critic",
     )
-    return result.state.params, result.history
+    return result
 
 
 def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
@@ -862,17 +888,25 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         model.init(k_init),
         optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
         (data.positions, data.actions, data.layouts),
-        loop=options.loop(cfg, out),
+        loop=options.loop(cfg, out, "world_model"),
         key=k_train,
-        config=dataclasses.asdict(cfg),
+        config=trained_config(cfg, "world_model"),
         desc=NAME,
     )
     params = result.state.params
     metrics = dict(result.summary)
     metrics.update({f"final_{k}": v for k, v in result.history[-1].items() if k != "step"})
     if cfg.cost != "distance":
-        params["critic"], critic_history = train_critic(model, params, data, cfg, out, k_critic)
-        metrics.update({f"critic_{k}": v for k, v in critic_history[-1].items() if k != "step"})
+        loop = dataclasses.replace(
+            options.loop(cfg, out, "critic"),
+            steps=cfg.critic_steps,
+            batch_size=cfg.critic_batch,
+            log_every=max(cfg.critic_steps // 10, 1),
+        )
+        critic = train_critic(model, params, data, cfg, loop, k_critic)
+        params["critic"] = critic.state.params
+        metrics.update({f"critic_{k}": v for k, v in critic.history[-1].items() if k != "step"})
+        metrics["critic_resumed_from_step"] = critic.summary["resumed_from_step"]
 
     # Probe: frozen states of held-out trajectories -> positions.
     held = tr.random_trajectories(
@@ -1020,10 +1054,11 @@ def _draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
     )
     edges = np.quantile(lengths, np.linspace(0, 1, bins + 1))
     which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, bins - 1)
-    centres = [float(np.median(lengths[which == b])) for b in range(bins)]
+    average = lambda x, f=np.mean: f(x) if x.size else np.nan  # NaN: an empty bin
+    centres = [average(lengths[which == b], np.median) for b in range(bins)]
     for planner in planners:
         mine = ep["planner"] == planner
-        rates = [ep["success"][mine & (which == b)].mean() for b in range(bins)]
+        rates = [average(ep["success"][mine & (which == b)]) for b in range(bins)]
         ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)
     ax.set(
         ylim=(-0.05, 1.05),

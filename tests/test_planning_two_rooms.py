@@ -131,6 +131,24 @@ def test_episodes_do_not_depend_on_how_they_are_chunked():
             np.testing.assert_array_equal(mine, first)
 
 
+def test_rerun_with_other_planners_reuses_the_trained_models(tmp_path):
+    """Same checkpoint folder, other planners and episodes: the world model and the critic
+    resume at their last step (nothing retrained, the same probe); another network width is
+    refused, naming the field."""
+    options = common.RunOptions(ckpt_dir=str(tmp_path / "ckpt"))
+    cfg = dataclasses.replace(TINY, planners=("random",))
+    first = planning_two_rooms.run(cfg, tmp_path / "a", options)
+    assert first["resumed_from_step"] == first["critic_resumed_from_step"] == 0
+    again = dataclasses.replace(cfg, planners=("gradient_mpc",), episodes=2, max_steps=4)
+    second = planning_two_rooms.run(again, tmp_path / "b", options)
+    assert second["resumed_from_step"] == TINY.steps
+    assert second["critic_resumed_from_step"] == TINY.critic_steps
+    assert second["probe_position_rmse"] == first["probe_position_rmse"]
+    assert "success_gradient_mpc_fixed" in second and "success_random_fixed" not in second
+    with pytest.raises(ValueError, match="hidden"):
+        planning_two_rooms.run(dataclasses.replace(cfg, hidden=32), tmp_path / "c", options)
+
+
 def test_figure_is_a_png(tiny_run):
     out, _ = tiny_run
     png = out / f"{planning_two_rooms.NAME}.png"
@@ -181,10 +199,11 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     model = planning_two_rooms.Model(cfg)
     params = model.init(jax.random.PRNGKey(0))
     data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.random_layout, 64, 4)
-    params["critic"], history = planning_two_rooms.train_critic(
-        model, params, data, cfg, tmp_path, jax.random.PRNGKey(2)
-    )
-    assert set(params["critic"]) == {"loc", "map", "wall"} and history[-1]["violation"] >= 0
+    loop = hj.train.LoopConfig(steps=cfg.critic_steps, batch_size=cfg.critic_batch)
+    critic = planning_two_rooms.train_critic(model, params, data, cfg, loop, jax.random.PRNGKey(2))
+    params["critic"] = critic.state.params
+    assert set(params["critic"]) == {"loc", "map", "wall"}
+    assert critic.history[-1]["violation"] >= 0
     layout = tr.fixed_layout()  # not a training layout: the conv map is local
     walls = tr.wall_image(layout, tr.EnvParams())
     costs = np.asarray(model.traversal_cost(params["critic"]["map"], walls))
