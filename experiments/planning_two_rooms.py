@@ -73,21 +73,22 @@ map's steps-to-go already keep plans off the walls, and wall_cost = 0 does best 
     with the hierarchy's own level-1 cost (map costs: gradient MPC on "straight"; otherwise a
     CEM of horizon `hier_horizon`, which quick mode leaves out as it repeats `cem`).
   random: uniform random actions (chance level in the same number of steps).
-`planners` (default all; quick mode: all but level1) picks which run: on a CPU, full-mode
-planning with every planner takes hours (about 4 s per episode for each planner with the
-spatial model in batches of 30 episodes; yet gradient MPC, CEM and MPPI on random walls
-and three rooms, 200 episodes each, had not finished after 1 h 53 min of planning).
+`planners` (default all; quick mode: all but level1) picks which run: on 2 CPU cores, full-mode
+planning with every planner in every setting takes 80 min, half of it level1 (4.3 s per
+episode, as its agents rarely arrive and so never end a chunk early; 0.6-1.2 s for the
+others).
 
 Settings: `fixed` (wall at x = 32, door at y = 18), `random` (wall_x, door_y random per
 episode), `three_rooms` (two walls). Quick mode trains and plans on the fixed wall only;
 full mode trains on random walls mixed with three-rooms layouts and plans in all three.
 
 Metrics: success_<planner>[_fixed|_three_rooms] (no suffix: random walls),
-steps_to_goal_<planner>[_suffix] (mean over successes), plan_s_per_episode_<planner>[_suffix]
-(wall time of the compiled batch / episodes), plan_s_per_episode_<planner> (mean over the
-settings run), probe_position_rmse, probe_position_r2; path_corr_<cost> (the run's
-cost, distance, straight_line): the correlation of each cost between 300 task starts and
-their goals with the shortest path length through the doors (`path_length`).
+steps_to_goal_<planner>[_suffix] (mean over successes),
+plan_s_per_episode_<planner>_<setting> (wall time of the compiled batch / episodes; the
+setting always named, as the plain plan_s_per_episode_<planner> is the mean over the
+settings run), probe_position_rmse, probe_position_r2; path_corr_<cost> (the run's cost,
+distance, straight_line): the correlation of each cost between 300 task starts and their
+goals with the shortest path length through the doors (`path_length`).
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 wall_x [N, 2], door_y [N, 2] with NaN for a missing second wall, success [N], steps [N]).
 
@@ -109,37 +110,45 @@ Results, quick mode (seed 0, fixed wall, 20 episodes of 100 env steps, 800 world
   wall_frac 0.2, 0.15-0.35 (agents stalled on the door's corners); with the wall term, the
   numbers above (on 30 episodes of 160 steps: gradient_mpc 0.97, mppi 0.97, cem 1.00).
 Full mode (seed 0, the defaults: state="spatial", an 8 x 8 x 4 feature map and a
-ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, 9 min; the map
-critic, 3000 steps, 6.5 min; episodes of 200 env steps; 2 CPU cores), run as
-    python -m experiments.run planning_two_rooms --out out/full \
-        --planners gradient_mpc,hierarchical,level1,random --settings random,three_rooms
-(1 h 32 min in all), 200 episodes per planner and setting:
-                 random walls              three rooms           planning s / episode
-  gradient_mpc   1.00 (26.0 steps to goal) 1.00  (43.8 steps)    3.75 / 3.76
-  hierarchical   1.00 (17.3 steps)         0.995 (23.5 steps)    3.80 / 3.85
-  level1         0.17 (15.6 steps)         0.04  (17.5 steps)    3.77 / 3.78
-  random         0.03                      0.00
-The hierarchy halves the steps to the goal in three rooms (23.5 against 43.8) and turns its
-own level 1 from 0.04 into 0.995: the subgoals, not a better low-level cost, carry it through
-two doors. The gradient_mpc row above used the map cost as it was then, V_g's expectation
-under the locator, whose gradient is noise (the agent zigzagged). With V_g read at the
-expected pixel (`hj.critic.map_value`, now the "map" cost), on the same parameters, 30
-episodes each: gradient MPC 1.00 in 24.3 steps in three rooms (0.97, 19.4 steps, random
-walls: one agent stuck on the bottom border), CEM 1.00 (22.5 steps) and MPPI 0.97
-(21.0 steps) on random walls at 64 samples, about 4 s per episode. Flat planning on V_g
-(the level-2 plan folded into one number) then matches the hierarchy in three rooms; the
-hierarchy beats flat planning whose cost has no level-2 plan (level1).
-probe_position_rmse 3.37 px (R^2 0.95); path_corr_map 0.70
-(straight line 0.58, representation distance 0.34); wall_leak 0.00, door_pass 0.66.
-How it got there, on an earlier world model of the same configuration (door_pass 0.99):
-cost="critic" gave 0.53 (gradient MPC) / 0.23 (CEM) on
-30 random-wall episodes (greedy descent on that critic over a 2-px grid reaches the goal
-from 15% of the starts: its local minima were the limit); the map critic with a locator
-trained on the blurred agent channel gave 0.945 (CEM 0.37, 30 episodes); naming the
-agent's pixel, 0.995 to 1.00. Waypoints 10 pixels ahead cut the doors' corners (three
-rooms 0.60 on 30 episodes, against 0.97 at 5). A vector state (D = 16) never learned random
-walls (door_pass 0.19; 0.03 / 0.00). Not yet run in full mode through this command: CEM,
-MPPI and gradient MPC on the new map cost (200 episodes), and the fixed wall.
+ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, 12 min; the map
+critic, 3000 steps, 8 min; 200 episodes of at most 200 env steps per planner and setting;
+2 CPU cores; 1 h 41 min in all, 43 min of it level1, which never stops early), run at commit
+fbd90ed as
+    python -m experiments.run planning_two_rooms --out out/full --ckpt-dir ckpt/full
+success (mean steps to the goal over successes) and planning s / episode:
+                 random walls    fixed wall      three rooms     s / episode (r / f / 3)
+  gradient_mpc   0.990 (18.5)    1.000 (19.3)    1.000 (26.1)    1.13 / 0.65 / 0.93
+  cem            0.995 (20.5)    1.000 (20.6)    1.000 (29.1)    1.00 / 0.71 / 0.98
+  mppi           0.990 (19.2)    1.000 (19.6)    1.000 (26.9)    1.15 / 0.67 / 0.91
+  hierarchical   1.000 (17.3)    0.990 (17.6)    0.995 (23.5)    0.64 / 1.00 / 0.98
+  level1         0.180 (19.8)    0.230 (21.5)    0.040 (17.5)    4.28 / 4.33 / 4.32
+  random         0.025           0.020           0.000
+(EB-JEPA, the same benchmark: MPPI 0.97 +- 0.02, CEM 0.96 +- 0.02 on random walls, 0.98 on
+the fixed wall, 20 episodes, about 37 s of planning per episode on a GPU.) The random-wall
+seconds are from the run's log: that commit's metrics.json held the mean over settings
+under plan_s_per_episode_<planner>, now kept apart from plan_s_per_episode_<planner>_random.
+docs/planning_two_rooms_full.png is this run's figure redrawn by today's `draw` from its
+episodes.npz and world model checkpoint (probe and rollout RMSE reproduced to every digit).
+probe_position_rmse 3.37 px (R^2 0.95), rollout_position_rmse 8.6 px (16 steps);
+path_corr_map 0.84 (straight line 0.58, representation distance 0.34); wall_leak 0.00,
+door_pass 0.66.
+Flat against hierarchical: the hierarchy turns its own level 1 (gradient MPC on the
+myopic straight-line cost, horizon 8) from 0.04 into 0.995 in three rooms and from 0.18 into
+1.00 on random walls: the subgoals, not a better low-level cost, carry it through the doors.
+Flat planners on the map cost match it in success: their cost is V_g, the level-2 plan
+folded into one number, so they are flat in actions only; the hierarchy still reaches the
+goal in the fewest steps in every setting (23.5 in three rooms against 26.1-29.1). The 8
+failures in the 2400 episodes of these four planners: 4 agents pinned against the border
+from a start in a corner (gradient_mpc, cem, mppi twice), 1 on the bottom border beside a
+door that reaches it (gradient_mpc), 3 on a door's corner (hierarchical).
+How it got there, on earlier world models of the same configuration: cost="critic" gave
+0.53 (gradient MPC) / 0.23 (CEM) on 30 random-wall episodes (greedy descent on that critic
+over a 2-px grid reaches the goal from 15% of the starts: its local minima were the limit);
+the map critic with a locator trained on the blurred agent channel gave 0.945 (CEM 0.37,
+30 episodes); naming the agent's pixel, 0.995 to 1.00. Waypoints 10 pixels ahead cut the
+doors' corners (three rooms 0.60 on 30 episodes, against 0.97 at 5). A vector state
+(D = 16) never learned random walls (door_pass 0.19; 0.03 / 0.00). Before `make_evaluate`
+stopped a chunk of episodes once all had arrived, every planner cost about 4 s per episode.
 """
 
 from __future__ import annotations
@@ -956,7 +965,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             metrics[f"steps_to_goal_{planner}{sfx}"] = (
                 float(steps[done].mean()) if done.any() else float("nan")
             )
-            metrics[f"plan_s_per_episode_{planner}{sfx}"] = seconds
+            metrics[f"plan_s_per_episode_{planner}_{setting}"] = seconds
             log.info(
                 "%s %s: success %.3f over %d episodes, %.2f s of planning per episode",
                 planner,
@@ -987,54 +996,77 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
 # ---------------------------------------------------------------------------------- figure
 
 
-def _draw_walls(ax, wall_x, door_y) -> None:
+def _draw_walls(ax, wall_x, door_y, **style) -> None:
+    """The interior walls of one layout (NaN entries: no such wall), their doors left open."""
+    env = tr.EnvParams()
+    lo, hi, d = env.border_lo, env.border_hi, env.door_half_height
+    for wx, dy in zip(wall_x, door_y, strict=True):
+        if not np.isnan(wx):
+            ax.plot([wx, wx], [lo, dy - d], **style)
+            ax.plot([wx, wx], [dy + d, hi], **style)
+
+
+def _draw_map(ax) -> None:
     env = tr.EnvParams()
     lo, hi = env.border_lo, env.border_hi
     ax.plot([lo, hi, hi, lo, lo], [lo, lo, hi, hi, lo], color="k", lw=1.5)
-    for wx, dy in zip(wall_x, door_y, strict=True):
-        if np.isnan(wx):
-            continue
-        d = env.door_half_height
-        ax.plot([wx, wx], [lo, dy - d], color="k", lw=3)
-        ax.plot([wx, wx], [dy + d, hi], color="k", lw=3)
+    ax.set(xlim=(0, 64), ylim=(64, 0), aspect="equal")
+
+
+def _draw_episodes(ax, ep, planner, setting, shown: int = 4) -> None:
+    """The first `shown` episodes of (planner, setting), each in its own colour with its own
+    walls (side by side, 0.8 px apart, so that every episode's door shows): the start (o),
+    the path, the goal (* reached, X missed)."""
+    _draw_map(ax)
+    idx = np.flatnonzero((ep["planner"] == planner) & (ep["layout"] == setting))[:shown]
+    for k, i in enumerate(idx):
+        color, shift = f"C{k}", 0.8 * (k - (len(idx) - 1) / 2)
+        _draw_walls(ax, ep["wall_x"][i] + shift, ep["door_y"][i], color=color, lw=1.5)
+        ax.plot(*ep["positions"][i].T, color=color, lw=1.0)
+        ax.plot(*ep["positions"][i, 0], "o", color=color, ms=3)
+        ax.plot(*ep["goals"][i], "*" if ep["success"][i] else "X", color=color, ms=9, mec="k")
 
 
 def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
-    setting = cfg.settings[0]
+    """One row of episodes per setting (a column per planner), then the world model's
+    rollouts, the success rates and success against the start-goal path length."""
     planners = [p for p in cfg.planners if p != "random"]
-    fig, axes = plt.subplots(1, len(planners) + 3, figsize=(4.2 * (len(planners) + 3), 4.4))
-    for ax, planner in zip(axes, planners, strict=False):
-        idx = np.flatnonzero((ep["planner"] == planner) & (ep["layout"] == setting))[:12]
-        if setting != "random":
-            _draw_walls(ax, ep["wall_x"][idx[0]], ep["door_y"][idx[0]])
-        for i in idx:
-            color = "tab:green" if ep["success"][i] else "tab:red"
-            ax.plot(*ep["positions"][i].T, color=color, lw=0.8, alpha=0.8)
-            ax.plot(*ep["positions"][i, 0], "o", color=color, ms=3)
-            ax.plot(*ep["goals"][i], "*", color=color, ms=8)
-        rate = metrics[f"success_{planner}{SUFFIX[setting]}"]
-        ax.set_title(f"{planner}: success {rate:.2f} ({setting})", fontsize=9)
-    ax = axes[-3]
-    _draw_walls(ax, [np.nan, np.nan], [np.nan, np.nan])
+    cols = max(len(planners), 3)
+    rows = len(cfg.settings) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, setting in zip(axes, cfg.settings, strict=False):
+        for ax, planner in zip(row, planners, strict=False):
+            ax.axis("on")
+            _draw_episodes(ax, ep, planner, setting)
+            rate = metrics[f"success_{planner}{SUFFIX[setting]}"]
+            ax.set_title(
+                f"{planner}, {setting}: success {rate:.2f}\n(* reached, X missed)", fontsize=9
+            )
+    ax_roll, ax_bar, ax_path = axes[-1, :3]
+    for ax in (ax_roll, ax_bar, ax_path):
+        ax.axis("on")
+    _draw_map(ax_roll)
     for i in range(6):
-        (line,) = ax.plot(*true_pos[i].T, lw=1.2)
-        ax.plot(*pred_pos[i].T, "--", color=line.get_color(), lw=1.2)
-    ax.set_title(
+        (line,) = ax_roll.plot(*true_pos[i].T, lw=1.2)
+        ax_roll.plot(*pred_pos[i].T, "--", color=line.get_color(), lw=1.2)
+    ax_roll.set_title(
         f"rollouts: true (solid) vs predicted, probed (dashed)\n"
         f"probe RMSE {metrics['probe_position_rmse']:.2f} px",
         fontsize=9,
     )
-    for ax in axes[:-2]:
-        ax.set(xlim=(0, 64), ylim=(64, 0), aspect="equal")
-    _draw_success_by_path(axes[-1], ep, cfg.planners)
-    ax = axes[-2]
-    names = list(cfg.planners)
-    rates = [metrics[f"success_{p}{SUFFIX[setting]}"] for p in names]
-    ax.bar(range(len(names)), rates, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-    for i, v in enumerate(rates):
-        ax.text(i, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
-    ax.set(ylim=(0, 1.1), ylabel="success", title=f"success rate ({setting}, {cfg.episodes} ep.)")
+    width = 0.8 / len(cfg.settings)
+    for j, setting in enumerate(cfg.settings):
+        x = np.arange(len(cfg.planners)) + (j - (len(cfg.settings) - 1) / 2) * width
+        rates = [metrics[f"success_{p}{SUFFIX[setting]}"] for p in cfg.planners]
+        ax_bar.bar(x, rates, width, label=setting)
+        for xi, v in zip(x, rates, strict=True):
+            ax_bar.text(xi, v + 0.01, f"{v:.2f}", ha="center", fontsize=6, rotation=90)
+    ax_bar.set_xticks(range(len(cfg.planners)), cfg.planners, rotation=30, fontsize=8)
+    ax_bar.set(ylim=(0, 1.2), ylabel="success", title=f"success rate ({cfg.episodes} episodes)")
+    ax_bar.legend(fontsize=7, loc="upper right")
+    _draw_success_by_path(ax_path, ep, cfg.planners)
     fig.suptitle(f"{TITLE} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)
