@@ -113,7 +113,7 @@ def measure_training(batch: int, repeats: int) -> dict:
     data = two_rooms.random_trajectories(
         jax.random.PRNGKey(1),
         two_rooms.EnvParams(),
-        planning_two_rooms.train_layout_fn(cfg.train_layout),
+        two_rooms.LAYOUTS[cfg.train_layout],
         batch,
         cfg.length,
     )

@@ -6,12 +6,13 @@ With `--ckpt-dir`, the world model and the critic are checkpointed (sub-folders 
 and critic/); a rerun that changes only planning fields (PLANNING_FIELDS: planners,
 settings, episodes, ...) reuses both and only plans.
 
-Data: random-policy trajectories of `two_rooms.random_trajectories` (length T = 16, 30% aimed
-through a door, 20% pushing into a wall outside the door: without these the world model
-never learns to stop at the wall), kept in memory as positions, actions and layouts; the
-observations are rendered inside the jitted loss (`render_position`) and average-pooled by
-`pool` (2: 65 x 65 -> 32 x 32, the last row and column dropped) so that the conv net is cheap
-on a CPU.
+Data: the local tfds dataset `hjepa_two_rooms` (`hj.data.two_rooms`, built on first use in
+seconds from the seed): random-policy trajectories of `two_rooms.random_trajectories`
+(length T = 16, 30% aimed through a door, 20% pushing into a wall outside the door: without
+these the world model never learns to stop at the wall) as positions, actions and layouts;
+its test split (400) holds the probe's trajectories. The observations are rendered inside
+the jitted loss (`render_position`) and average-pooled by `pool` (2: 65 x 65 -> 32 x 32, the
+last row and column dropped) so that the conv net is cheap on a CPU.
 
 World model (`hj.world_model.loss`): s = ConvEncoder(o) (channels `channels`, D = `embed_dim`),
 s_{t+1} = s_t + MLP([s_t, a_t / 2.45]), an inverse-dynamics MLP reading a_t from (s_t, s_{t+1}),
@@ -188,6 +189,7 @@ LAYOUT_FNS = {
 }
 
 
+PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fits the first
 MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
 COSTS = ("critic", "distance") + MAP_COSTS
 
@@ -282,6 +284,7 @@ class Config:
         for name, given, known in (
             ("planners", self.planners, PLANNERS),
             ("settings", self.settings, tuple(LAYOUT_FNS)),
+            ("train_layout", (self.train_layout,), tuple(tr.LAYOUTS)),
             ("cost", (self.cost,), COSTS),
         ):
             if not given or set(given) - set(known):
@@ -547,12 +550,20 @@ class Model:
         return loss + wall_err, {**metrics, "wall_mse": wall_err}
 
 
-def train_layout_fn(name: str):
-    if name == "mixed":  # half random walls, half three rooms
-        return lambda key: tr.make_layout(
-            key, jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 7)), 0, 2)
-        )
-    return LAYOUT_FNS[name]
+def offline_data(cfg: Config) -> tuple[dict, dict]:
+    """The train split (`trajectories` rows) and the probe's held-out test split (400 rows:
+    the probe fits 300, scores 100) of the local tfds dataset `hjepa_two_rooms`, built on
+    first use from the config's seed and data settings."""
+    settings = dict(
+        seed=cfg.seed,
+        num_train=cfg.trajectories,
+        num_test=PROBE_TRAJECTORIES,
+        length=cfg.length,
+        layout=cfg.train_layout,
+        door_frac=cfg.door_frac,
+        wall_frac=cfg.wall_frac,
+    )
+    return tuple(hj.data.load("hjepa_two_rooms", split, **settings) for split in ("train", "test"))
 
 
 # -------------------------------------------------------------------------------- planning
@@ -880,17 +891,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train the world model, probe it, plan with every planner in every setting, draw."""
     cfg.check()
     key = jax.random.PRNGKey(cfg.seed)
-    k_data, k_init, k_train, k_probe, k_eval, k_critic = jax.random.split(key, 6)
-    env = tr.EnvParams()
-    data = tr.random_trajectories(
-        k_data,
-        env,
-        train_layout_fn(cfg.train_layout),
-        cfg.trajectories,
-        cfg.length,
-        cfg.door_frac,
-        cfg.wall_frac,
-    )
+    _, k_init, k_train, k_probe, k_eval, k_critic = jax.random.split(key, 6)
+    data, held = (hj.data.two_rooms.trajectories(arrays) for arrays in offline_data(cfg))
     model = Model(cfg)
     result = hj.train.train(
         model.loss,
@@ -917,29 +919,22 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         metrics.update({f"critic_{k}": v for k, v in critic.history[-1].items() if k != "step"})
         metrics["critic_resumed_from_step"] = critic.summary["resumed_from_step"]
 
-    # Probe: frozen states of held-out trajectories -> positions.
-    held = tr.random_trajectories(
-        k_probe,
-        env,
-        train_layout_fn(cfg.train_layout),
-        400,
-        cfg.length,
-        cfg.door_frac,
-        cfg.wall_frac,
-    )
+    # Probe: frozen states of held-out trajectories (the test split) -> positions.
     states = np.asarray(encode_batches(model, params["enc"], held.positions, held.layouts))
     positions = np.asarray(held.positions)
     flat_s, flat_p = states.reshape(-1, states.shape[-1]), positions.reshape(-1, 2)
-    cut = 300 * (cfg.length + 1)
+    cut = PROBE_FIT * (cfg.length + 1)
     r2, rmse = hj.probes.regression_r2(flat_s[:cut], flat_p[:cut], flat_s[cut:], flat_p[cut:])
     metrics["probe_position_r2"], metrics["probe_position_rmse"] = r2, rmse
     decode = fit_probe(flat_s[:cut], flat_p[:cut])
     rollouts = jax.jit(
         jax.vmap(lambda s0, a: hj.planning.rollout(model.predict, params["pred"], s0, a))
-    )(jnp.asarray(states[300:, 0]), held.actions[300:])
-    pred_pos = decode(np.asarray(rollouts).reshape(-1, states.shape[-1])).reshape(100, -1, 2)
+    )(jnp.asarray(states[PROBE_FIT:, 0]), held.actions[PROBE_FIT:])
+    pred_pos = decode(np.asarray(rollouts).reshape(-1, states.shape[-1])).reshape(
+        len(states) - PROBE_FIT, -1, 2
+    )
     metrics["rollout_position_rmse"] = float(
-        np.sqrt(np.mean((pred_pos - positions[300:, 1:]) ** 2))
+        np.sqrt(np.mean((pred_pos - positions[PROBE_FIT:, 1:]) ** 2))
     )
 
     metrics.update(cost_path_correlation(model, params, cfg, k_probe))
@@ -989,7 +984,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
     arrays = {k: np.concatenate(v) for k, v in episodes.items()}
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
-    draw(cfg, out / f"{NAME}.png", arrays, positions[300:], pred_pos, metrics)
+    draw(cfg, out / f"{NAME}.png", arrays, positions[PROBE_FIT:], pred_pos, metrics)
     return metrics
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +55,21 @@ def test_metrics_keys_are_finite_numbers(tiny_run):
         assert m[f"plan_s_per_episode_{planner}"] == m[f"plan_s_per_episode_{planner}_fixed"]
         assert f"success_{planner}" not in m  # no random-wall episodes in this setting
     assert json.loads((out / "metrics.json").read_text())["config"]["settings"] == ["fixed"]
+
+
+def test_offline_data_is_the_local_tfds_dataset(tiny_run):
+    """The run trained on `hjepa_two_rooms` rows built in the tfds data dir (in the folder of
+    TINY's settings), the probe on its test split."""
+    train, test = planning_two_rooms.offline_data(TINY)
+    assert train["position"].shape == (TINY.trajectories, TINY.length + 1, 2)
+    assert test["position"].shape[0] == planning_two_rooms.PROBE_TRAJECTORIES
+    assert set(train["kind"].tolist()) == {tr.LayoutKind.FIXED}  # quick mode: the fixed wall
+    root = Path(hj.data.resolve_data_dir()) / "hjepa_two_rooms"
+    name = hj.data.two_rooms.make_config(
+        seed=TINY.seed, num_train=TINY.trajectories, num_test=400, length=TINY.length,
+        layout=TINY.train_layout, door_frac=TINY.door_frac, wall_frac=TINY.wall_frac,
+    ).name  # fmt: skip
+    assert (root / name / "1.0.0").is_dir()
 
 
 def test_episodes_npz_can_rescore_every_episode(tiny_run):

@@ -18,7 +18,7 @@ KINDS = (tr.LayoutKind.RANDOM, tr.LayoutKind.FIXED, tr.LayoutKind.THREE_ROOMS)
 JIT_STEP = jax.jit(tr.step)
 
 
-def mixed_layout(key):
+def any_layout(key):
     """A layout of a random kind (random, fixed or three rooms)."""
     k_kind, k_layout = jax.random.split(key)
     return tr.make_layout(k_layout, jax.random.randint(k_kind, (), 0, len(KINDS)))
@@ -288,7 +288,7 @@ def test_jit_and_vmap_agree_with_plain_calls():
 
 def test_random_trajectories():
     n, length = 512, 200  # the shapes of the step test: `rollout` compiles once
-    data = tr.random_trajectories(jax.random.PRNGKey(6), P, mixed_layout, n, length)
+    data = tr.random_trajectories(jax.random.PRNGKey(6), P, any_layout, n, length)
     assert data.positions.shape == (n, length + 1, 2)
     assert data.actions.shape == (n, length, 2)
     assert data.layouts.wall_x.shape == (n, 2) and data.aimed.shape == (n,)

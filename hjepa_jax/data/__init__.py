@@ -5,11 +5,12 @@
     it = data.Batches(train, 256, seed=0, augment=data.apply_to("image", data.random_crop))
     batch = next(it)                                      # this host's rows of a global batch
 
-Nothing here downloads: our datasets are generated in numpy (scikit-learn's bundled digits,
-moving shapes); other tfds datasets are read only if prepared locally (array_record).
+Nothing here downloads: our datasets are generated here (scikit-learn's bundled digits, moving
+shapes, Two Rooms trajectories); other tfds datasets are read only if prepared locally
+(array_record).
 """
 
-from hjepa_jax.data import digits, moving_shapes
+from hjepa_jax.data import digits, moving_shapes, two_rooms
 from hjepa_jax.data.augment import apply_to, gaussian_noise, random_crop, random_erasing
 from hjepa_jax.data.digits import HjepaDigits
 from hjepa_jax.data.moving_shapes import HjepaMovingShapes, MovingShapesConfig
@@ -23,6 +24,7 @@ from hjepa_jax.data.sources import (
     resolve_data_dir,
     source,
 )
+from hjepa_jax.data.two_rooms import HjepaTwoRooms, TwoRoomsConfig
 
 __all__ = [
     "BUILDERS",
@@ -30,6 +32,7 @@ __all__ = [
     "DatasetNotPreparedError",
     "HjepaDigits",
     "HjepaMovingShapes",
+    "HjepaTwoRooms",
     "MovingShapesConfig",
     "apply_to",
     "builder",
@@ -42,4 +45,6 @@ __all__ = [
     "read",
     "resolve_data_dir",
     "source",
+    "TwoRoomsConfig",
+    "two_rooms",
 ]

@@ -26,11 +26,11 @@ output as a local tfds dataset (array_record), read back with `hjepa_jax.data.lo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from hjepa_jax.data import configs
 
 SQUARE, DISC = 0, 1
 _RENDER_CHUNK = 128  # videos rendered at once (bounds the float32 temporaries)
@@ -63,32 +63,14 @@ class MovingShapesConfig(tfds.core.BuilderConfig):
     turn_prob: float = 0.05
     retro_prob: float = 0.5
 
-    def settings(self) -> dict:
-        """The generation settings (every field but tfds's own), JSON-able."""
-        base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out = {k: v for k, v in out.items() if k not in base}
-        out["speed"] = [float(s) for s in out["speed"]]
-        return out
-
 
 DEFAULT_CONFIG = MovingShapesConfig(name="default", description="defaults, seed 0")
 
 
 def make_config(**settings) -> MovingShapesConfig:
-    """The builder config for these settings: the registered default if they are the defaults.
-
-    A custom setting gets its own tfds config (and data folder) named by a hash of the
-    settings, e.g. `hjepa_moving_shapes/custom_1a2b3c4d5e/1.0.0`.
-    """
-    if not settings or MovingShapesConfig(name="x", **settings).settings() == (
-        DEFAULT_CONFIG.settings()
-    ):
-        return DEFAULT_CONFIG
-    config = MovingShapesConfig(name="x", **settings)
-    text = json.dumps(config.settings(), sort_keys=True)
-    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    return dataclasses.replace(config, name=f"custom_{digest}", description=text)
+    """The builder config for these settings: the registered default if they are the defaults,
+    else one named by a hash of the settings (`configs.named_config`)."""
+    return configs.named_config(DEFAULT_CONFIG, **settings)
 
 
 def _check(config: MovingShapesConfig) -> None:

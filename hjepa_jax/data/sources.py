@@ -4,8 +4,8 @@
     src = source("hjepa_moving_shapes", "train")      # random access, rows are dicts
     test = load("mnist", "test", data_dir="/data")    # yours, if prepared (array_record)
 
-Our datasets (`BUILDERS`: tfds names "hjepa_digits" and "hjepa_moving_shapes", short names
-"digits" and "moving_shapes" here) are generated locally on first use (`download_and_prepare`,
+Our datasets (`BUILDERS`: tfds names "hjepa_digits", "hjepa_moving_shapes" and
+"hjepa_two_rooms") are generated locally on first use (`download_and_prepare`,
 a few seconds) into the data dir, then read with `builder.as_data_source(split)`. Any other name
 goes through `tfds.builder(name, data_dir=...)` and must already be prepared there in a
 random-access format (array_record or parquet); it is never downloaded at run time.
@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from hjepa_jax.data import digits, moving_shapes
+from hjepa_jax.data import digits, moving_shapes, two_rooms
 
 # Our builders by tfds name, with the function that turns keyword settings into a config.
 BUILDERS: dict[str, tuple[type[tfds.core.GeneratorBasedBuilder], Callable[..., Any]]] = {
     "hjepa_digits": (digits.HjepaDigits, digits.make_config),
     "hjepa_moving_shapes": (moving_shapes.HjepaMovingShapes, moving_shapes.make_config),
+    "hjepa_two_rooms": (two_rooms.HjepaTwoRooms, two_rooms.make_config),
 }
 _RANDOM_ACCESS = ("array_record", "parquet")
 
@@ -153,15 +154,15 @@ def load(
     """A whole split as numpy arrays (built on first use if it is ours).
 
     Args:
-      name: "digits" / "hjepa_digits", "moving_shapes" / "hjepa_moving_shapes", or a tfds
-        name prepared locally.
+      name: "hjepa_digits", "hjepa_moving_shapes", "hjepa_two_rooms", or a tfds name
+        prepared locally.
       split: "train", "test", or a tfds slice ("train[:100]").
       data_dir: see `resolve_data_dir`.
       **config: settings of our builders, or `tfds.builder` keyword arguments.
 
     Returns:
       {feature: [N, ...]}; e.g. hjepa_digits: image [N, 8, 8, 1] float32, label [N] int64,
-      index [N] int64; hjepa_moving_shapes: see `moving_shapes.generate`.
+      index [N] int64; hjepa_moving_shapes and hjepa_two_rooms: see their `generate`.
 
     Raises:
       DatasetNotPreparedError: `name` is not ours and not prepared under the data dir.

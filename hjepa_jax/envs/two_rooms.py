@@ -152,6 +152,21 @@ def make_layout(key: jax.Array, kind) -> Layout:
     return jax.lax.switch(kind, (random_layout, fixed_layout, three_rooms_layout), key)
 
 
+def mixed_layout(key: jax.Array) -> Layout:
+    """Half random walls, half three rooms (a fair coin per key)."""
+    one_wall = jax.random.bernoulli(jax.random.fold_in(key, 7))
+    return make_layout(key, jnp.where(one_wall, LayoutKind.RANDOM, LayoutKind.THREE_ROOMS))
+
+
+# Layout functions by name (key -> Layout), for configs and datasets.
+LAYOUTS: dict[str, Callable[[jax.Array], Layout]] = {
+    "random": random_layout,
+    "fixed": fixed_layout,
+    "three_rooms": three_rooms_layout,
+    "mixed": mixed_layout,
+}
+
+
 # ---------------------------------------------------------------------------------- geometry
 
 
