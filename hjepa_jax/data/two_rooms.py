@@ -15,8 +15,9 @@ about 330 bytes instead of the 575 KB of its 17 float32 frames of 65 x 65 x 2.
     frames = jax.vmap(jax.vmap(render_position, (0, None, None)), (0, 0, None))(
         data.positions, data.layouts, EnvParams())  # [N, T + 1, 65, 65, 2]
 
-`generate` is deterministic given the config (jax's threefry on the CPU); the train and
-test splits draw from independent keys, fold_in(PRNGKey(seed), 0) and (seed, 1).
+`generate` is a function of the config (jax's threefry keys; the float dynamics may differ
+in the last bits between backends); the train and test splits draw from independent keys,
+fold_in(PRNGKey(seed), 0) and fold_in(PRNGKey(seed), 1).
 """
 
 from __future__ import annotations
