@@ -111,28 +111,28 @@ Results, quick mode (seed 0, fixed wall, 20 episodes of 100 env steps, 800 world
   wall_frac 0.2, 0.15-0.35 (agents stalled on the door's corners); with the wall term, the
   numbers above (on 30 episodes of 160 steps: gradient_mpc 0.97, mppi 0.97, cem 1.00).
 Full mode (seed 0, the defaults: state="spatial", an 8 x 8 x 4 feature map and a
-ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, 12 min; the map
+ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, 8 min; the map
 critic, 3000 steps, 8 min; 200 episodes of at most 200 env steps per planner and setting;
-2 CPU cores; 1 h 41 min in all, 43 min of it level1, which never stops early), run at commit
-fbd90ed as
+2 CPU cores; 1 h 35 min in all, 43 min of it level1, which never stops early), run at commit
+2d6b9fb on the tfds data as
     python -m experiments.run planning_two_rooms --out out/full --ckpt-dir ckpt/full
 success (mean steps to the goal over successes) and planning s / episode:
                  random walls    fixed wall      three rooms     s / episode (r / f / 3)
-  gradient_mpc   0.990 (18.5)    1.000 (19.3)    1.000 (26.1)    1.13 / 0.65 / 0.93
-  cem            0.995 (20.5)    1.000 (20.6)    1.000 (29.1)    1.00 / 0.71 / 0.98
-  mppi           0.990 (19.2)    1.000 (19.6)    1.000 (26.9)    1.15 / 0.67 / 0.91
-  hierarchical   1.000 (17.3)    0.990 (17.6)    0.995 (23.5)    0.64 / 1.00 / 0.98
-  level1         0.180 (19.8)    0.230 (21.5)    0.040 (17.5)    4.28 / 4.33 / 4.32
+  gradient_mpc   0.990 (18.5)    1.000 (19.3)    1.000 (26.1)    1.11 / 0.64 / 0.92
+  cem            0.995 (20.5)    1.000 (20.6)    1.000 (29.1)    0.93 / 0.68 / 0.94
+  mppi           0.990 (19.2)    1.000 (19.6)    1.000 (26.9)    1.06 / 0.65 / 0.88
+  hierarchical   1.000 (17.3)    0.990 (17.6)    0.995 (23.5)    0.66 / 1.00 / 0.92
+  level1         0.180 (19.8)    0.230 (21.5)    0.040 (17.5)    4.29 / 4.31 / 4.14
   random         0.025           0.020           0.000
 (EB-JEPA, the same benchmark: MPPI 0.97 +- 0.02, CEM 0.96 +- 0.02 on random walls, 0.98 on
-the fixed wall, 20 episodes, about 37 s of planning per episode on a GPU.) The random-wall
-seconds are from the run's log: that commit's metrics.json held the mean over settings
-under plan_s_per_episode_<planner>, now kept apart from plan_s_per_episode_<planner>_random.
-docs/planning_two_rooms_full.png is this run's figure redrawn by today's `draw` from its
-episodes.npz and world model checkpoint (probe and rollout RMSE reproduced to every digit).
-probe_position_rmse 3.37 px (R^2 0.95), rollout_position_rmse 8.6 px (16 steps);
+the fixed wall, 20 episodes, about 37 s of planning per episode on a GPU.) The train split
+draws from the same key as the in-memory data of commit fbd90ed's run (fold_in(key, 0) is
+split(key)[0]), so the world model, the critic and every episode came out the same as
+there, to every digit of the table; only the probe's held-out trajectories changed.
+docs/planning_two_rooms_full.png is this run's figure.
+probe_position_rmse 2.38 px (R^2 0.97), rollout_position_rmse 7.7 px (16 steps);
 path_corr_map 0.84 (straight line 0.58, representation distance 0.34); wall_leak 0.00,
-door_pass 0.66.
+door_pass 0.65.
 Flat against hierarchical: the hierarchy turns its own level 1 (gradient MPC on the
 myopic straight-line cost, horizon 8) from 0.04 into 0.995 in three rooms and from 0.18 into
 1.00 on random walls: the subgoals, not a better low-level cost, carry it through the doors.
