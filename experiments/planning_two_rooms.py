@@ -99,12 +99,14 @@ when the cost was the representation distance, which the blur makes decrease tow
 goal over a whole room); its cost is cost="critic" with wall_cost 2.5.
 
 Results, quick mode (seed 0, fixed wall, 20 episodes of 100 env steps, 800 world-model steps,
-4000 critic steps; 2 CPU cores, 166 s in all, 55 s of it training the world model):
+4000 critic steps; 2 CPU cores, 230 s in all, 76 s of it training the world model; the
+fresh-clone `make reproduce` of commit eb77950):
   success_<planner>_fixed: cem 1.00, mppi 0.80, gradient_mpc 0.75, hierarchical 0.60,
   random 0.00; mean steps to the goal 19-21 for the flat planners, 32 hierarchical; planning
-  s/episode: gradient_mpc 0.04, cem 0.44, mppi 0.44, hierarchical 1.7.
+  s/episode: gradient_mpc 0.08, cem 0.21, mppi 0.73, hierarchical 3.1.
   path_corr_critic 0.92 (path_corr_distance 0.41, straight line 0.47); wall_leak 0.00,
-  door_pass 1.00; probe_position_rmse 3.2 px (R^2 0.94), rollout_position_rmse 3.4 px.
+  door_pass 1.00; probe_position_rmse 2.1 px (R^2 0.97, on the test split),
+  rollout_position_rmse 2.7 px.
   How it got there (same quick settings): with cost="distance" every planner scored <= 0.15
   (the representation distance's minimum at the wall); with the critic alone <= 0.05 while
   the data had 1.3% wall contacts (wall_leak 1.00: the model walked through walls); with
