@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 reproduce: setup
-	$(BIN)/python -m experiments.run all --quick --out $(OUT)
+	$(BIN)/python -m hjepa_jax.experiments.run all --quick --out $(OUT)
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
@@ -30,8 +30,8 @@ bench: setup
 	$(BIN)/python -m benchmarks.planning --out $(OUT)bench/
 
 lint: setup
-	$(BIN)/ruff check hjepa_jax experiments benchmarks tests
-	$(BIN)/ruff format --check hjepa_jax experiments benchmarks tests
+	$(BIN)/ruff check hjepa_jax benchmarks tests
+	$(BIN)/ruff format --check hjepa_jax benchmarks tests
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -76,7 +76,7 @@ import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json  # noqa: E402
-from experiments.jepa_digits import Config, Model  # noqa: E402
+from hjepa_jax.experiments.jepa_digits import Config, Model  # noqa: E402
 
 # fmt: off
 # The (MLP, latent_batch, 5 latent steps) step of part 2 is part 1's: compiled and timed once.

@@ -37,7 +37,7 @@ from jax import lax
 
 import hjepa_jax as hj
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json
-from experiments.fig4_ellipse import Config, EllipseModel, ellipse_points
+from hjepa_jax.experiments.fig4_ellipse import Config, EllipseModel, ellipse_points
 
 # fmt: off
 FULL = {"batches": (256, 1024, 4096, 16384), "steps": (10, 100, 1000), "mem_batch": 1024,

@@ -23,8 +23,8 @@ import optax
 
 import hjepa_jax as hj
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json
-from experiments import planning_two_rooms
 from hjepa_jax.envs import two_rooms
+from hjepa_jax.experiments import planning_two_rooms
 
 STATE, ACTION, ITERATIONS = 32, 2, 10
 COLUMNS = (

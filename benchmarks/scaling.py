@@ -26,7 +26,7 @@ import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
 from benchmarks.common import device_info, make_parser, table, write_json  # noqa: E402
-from experiments.fig4_ellipse import Config, EllipseModel, ellipse_points  # noqa: E402
+from hjepa_jax.experiments.fig4_ellipse import Config, EllipseModel, ellipse_points  # noqa: E402
 
 COLUMNS = (
     ("parallel", "parallel", 1, "s"),

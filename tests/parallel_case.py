@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import optax
 
-from experiments import fig4_ellipse
 from hjepa_jax import train
+from hjepa_jax.experiments import fig4_ellipse
 
 CFG = fig4_ellipse.Config(hidden=(16,), n_starts=4, inner_steps=10)
 

@@ -33,7 +33,7 @@ def cli(out: Path, ckpt: Path):
     return [
         sys.executable,
         "-m",
-        "experiments.run",
+        "hjepa_jax.experiments.run",
         *ARGS,
         "--out",
         str(out),
@@ -94,7 +94,7 @@ def test_other_config_is_refused_naming_the_field(tmp_path):
     base = [
         sys.executable,
         "-m",
-        "experiments.run",
+        "hjepa_jax.experiments.run",
         "fig4_ellipse",
         "--quick",
         "--steps",

@@ -1,4 +1,4 @@
-"""The experiments as a user runs them: `python -m experiments.run ...`, outputs and quality."""
+"""The experiments as a user runs them: `python -m hjepa_jax.experiments.run`, outputs, quality."""
 
 import json
 import subprocess
@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import common, run
+from hjepa_jax.experiments import common, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def quick_all(tmp_path_factory):
-    """`python -m experiments.run all --quick --out OUT`, once for this module."""
+    """`python -m hjepa_jax.experiments.run all --quick --out OUT`, once for this module."""
     out = tmp_path_factory.mktemp("out")
     assert run.main(["all", "--quick", "--out", str(out)]) == 0
     return out
@@ -61,7 +61,7 @@ def test_fig3_quick_both_energies_fit_the_parabola(quick_all):
 
 def cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "experiments.run", *args],
+        [sys.executable, "-m", "hjepa_jax.experiments.run", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -141,7 +141,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
 
 
 def test_methods_landscapes_quick_every_method_learns_the_data(quick_all):
-    from experiments import methods_landscapes as ml
+    from hjepa_jax.experiments import methods_landscapes as ml
 
     m = metrics(quick_all, "methods_landscapes")
     for dataset in ("ellipse", "moons"):
@@ -168,7 +168,7 @@ def test_jepa_digits_encoders_are_configurable(encoder):
     import jax
     import jax.numpy as jnp
 
-    from experiments import jepa_digits
+    from hjepa_jax.experiments import jepa_digits
 
     cfg = jepa_digits.Config(encoder=encoder, embed_dim=8, hidden=(16,))
     model = jepa_digits.Model(cfg, (8, 8, 1))

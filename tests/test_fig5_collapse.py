@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from experiments import common, fig5_collapse
+from hjepa_jax.experiments import common, fig5_collapse
 
 HEALTHY = ("predictor", "vicreg", "contrastive")
 

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import common, hjepa_moving_shapes
+from hjepa_jax.experiments import common, hjepa_moving_shapes
 
 
 @pytest.fixture(scope="module")

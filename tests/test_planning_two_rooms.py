@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import hjepa_jax as hj
-from experiments import common, planning_two_rooms
 from hjepa_jax.envs import two_rooms as tr
+from hjepa_jax.experiments import common, planning_two_rooms
 
 TINY = dataclasses.replace(
     planning_two_rooms.Config().quick(),

@@ -294,7 +294,7 @@ def test_launch_runs_the_experiment_on_every_worker(env):
     assert words[i : i + 8] == [
         ".venv/bin/python",
         "-m",
-        "experiments.run",
+        "hjepa_jax.experiments.run",
         "fig4_ellipse",
         "--out",
         "out/fig4_ellipse",
@@ -372,7 +372,7 @@ def test_resume_composes_create_install_launch(env):
     } <= set(create)
     launch = shlex.split(remote(cmds[-1]))
     assert ["--ckpt-dir", CKPT] == launch[launch.index("--ckpt-dir") :][:2]
-    assert launch[launch.index("fig3_parabola") - 1] == "experiments.run"
+    assert launch[launch.index("fig3_parabola") - 1] == "hjepa_jax.experiments.run"
     assert "--seed" in launch and "7" in launch
     assert all(
         "--worker=all" in c for c in cmds if c[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"]
@@ -410,7 +410,7 @@ def test_gpu_host_one_process_uses_every_gpu(env):
     assert cmds[-1] == [
         ".venv/bin/python",
         "-m",
-        "experiments.run",
+        "hjepa_jax.experiments.run",
         "fig4_ellipse",
         "--out",
         "out/fig4_ellipse",
@@ -435,7 +435,7 @@ def test_gpu_host_one_process_per_gpu(env):
         env=env,
     )
     lines = proc.stdout.splitlines()
-    starts = [line for line in lines if "experiments.run" in line]
+    starts = [line for line in lines if "hjepa_jax.experiments.run" in line]
     assert len(starts) == 4 and lines[-1] == "wait"
     for i, line in enumerate(starts):
         assert line.startswith(f"env CUDA_VISIBLE_DEVICES={i} .venv/bin/python -m ")
@@ -541,7 +541,7 @@ def test_gpu_host_waits_for_every_process_and_stops_them_on_a_failure(env, tmp_p
     run("gpu_host", *args, env=env)
     for i in range(3):
         log = (tmp_path / "repo" / "out" / "fig4_ellipse" / f"process-{i}.log").read_text()
-        assert log.startswith(f"gpu={i} args=-m experiments.run fig4_ellipse")
+        assert log.startswith(f"gpu={i} args=-m hjepa_jax.experiments.run fig4_ellipse")
         assert log.rstrip().endswith(f"--num-processes 3 --process-id {i}")
     env.update(FAIL="1", SLEEP="30")
     start = time.perf_counter()

@@ -15,9 +15,9 @@ On this machine (run it there; no gcloud):
   --install              DIR/.venv with 'pip install -e DIR JAX' (tpu_setup/host_install.sh)
   --experiment NAME      then run it. With --processes 1 (the default) one process uses every
                          GPU (jit with the batch sharded over them):
-                           .venv/bin/python -m experiments.run NAME --out OUT ...
+                           .venv/bin/python -m hjepa_jax.experiments.run NAME --out OUT ...
                          With --processes N, N processes, one per GPU, that form one JAX job:
-                           CUDA_VISIBLE_DEVICES=I .venv/bin/python -m experiments.run NAME ...
+                           CUDA_VISIBLE_DEVICES=I .venv/bin/python -m hjepa_jax.experiments.run NAME ...
                              --coordinator 127.0.0.1:PORT --num-processes N --process-id I
                          each writing OUT/process-I.log; the script waits for all of them.
 
@@ -68,7 +68,7 @@ fi
 if [[ -z $O_EXPERIMENT ]]; then exit 0; fi
 
 : "${O_OUT:=out/$O_EXPERIMENT}"
-run=(.venv/bin/python -m experiments.run "$O_EXPERIMENT" --out "$O_OUT")
+run=(.venv/bin/python -m hjepa_jax.experiments.run "$O_EXPERIMENT" --out "$O_OUT")
 if [[ -n $O_CKPT_DIR ]]; then run+=(--ckpt-dir "$O_CKPT_DIR"); fi
 if ((O_QUICK)); then run+=(--quick); fi
 if [[ -n $O_PARALLEL ]]; then run+=(--parallel "$O_PARALLEL"); fi

@@ -12,7 +12,7 @@ usage() {
 Usage: $HJ_PROG --experiment NAME --ckpt-dir gs://BUCKET/PATH [FLAGS] [-- EXPERIMENT_FLAGS...]
 
 Run the same command on every worker (gcloud compute tpus tpu-vm ssh NAME --worker=all):
-  cd DIR && JAX_NUM_PROCESSES=<hosts> .venv/bin/python -m experiments.run NAME \\
+  cd DIR && JAX_NUM_PROCESSES=<hosts> .venv/bin/python -m hjepa_jax.experiments.run NAME \\
       --out OUT --ckpt-dir gs://BUCKET/PATH ... 2>&1 | tee -a OUT/run.log
 On a pod slice (several hosts) JAX_NUM_PROCESSES > 1 makes every process call
 jax.distributed.initialize(), which finds the coordinator and its own index from the TPU
@@ -72,7 +72,7 @@ if [[ $O_CKPT_DIR != gs://* ]]; then
     "$HJ_PROG" "$O_CKPT_DIR" >&2
 fi
 
-run=(.venv/bin/python -m experiments.run "$O_EXPERIMENT" --out "$O_OUT" --ckpt-dir "$O_CKPT_DIR")
+run=(.venv/bin/python -m hjepa_jax.experiments.run "$O_EXPERIMENT" --out "$O_OUT" --ckpt-dir "$O_CKPT_DIR")
 if ((O_QUICK)); then run+=(--quick); fi
 if [[ -n $O_PARALLEL ]]; then run+=(--parallel "$O_PARALLEL"); fi
 run+=(${HJ_REST[@]+"${HJ_REST[@]}"})

@@ -1,6 +1,6 @@
 """Paper Fig. 5: a deterministic predictor cannot collapse; a joint-embedding EBM can.
 
-    python -m experiments.run fig5_collapse --out out/fig5_collapse [--quick]
+    python -m hjepa_jax.experiments.run fig5_collapse --out out/fig5_collapse [--quick]
 
 Data: two related views of a 4-D latent u ~ N(0, I): x = A u + noise in R^16 (a random linear
 manifold), y = R x + noise with R a fixed random rotation; both standardized per coordinate.
@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, combined_summary, save_figure
+from hjepa_jax.experiments.common import RunOptions, combined_summary, save_figure
 
 NAME = "fig5_collapse"
 TITLE = "Fig. 5: a deterministic predictor cannot collapse, a joint embedding can"

@@ -1,8 +1,10 @@
 """Run one experiment, or all of them and write a report.
 
-    python -m experiments.run NAME --out DIR [--quick] [--seed S] [--FIELD VALUE ...]
-    python -m experiments.run all --quick --out out/      # every experiment + out/report.md
-    python -m experiments.run NAME --help                 # the config fields and defaults
+    hjepa-run NAME --out DIR [--quick] [--seed S] [--FIELD VALUE ...]
+    hjepa-run all --quick --out out/      # every experiment + out/report.md
+    hjepa-run NAME --help                 # the config fields and defaults
+
+`hjepa-run` is the installed console script; `python -m hjepa_jax.experiments.run` is the same.
 
 Each experiment writes DIR/metrics.json (flat numbers plus "config") and DIR/*.png.
 """
@@ -16,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import (
+from hjepa_jax import checkpoint, parallel
+from hjepa_jax.experiments import (
     common,
     fig3_parabola,
     fig4_ellipse,
@@ -27,7 +30,6 @@ from experiments import (
     planning_two_rooms,
     report,
 )
-from hjepa_jax import checkpoint, parallel
 
 # The one place an experiment is looked up by name.
 EXPERIMENTS = {
@@ -43,7 +45,7 @@ EXPERIMENTS = {
     )
 }
 
-log = logging.getLogger("experiments")
+log = logging.getLogger("hjepa_jax.experiments")
 
 
 def run_one(module, config, out: Path, options: common.RunOptions) -> dict:
@@ -59,7 +61,7 @@ def run_one(module, config, out: Path, options: common.RunOptions) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m experiments.run",
+        prog="hjepa-run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging() -> None:
-    """Show the experiments' progress (INFO, with the time) on stderr. The "experiments"
+    """Show the experiments' progress (INFO, with the time) on stderr. The "hjepa_jax.experiments"
     logger gets its own handler: a library imported before main() runs has already given
     the root logger a handler at WARNING, which makes logging.basicConfig a no-op."""
     handler = logging.StreamHandler()

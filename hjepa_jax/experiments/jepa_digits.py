@@ -1,6 +1,6 @@
 """Paper Figs. 9-10: a JEPA learns digit representations without labels or contrastive pairs.
 
-    python -m experiments.run jepa_digits --out out/jepa_digits [--quick]
+    python -m hjepa_jax.experiments.run jepa_digits --out out/jepa_digits [--quick]
 
 x and y are two augmented views of the same 8x8 digit (scikit-learn's digits, through our
 tfds builder): random shifts of up to a pixel and pixel noise (an erased patch optional).
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, atomic_write, combined_summary, save_figure
+from hjepa_jax.experiments.common import RunOptions, atomic_write, combined_summary, save_figure
 
 NAME = "jepa_digits"
 TITLE = "Figs. 9-10: a JEPA on digits, with and without VICReg"

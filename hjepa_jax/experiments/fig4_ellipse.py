@@ -1,6 +1,6 @@
 """Paper Fig. 4b: a latent-variable EBM learns an ellipse; the latent z is an angle.
 
-    python -m experiments.run fig4_ellipse --out out/fig4_ellipse [--quick]
+    python -m hjepa_jax.experiments.run fig4_ellipse --out out/fig4_ellipse [--quick]
 
 E(y, z) = ||y - Dec_w(z)||^2 with Dec_w an MLP of [cos z, sin z] and a 1-D angular latent z.
 Training lowers the free energy F_inf(y) = min_z E(y, z) of noisy ellipse points (radii 2 and
@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, save_figure
+from hjepa_jax.experiments.common import RunOptions, save_figure
 
 NAME = "fig4_ellipse"
 TITLE = "Fig. 4b: a latent-variable EBM learns an ellipse"

@@ -1,6 +1,6 @@
 """Issue 7: a JEPA world model learned from pixels, and Mode-2 planning in Two Rooms.
 
-    python -m experiments.run planning_two_rooms --out out/planning_two_rooms [--quick]
+    python -m hjepa_jax.experiments.run planning_two_rooms --out out/planning_two_rooms [--quick]
 
 With `--ckpt-dir`, the world model and the critic are checkpointed (sub-folders world_model/
 and critic/); a rerun that changes only planning fields (PLANNING_FIELDS: planners,
@@ -117,7 +117,7 @@ ConvPredictor, blur 1; 10000 mixed trajectories, 1500 steps of batch 32, 8 min; 
 critic, 3000 steps, 8 min; 200 episodes of at most 200 env steps per planner and setting;
 2 CPU cores; 1 h 35 min in all, 43 min of it level1, which never stops early), run at commit
 2d6b9fb on the tfds data as
-    python -m experiments.run planning_two_rooms --out out/full --ckpt-dir ckpt/full
+    python -m hjepa_jax.experiments.run planning_two_rooms --out out/full --ckpt-dir ckpt/full
 success (mean steps to the goal over successes) and planning s / episode:
                  random walls    fixed wall      three rooms     s / episode (r / f / 3)
   gradient_mpc   0.990 (18.5)    1.000 (19.3)    1.000 (26.1)    1.11 / 0.64 / 0.92
@@ -169,10 +169,10 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, atomic_write, save_figure
 from hjepa_jax.envs import two_rooms as tr
+from hjepa_jax.experiments.common import RunOptions, atomic_write, save_figure
 
-log = logging.getLogger("experiments")
+log = logging.getLogger("hjepa_jax.experiments")
 
 NAME = "planning_two_rooms"
 TITLE = "Issue 7: a pixel world model and Mode-2 planning in Two Rooms"

@@ -1,6 +1,6 @@
 """Paper Fig. 3b: an energy landscape learned from points on y = x^2, and inference on it.
 
-    python -m experiments.run fig3_parabola --out out/fig3_parabola [--quick]
+    python -m hjepa_jax.experiments.run fig3_parabola --out out/fig3_parabola [--quick]
 
 Two energies are learned from the same pairs (x, x^2 + noise), x in [-1, 1]:
   predictor:   F_w(x, y) = (y - Pred_w(x))^2, Pred_w an MLP (the architecture of Fig. 5a),
@@ -25,7 +25,7 @@ import optax
 from matplotlib import colors
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, combined_summary, save_figure
+from hjepa_jax.experiments.common import RunOptions, combined_summary, save_figure
 
 NAME = "fig3_parabola"
 TITLE = "Fig. 3b: an energy landscape learned from y = x^2"

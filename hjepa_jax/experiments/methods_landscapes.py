@@ -1,6 +1,6 @@
 """Paper Figs. 6-8: one 2-D energy, every training method, side by side.
 
-    python -m experiments.run methods_landscapes --out out/methods_landscapes [--quick]
+    python -m hjepa_jax.experiments.run methods_landscapes --out out/methods_landscapes [--quick]
 
 The same kind of model is trained on the same toy data (the noisy ellipse of Fig. 4 and two
 moons) with each method the paper names. Contrastive methods push F down on data and up on
@@ -36,8 +36,8 @@ import optax
 from matplotlib import colors
 
 import hjepa_jax as hj
-from experiments import fig4_ellipse
-from experiments.common import RunOptions, combined_summary, save_figure
+from hjepa_jax.experiments import fig4_ellipse
+from hjepa_jax.experiments.common import RunOptions, combined_summary, save_figure
 
 NAME = "methods_landscapes"
 TITLE = "Figs. 6-8: contrastive and regularized training methods on the same 2-D data"

@@ -1,6 +1,6 @@
 """Paper Fig. 11: a two-level H-JEPA learns a world model of bouncing shapes from video alone.
 
-    python -m experiments.run hjepa_moving_shapes --out out/hjepa_moving_shapes [--quick]
+    python -m hjepa_jax.experiments.run hjepa_moving_shapes --out out/hjepa_moving_shapes [--quick]
 
 Data: `hjepa_moving_shapes` videos (32x32, one square or disc, 17 frames, speed 2-3 px per
 frame). Two random events make the future ambiguous: a single-wall bounce reflects or reverses
@@ -70,7 +70,7 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from experiments.common import RunOptions, atomic_write, combined_summary, save_figure
+from hjepa_jax.experiments.common import RunOptions, atomic_write, combined_summary, save_figure
 
 NAME = "hjepa_moving_shapes"
 TITLE = "Fig. 11: a two-level H-JEPA on videos of bouncing shapes"
