@@ -10,6 +10,7 @@ import tempfile
 import types
 import typing
 from pathlib import Path
+from typing import Annotated
 
 import jax
 import matplotlib
@@ -20,8 +21,15 @@ from hjepa_jax.train import LoopConfig
 matplotlib.use("Agg")  # experiments draw to files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-# Keys every metrics.json carries (DESIGN.md), so runs compare across experiments and devices.
+# Keys every metrics.json carries, so runs compare across experiments and devices.
 REQUIRED_METRICS = ("final_loss", "steps", "examples_per_s", "wall_s", "resumed_from_step")
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, write) -> None:
@@ -34,6 +42,7 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600, to what open() would have made
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
@@ -122,8 +131,9 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ckpt-dir", default=None, help="checkpoint folder; a rerun with the same folder resumes"
     )
-    group.add_argument("--ckpt-every", type=int, default=1000, help="(default 1000)")
-    group.add_argument("--keep", type=int, default=2, help="checkpoints kept (default 2)")
+    count = _parse_field("count", Count)
+    group.add_argument("--ckpt-every", type=count, default=1000, help="(default 1000)")
+    group.add_argument("--keep", type=count, default=2, help="checkpoints kept (default 2)")
     group.add_argument(
         "--tensorboard",
         action="store_true",
@@ -154,17 +164,112 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def _parse_field(name: str, kind):
-    """An argparse `type` for a config field: int, float, str, bool or tuple[int/float, ...]."""
-    if kind is bool:
-        return lambda s: {"true": True, "false": False, "1": True, "0": False}[s.lower()]
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """A config field's lower bound, `Annotated[int, AtLeast(1)]`; `strict`: value > low."""
+
+    low: float
+    strict: bool = False
+
+    def problem(self, value) -> str | None:
+        if value > self.low or (value == self.low and not self.strict):
+            return None
+        return f"must be {'>' if self.strict else '>='} {self.low:g}, got {value!r}"
+
+
+Count = Annotated[int, AtLeast(1)]  # sizes, steps, numbers of things
+Positive = Annotated[float, AtLeast(0.0, strict=True)]  # learning rates, scales, temperatures
+NonNegative = Annotated[float, AtLeast(0.0)]  # weights and noise levels that may be 0
+
+
+def field_problem(kind, value) -> str | None:
+    """What is wrong with `value` as a config field of type `kind`, or None.
+
+    `kind` may be `Annotated[T, AtLeast(...)]`, `Literal[...]` (the allowed values) or
+    `tuple[X, ...]` (each item checked as X); other types are not checked here.
+    """
     origin = typing.get_origin(kind)
-    if origin is tuple:
-        item = typing.get_args(kind)[0]
-        return lambda s: tuple(item(v) for v in s.split(","))
+    if origin is typing.Annotated:
+        base, *extras = typing.get_args(kind)
+        found = field_problem(base, value)
+        for extra in extras:
+            found = found or (extra.problem(value) if isinstance(extra, AtLeast) else None)
+        return found
+    if origin is typing.Literal:
+        allowed = typing.get_args(kind)
+        return None if value in allowed else f"must be one of {list(allowed)}, got {value!r}"
+    if origin is tuple and len(typing.get_args(kind)) == 2 and typing.get_args(kind)[1] is ...:
+        if not value:
+            return "must name at least one value"
+        for item in value:
+            found = field_problem(typing.get_args(kind)[0], item)
+            if found:
+                return found
+    return None
+
+
+def check_fields(config) -> None:
+    """Raise ValueError naming the first field of `config` whose value its type refuses."""
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for field in dataclasses.fields(config):
+        found = field_problem(hints[field.name], getattr(config, field.name))
+        if found:
+            raise ValueError(f"{type(config).__module__}.Config: {field.name} {found}")
+
+
+def config(cls):
+    """Make `cls` an experiment config: a frozen dataclass whose fields are checked when it
+    is built (types such as `Count`, `Positive`, `Literal[...]`), then its own cross-field
+    `check()` if it has one. Either raises ValueError naming the field."""
+
+    def __post_init__(self):
+        check_fields(self)
+        if hasattr(self, "check"):
+            self.check()
+
+    cls.__post_init__ = __post_init__
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+def _scalar_type(kind):
+    """The plain Python type under `Annotated` / `Literal` (int, float, str or bool)."""
+    origin = typing.get_origin(kind)
+    if origin is typing.Annotated:
+        return _scalar_type(typing.get_args(kind)[0])
+    if origin is typing.Literal:
+        return type(typing.get_args(kind)[0])
+    return kind
+
+
+def _parse_field(name: str, kind):
+    """An argparse `type` for a config field: parses the text, then checks the value against
+    the field's type (`field_problem`), so a bad flag is refused before anything runs.
+    (A `Literal` field parses to its base type; argparse `choices` then checks it.)"""
+    if typing.get_origin(kind) is typing.Literal:
+        return _scalar_type(kind)
+    origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"config field {name}: optional types are not flags")
-    return kind
+    if origin is tuple:
+        item = _scalar_type(typing.get_args(kind)[0])
+        parse = lambda s: tuple(item(v) for v in s.split(","))  # noqa: E731
+    elif _scalar_type(kind) is bool:
+        parse = lambda s: {"true": True, "false": False, "1": True, "0": False}[s.lower()]  # noqa: E731
+    else:
+        parse = _scalar_type(kind)
+
+    def parse_and_check(text: str):
+        try:
+            value = parse(text)
+        except KeyError as err:  # argparse reports a ValueError as "invalid <type> value"
+            raise ValueError(text) from err
+        found = field_problem(kind, value)
+        if found:
+            raise argparse.ArgumentTypeError(found)
+        return value
+
+    parse_and_check.__name__ = getattr(_scalar_type(kind), "__name__", name)
+    return parse_and_check
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
@@ -173,12 +278,15 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
     Flags default to None so that only the ones given override the (quick) config.
     """
     defaults = config_cls()
-    hints = typing.get_type_hints(config_cls)
+    hints = typing.get_type_hints(config_cls, include_extras=True)
     for field in dataclasses.fields(config_cls):
+        kind = hints[field.name]
+        literal = typing.get_origin(kind) is typing.Literal
         parser.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
-            type=_parse_field(field.name, hints[field.name]),
+            type=_parse_field(field.name, kind),
+            choices=typing.get_args(kind) if literal else None,
             default=None,
             help=f"(default {getattr(defaults, field.name)!r})",
         )

@@ -25,7 +25,15 @@ import optax
 from matplotlib import colors
 
 import hjepa_jax as hj
-from hjepa_jax.experiments.common import RunOptions, combined_summary, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    combined_summary,
+    config,
+    save_figure,
+)
 
 NAME = "fig3_parabola"
 TITLE = "Fig. 3b: an energy landscape learned from y = x^2"
@@ -37,25 +45,25 @@ CLAIM = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
-    n_train: int = 512
-    n_test: int = 256
-    noise: float = 0.03  # std of y around x^2
-    hidden: tuple[int, ...] = (64, 64)  # MLP widths of both energies
-    steps: int = 3000  # per energy
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    margin: float = 1.0  # square-square margin m
-    shift_min: float = 0.15  # contrastive y_bar = y +- U(shift_min, shift_max)
-    shift_max: float = 1.2
-    infer_steps: int = 200
-    infer_lr: float = 0.05  # Adam with cosine decay on y
-    n_starts: int = 5  # starting y in [-0.5, 1.5]
-    off_curve: float = 0.5  # distance of the "off the curve" energy probe
-    grid: int = 121
-    log_every: int = 100
+    n_train: Count = 512
+    n_test: Count = 256
+    noise: NonNegative = 0.03  # std of y around x^2
+    hidden: tuple[Count, ...] = (64, 64)  # MLP widths of both energies
+    steps: Count = 3000  # per energy
+    batch_size: Count = 128
+    learning_rate: Positive = 3e-3
+    margin: NonNegative = 1.0  # square-square margin m
+    shift_min: NonNegative = 0.15  # contrastive y_bar = y +- U(shift_min, shift_max)
+    shift_max: Positive = 1.2
+    infer_steps: Count = 200
+    infer_lr: Positive = 0.05  # Adam with cosine decay on y
+    n_starts: Count = 5  # starting y in [-0.5, 1.5]
+    off_curve: Positive = 0.5  # distance of the "off the curve" energy probe
+    grid: Count = 121
+    log_every: Count = 100
 
     def quick(self) -> Config:
         return dataclasses.replace(self, steps=700, infer_steps=100, grid=61)

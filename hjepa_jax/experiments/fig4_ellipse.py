@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,14 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from hjepa_jax.experiments.common import RunOptions, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    config,
+    save_figure,
+)
 
 NAME = "fig4_ellipse"
 TITLE = "Fig. 4b: a latent-variable EBM learns an ellipse"
@@ -41,25 +49,27 @@ BETAS = (0.1, 0.3, 1.0, 3.2, 10.0, math.inf)
 OFF_ELLIPSE = ((2.7, 1.1), (-0.4, 0.3), (0.3, -1.9), (-2.8, -0.6), (1.1, 0.4), (-1.3, 1.8))
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
-    n_train: int = 1024  # noisy ellipse points (the course uses 24; more are fine)
-    n_test: int = 256  # held-out ellipse points
-    radius_1: float = 2.0
-    radius_2: float = 1.5
-    noise: float = 0.05  # std per axis, 1/20
-    hidden: tuple[int, ...] = (64, 64)  # decoder MLP widths before the 2-D output
-    steps: int = 3000
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    n_starts: int = 8  # starting angles of the inner loop
-    inner_steps: int = 30
-    inner_lr: float = 0.05
-    grad: str = "envelope"  # gradient through the inner loop: "envelope" (E5) or "unroll"
-    n_angles: int = 48  # z grid of the marginal free energy F_beta
-    grid: int = 121  # heat map resolution along y1
-    log_every: int = 100
+    n_train: Count = 1024  # noisy ellipse points (the course uses 24; more are fine)
+    n_test: Count = 256  # held-out ellipse points
+    radius_1: Positive = 2.0
+    radius_2: Positive = 1.5
+    noise: NonNegative = 0.05  # std per axis, 1/20
+    hidden: tuple[Count, ...] = (64, 64)  # decoder MLP widths before the 2-D output
+    steps: Count = 3000
+    batch_size: Count = 128
+    learning_rate: Positive = 3e-3
+    n_starts: Count = 8  # starting angles of the inner loop
+    inner_steps: Count = 30
+    inner_lr: Positive = 0.05
+    grad: Literal["envelope", "unroll"] = (
+        "envelope"  # gradient through the inner loop: "envelope" (E5) or "unroll"
+    )
+    n_angles: Count = 48  # z grid of the marginal free energy F_beta
+    grid: Count = 121  # heat map resolution along y1
+    log_every: Count = 100
 
     def quick(self) -> Config:
         return dataclasses.replace(self, n_train=256, steps=500, grid=61)

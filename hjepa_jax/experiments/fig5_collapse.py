@@ -41,7 +41,15 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from hjepa_jax.experiments.common import RunOptions, combined_summary, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    combined_summary,
+    config,
+    save_figure,
+)
 
 NAME = "fig5_collapse"
 TITLE = "Fig. 5: a deterministic predictor cannot collapse, a joint embedding can"
@@ -55,27 +63,27 @@ CLAIM = (
 CASES = ("predictor", "energy_only", "vicreg", "contrastive")
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
-    n_train: int = 4096  # (x, y) pairs
-    n_test: int = 1024  # held-out pairs for the final metrics
-    dim: int = 16  # dimension of x and y
-    latent_dim: int = 4  # dimension of the shared latent u
+    n_train: Count = 4096  # (x, y) pairs
+    n_test: Count = 1024  # held-out pairs for the final metrics
+    dim: Count = 16  # dimension of x and y
+    latent_dim: Count = 4  # dimension of the shared latent u
     # std of the noise on x and on y (before standardizing). The views must disagree: with
     # little noise, invariant encoders also get F ~ 0 and the collapse is much slower (noise
     # 0.1, 2000 steps at lr 1e-3: std 0.05, relative gap still 0.96).
-    noise: float = 0.5
-    hidden: tuple[int, ...] = (64, 64)  # MLP widths of the predictor and of each encoder
-    embed_dim: int = 16  # dimension of the embeddings s_x, s_y
-    steps: int = 20000  # per case
-    batch_size: int = 256
-    learning_rate: float = 3e-3  # Adam with cosine decay
-    vicreg_sim: float = 25.0  # VICReg weights (the VICReg paper's)
-    vicreg_var: float = 25.0
-    vicreg_cov: float = 1.0
-    margin: float = 1.0  # hinge margin m on F(x, y_bar) - F(x, y)
-    log_every: int = 50
+    noise: NonNegative = 0.5
+    hidden: tuple[Count, ...] = (64, 64)  # MLP widths of the predictor and of each encoder
+    embed_dim: Count = 16  # dimension of the embeddings s_x, s_y
+    steps: Count = 20000  # per case
+    batch_size: Count = 256
+    learning_rate: Positive = 3e-3  # Adam with cosine decay
+    vicreg_sim: NonNegative = 25.0  # VICReg weights (the VICReg paper's)
+    vicreg_var: NonNegative = 25.0
+    vicreg_cov: NonNegative = 1.0
+    margin: NonNegative = 1.0  # hinge margin m on F(x, y_bar) - F(x, y)
+    log_every: Count = 50
 
     def quick(self) -> Config:
         return dataclasses.replace(self, steps=1500, log_every=20)

@@ -70,7 +70,16 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from hjepa_jax.experiments.common import RunOptions, atomic_write, combined_summary, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    atomic_write,
+    combined_summary,
+    config,
+    save_figure,
+)
 
 NAME = "hjepa_moving_shapes"
 TITLE = "Fig. 11: a two-level H-JEPA on videos of bouncing shapes"
@@ -84,33 +93,33 @@ CLAIM = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
     data_seed: int = 0  # the videos (MovingShapesConfig.seed); `seed` is the models'
-    num_train: int = 2000  # videos
-    num_test: int = 500
-    num_frames: int = 17  # T: with context 2, 16 level-1 states = 4 windows of 4
+    num_train: Count = 2000  # videos
+    num_test: Count = 500
+    num_frames: Count = 17  # T: with context 2, 16 level-1 states = 4 windows of 4
     speed: tuple[float, ...] = (2.0, 3.0)  # (min, max) pixels per frame
-    turn_prob: float = 0.1  # per frame, a random +-90 degree turn
-    context: int = 2  # frames stacked as channels per level-1 input (one frame has no velocity)
-    channels: tuple[int, ...] = (16, 32)  # conv encoder stages (stride 2 each)
-    dim1: int = 32  # D1, level-1 state
-    dim2: int = 32  # D2, level-2 state
-    hidden: tuple[int, ...] = (128, 128)  # predictors' and level-2 encoder's widths
-    window: int = 4  # k: level-1 states per level-2 state (and level 2's horizon)
+    turn_prob: NonNegative = 0.1  # per frame, a random +-90 degree turn
+    context: Count = 2  # frames stacked as channels per level-1 input (one frame has no velocity)
+    channels: tuple[Count, ...] = (16, 32)  # conv encoder stages (stride 2 each)
+    dim1: Count = 32  # D1, level-1 state
+    dim2: Count = 32  # D2, level-2 state
+    hidden: tuple[Count, ...] = (128, 128)  # predictors' and level-2 encoder's widths
+    window: Count = 4  # k: level-1 states per level-2 state (and level 2's horizon)
     latent_dim1: int = 2
     latent_dim2: int = 2
-    latent_steps: int = 10
-    latent_lr: float = 0.03
-    latent_starts: int = 1
-    latent_l2: float = 1.0
-    level2_weight: float = 1.0
-    grid: int = 7  # z grid points per axis (inside the ball) for the multimodal futures
-    steps: int = 2000
-    batch_size: int = 32  # videos per step
-    learning_rate: float = 1e-3
-    log_every: int = 50
+    latent_steps: Count = 10
+    latent_lr: Positive = 0.03
+    latent_starts: Count = 1
+    latent_l2: NonNegative = 1.0
+    level2_weight: NonNegative = 1.0
+    grid: Count = 7  # z grid points per axis (inside the ball) for the multimodal futures
+    steps: Count = 2000
+    batch_size: Count = 32  # videos per step
+    learning_rate: Positive = 1e-3
+    log_every: Count = 50
 
     def quick(self) -> Config:
         return dataclasses.replace(

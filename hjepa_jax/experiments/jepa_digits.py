@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,16 @@ import numpy as np
 import optax
 
 import hjepa_jax as hj
-from hjepa_jax.experiments.common import RunOptions, atomic_write, combined_summary, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    atomic_write,
+    combined_summary,
+    config,
+    save_figure,
+)
 
 NAME = "jepa_digits"
 TITLE = "Figs. 9-10: a JEPA on digits, with and without VICReg"
@@ -37,21 +47,21 @@ CLAIM = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
-    encoder: str = "mlp"  # "mlp", "conv" or "vit" (patches of 4)
-    hidden: tuple[int, ...] = (256, 256)  # MLP encoder / predictor widths
-    embed_dim: int = 64
+    encoder: Literal["mlp", "conv", "vit"] = "mlp"  # "mlp", "conv" or "vit" (patches of 4)
+    hidden: tuple[Count, ...] = (256, 256)  # MLP encoder / predictor widths
+    embed_dim: Count = 64
     latent_dim: int = 2  # z: what the augmentation changed
-    latent_steps: int = 5
+    latent_steps: Count = 5
     shift: int = 1  # max random shift, pixels
-    noise: float = 0.05  # pixel noise std
+    noise: NonNegative = 0.05  # pixel noise std
     erase: int = 0  # side of an erased square (0: none; 3 of 8 pixels hurts the probe)
-    steps: int = 3000
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    log_every: int = 100
+    steps: Count = 3000
+    batch_size: Count = 256
+    learning_rate: Positive = 1e-3
+    log_every: Count = 100
 
     def quick(self) -> Config:
         return dataclasses.replace(self, steps=600)
@@ -77,8 +87,6 @@ class Model:
 
     def __init__(self, cfg: Config, image_shape, regularized: bool = True):
         self.cfg = cfg
-        if cfg.encoder not in ("mlp", "conv", "vit"):
-            raise ValueError(f"jepa_digits: encoder must be mlp, conv or vit, got {cfg.encoder!r}.")
         if cfg.encoder == "conv":
             self.enc = hj.nn.ConvEncoder(channels=(32, 64), features=cfg.embed_dim)
         elif cfg.encoder == "vit":

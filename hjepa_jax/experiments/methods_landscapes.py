@@ -37,7 +37,15 @@ from matplotlib import colors
 
 import hjepa_jax as hj
 from hjepa_jax.experiments import fig4_ellipse
-from hjepa_jax.experiments.common import RunOptions, combined_summary, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    combined_summary,
+    config,
+    save_figure,
+)
 
 NAME = "methods_landscapes"
 TITLE = "Figs. 6-8: contrastive and regularized training methods on the same 2-D data"
@@ -52,31 +60,31 @@ REGULARIZED = ("denoising", "sparse_coding", "kmeans", "vae", "vicreg_code")
 METHODS = CONTRASTIVE + REGULARIZED
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
-    n_train: int = 1024
-    n_test: int = 512  # held-out data, and as many uniform points, for the AUC
-    moons_noise: float = 0.05
-    hidden: tuple[int, ...] = (64, 64)  # every MLP
-    steps: int = 2000  # per method and dataset
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    margin: float = 1.0  # hinge and square-square
-    negative_noise: float = 0.3  # contrastive points: data + N(0, s^2), half of them
-    n_negatives: int = 8  # K, for NLL and InfoNCE
-    langevin_steps: int = 20
-    langevin_step_size: float = 0.01
-    energy_l2: float = 0.01  # penalty on F^2 with Langevin negatives
-    n_atoms: int = 32  # sparse coding's dictionary
-    l1: float = 0.1
-    ista_steps: int = 50  # FISTA iterations
-    n_centroids: int = 24
-    vae_latent: int = 2
-    vae_beta: float = 0.05
-    code_dim: int = 1  # the VICReg-regularized auto-encoder's code
-    grid: int = 61
-    log_every: int = 100
+    n_train: Count = 1024
+    n_test: Count = 512  # held-out data, and as many uniform points, for the AUC
+    moons_noise: NonNegative = 0.05
+    hidden: tuple[Count, ...] = (64, 64)  # every MLP
+    steps: Count = 2000  # per method and dataset
+    batch_size: Count = 128
+    learning_rate: Positive = 3e-3
+    margin: NonNegative = 1.0  # hinge and square-square
+    negative_noise: NonNegative = 0.3  # contrastive points: data + N(0, s^2), half of them
+    n_negatives: Count = 8  # K, for NLL and InfoNCE
+    langevin_steps: Count = 20
+    langevin_step_size: Positive = 0.01
+    energy_l2: NonNegative = 0.01  # penalty on F^2 with Langevin negatives
+    n_atoms: Count = 32  # sparse coding's dictionary
+    l1: NonNegative = 0.1
+    ista_steps: Count = 50  # FISTA iterations
+    n_centroids: Count = 24
+    vae_latent: Count = 2
+    vae_beta: NonNegative = 0.05
+    code_dim: Count = 1  # the VICReg-regularized auto-encoder's code
+    grid: Count = 61
+    log_every: Count = 100
 
     def quick(self) -> Config:
         return dataclasses.replace(self, n_train=512, steps=300, grid=41)

@@ -1,4 +1,4 @@
-"""Issue 7: a JEPA world model learned from pixels, and Mode-2 planning in Two Rooms.
+"""Fig. 1 agent: a JEPA world model learned from pixels, and Mode-2 planning in Two Rooms.
 
     python -m hjepa_jax.experiments.run planning_two_rooms --out out/planning_two_rooms [--quick]
 
@@ -160,7 +160,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -170,12 +170,20 @@ import optax
 
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
-from hjepa_jax.experiments.common import RunOptions, atomic_write, save_figure
+from hjepa_jax.experiments.common import (
+    Count,
+    NonNegative,
+    Positive,
+    RunOptions,
+    atomic_write,
+    config,
+    save_figure,
+)
 
 log = logging.getLogger("hjepa_jax.experiments")
 
 NAME = "planning_two_rooms"
-TITLE = "Issue 7: a pixel world model and Mode-2 planning in Two Rooms"
+TITLE = "Fig. 1 agent: a pixel world model and Mode-2 planning in Two Rooms"
 CLAIM = (
     "A JEPA world model trained only on random-policy pixel trajectories, without "
     "reconstruction, and a trainable critic of the steps to the goal let planners steer an "
@@ -205,60 +213,66 @@ class MapGoal(NamedTuple):
     target: jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
+@config
 class Config:
     seed: int = 0
     train_layout: str = "mixed"  # "fixed", "random" or "mixed" (random + three rooms)
     settings: tuple[str, ...] = ("random", "fixed", "three_rooms")
     planners: tuple[str, ...] = PLANNERS  # a subset shortens a run (planning is most of it)
-    trajectories: int = 10000
-    length: int = 16  # T
-    door_frac: float = 0.3
-    wall_frac: float = 0.2  # trajectories that push into a wall (see two_rooms.random_trajectories)
-    blur: float = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
-    pool: int = 2  # average-pool the 65 x 65 frames by this factor (1: none)
-    channels: tuple[int, ...] = (16, 32, 32)
-    embed_dim: int = 4  # D of a vector state; channels of a spatial one
-    state: str = "spatial"  # "vector" (ConvEncoder + MLP predictor) or "spatial" (see Model)
-    hidden: int = 256  # predictor / inverse-dynamics width
-    horizon: int = 4  # world-model training rollout
-    inverse_dynamics: float = 1.0
-    smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
-    critic_steps: int = 3000  # the critic trains after the world model, on frozen states
-    critic_batch: int = 64
-    critic_dim: int = 16  # K, the critic's embedding
-    critic_others: int = 8  # M, random places per trajectory pushed apart from it
-    critic_penalty: float = 100.0
-    critic_step: float = 0.1  # the critic's unit: one random-policy step
+    trajectories: Count = 10000
+    length: Count = 16  # T
+    door_frac: NonNegative = 0.3
+    wall_frac: NonNegative = (
+        0.2  # trajectories that push into a wall (see two_rooms.random_trajectories)
+    )
+    blur: NonNegative = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
+    pool: Count = 2  # average-pool the 65 x 65 frames by this factor (1: none)
+    channels: tuple[Count, ...] = (16, 32, 32)
+    embed_dim: Count = 4  # D of a vector state; channels of a spatial one
+    state: Literal["vector", "spatial"] = (
+        "spatial"  # "vector" (ConvEncoder + MLP predictor) or "spatial" (see Model)
+    )
+    hidden: Count = 256  # predictor / inverse-dynamics width
+    horizon: Count = 4  # world-model training rollout
+    inverse_dynamics: NonNegative = 1.0
+    smoothness: NonNegative = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
+    critic_steps: Count = 3000  # the critic trains after the world model, on frozen states
+    critic_batch: Count = 64
+    critic_dim: Count = 16  # K, the critic's embedding
+    critic_others: Count = 8  # M, random places per trajectory pushed apart from it
+    critic_penalty: NonNegative = 100.0
+    critic_step: Positive = 0.1  # the critic's unit: one random-policy step
     cost: str = "map"  # the flat planners' cost: "map", "straight", "critic" or "distance"
-    map_cap: float = 20.0  # the "map" critic's cost of a never-visited pixel (crossing a visited
+    map_cap: NonNegative = (
+        20.0  # the "map" critic's cost of a never-visited pixel (crossing a visited
+    )
     #   one costs critic_step)
-    map_penalty: float = 1000.0
-    map_visits: int = 256  # random places per layout (and row) that count as visited
-    wall_cost: float = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    map_penalty: NonNegative = 1000.0
+    map_visits: Count = 256  # random places per layout (and row) that count as visited
+    wall_cost: NonNegative = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
     wall_margin: int = 2  # its dilation of the walls, in pixels
-    steps: int = 1500
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    log_every: int = 100
+    steps: Count = 1500
+    batch_size: Count = 32
+    learning_rate: Positive = 1e-3
+    log_every: Count = 100
     # planning
-    episodes: int = 200
-    max_steps: int = 200  # env steps per episode (the benchmark's limit)
-    replan_every: int = 2  # env steps executed per plan
-    eval_chunk: int = 10  # episodes vmapped together; a chunk stops when all reached the goal
-    horizon_plan: int = 8
-    discount: float = 1.0
-    samples: int = 64  # CEM / MPPI: about gradient MPC's planning time with the spatial model
-    elites: int = 16
-    iterations: int = 3
-    init_std: float = 1.5
-    gd_steps: int = 20
-    gd_lr: float = 0.3
-    mppi_temperature: float = 0.5
-    macro_steps: int = 6
-    macro_horizon: int = 10
-    hier_horizon: int = 8
-    waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
+    episodes: Count = 200
+    max_steps: Count = 200  # env steps per episode (the benchmark's limit)
+    replan_every: Count = 2  # env steps executed per plan
+    eval_chunk: Count = 10  # episodes vmapped together; a chunk stops when all reached the goal
+    horizon_plan: Count = 8
+    discount: NonNegative = 1.0
+    samples: Count = 64  # CEM / MPPI: about gradient MPC's planning time with the spatial model
+    elites: Count = 16
+    iterations: Count = 3
+    init_std: Positive = 1.5
+    gd_steps: Count = 20
+    gd_lr: Positive = 0.3
+    mppi_temperature: Positive = 0.5
+    macro_steps: Count = 6
+    macro_horizon: Count = 10
+    hier_horizon: Count = 8
+    waypoint_moves: Count = 5  # map costs: the hierarchical subgoal, pixels down V_g
 
     def quick(self) -> Config:
         return dataclasses.replace(
@@ -282,7 +296,8 @@ class Config:
         )
 
     def check(self) -> None:
-        """Raise ValueError on a planner, setting or cost this experiment does not know."""
+        """Raise ValueError on a planner, setting or cost this experiment does not know
+        (called when the config is built)."""
         for name, given, known in (
             ("planners", self.planners, PLANNERS),
             ("settings", self.settings, tuple(LAYOUT_FNS)),
@@ -891,7 +906,6 @@ def train_critic(
 
 def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train the world model, probe it, plan with every planner in every setting, draw."""
-    cfg.check()
     key = jax.random.PRNGKey(cfg.seed)
     _, k_init, k_train, k_probe, k_eval, k_critic = jax.random.split(key, 6)
     data, held = (hj.data.two_rooms.trajectories(arrays) for arrays in offline_data(cfg))

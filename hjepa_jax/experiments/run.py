@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,8 +61,45 @@ def run_one(module, config, out: Path, options: common.RunOptions) -> dict:
     return written
 
 
+class Parser(argparse.ArgumentParser):
+    """A parser whose errors take one line, `prog: error: message (see prog --help)`, and exit
+    with status 2 before anything is run or written."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def out_problem(out: Path) -> str | None:
+    """Why `out` cannot be made an output folder, or None. Creates nothing that stays: the
+    deepest existing folder above it gets a temporary folder, removed at once (a permission
+    check alone would pass for root on a read-only file system)."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        return f"--out {out}: {existing} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".hjepa-run-check-"))
+    except OSError as err:
+        return f"--out {out}: cannot create folders in {existing} ({err.strerror})"
+    return None
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """Parse `argv` into (args, the experiment's own parser). Unknown flags are refused by
+    the experiment's parser (its usage, not the top-level one), and so is an output folder
+    that cannot be created."""
+    args, unknown = parser.parse_known_args(argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    own = sub.choices[args.name]
+    if unknown:
+        own.error(f"unrecognized arguments: {' '.join(unknown)}")
+    problem = out_problem(args.out)
+    if problem:
+        own.error(problem)
+    return args, own
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hjepa-run",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -98,19 +137,23 @@ def configure_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
-    args = build_parser().parse_args(argv)
+    args, parser = parse_args(build_parser(), argv)
+    try:  # a config's cross-field checks (the single-field ones ran as flags were parsed)
+        configs = {
+            name: common.config_from_args(module.Config, args, args.quick)
+            for name, module in EXPERIMENTS.items()
+            if args.name in (name, "all")
+        }
+    except ValueError as err:
+        parser.error(str(err))
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     options = common.run_options(args)
     if args.name != "all":
-        module = EXPERIMENTS[args.name]
-        config = common.config_from_args(module.Config, args, args.quick)
-        run_one(module, config, args.out, options)
+        run_one(EXPERIMENTS[args.name], configs[args.name], args.out, options)
         return 0
     results = {}
-    for name, module in EXPERIMENTS.items():
-        config = module.Config().quick() if args.quick else module.Config()
-        if args.seed is not None:
-            config = dataclasses.replace(config, seed=args.seed)
+    for name, config in configs.items():
+        module = EXPERIMENTS[name]
         if options.ckpt_dir is not None:
             options = dataclasses.replace(options, ckpt_dir=checkpoint.subdir(args.ckpt_dir, name))
         results[name] = run_one(module, config, args.out / name, options)
