@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= out/
 
-.PHONY: setup reproduce test bench lint clean
+.PHONY: setup reproduce test docs bench lint clean
 
 # Re-installs only when pyproject.toml is newer than the last install.
 $(STAMP): pyproject.toml
@@ -22,6 +22,10 @@ reproduce: setup
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
+# The API reference from the docstrings (pdoc): docs/api/index.html. Not committed.
+docs: setup
+	$(BIN)/python docs/build_api.py docs/api
+
 bench: setup
 	$(BIN)/python -m benchmarks.latent --out $(OUT)bench/
 	$(BIN)/python -m benchmarks.scaling --out $(OUT)bench/
@@ -30,8 +34,8 @@ bench: setup
 	$(BIN)/python -m benchmarks.planning --out $(OUT)bench/
 
 lint: setup
-	$(BIN)/ruff check hjepa_jax benchmarks tests
-	$(BIN)/ruff format --check hjepa_jax benchmarks tests
+	$(BIN)/ruff check hjepa_jax benchmarks tests docs
+	$(BIN)/ruff format --check hjepa_jax benchmarks tests docs
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf $(OUT) .pytest_cache build dist docs/api

@@ -9,6 +9,8 @@ killed mid-save leaves no checkpoint that loads half-written (the partial folder
 listed and is cleaned up by the next run). Restoring places every leaf with the sharding the
 caller asks for, so a checkpoint saved on 8 devices restores on 1, 2 or a pod slice.
 Every process of a multi-host job must call save and restore; orbax coordinates the writes.
+Orbax (and tensorstore under it) is imported when the first `Checkpointer` is made, not with
+`hjepa_jax`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+__all__ = ["RESUMABLE_FIELDS", "Checkpointer", "config_differences", "state_differences", "subdir"]
 
 # Settings that may change between a run and its resumption (they do not change the math of
 # the steps already taken).
@@ -89,6 +92,8 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | Path, keep: int = 2):
+        import orbax.checkpoint as ocp  # here, not at import: orbax loads tensorstore
+
         path = directory if str(directory).startswith("gs://") else Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True
@@ -114,6 +119,8 @@ class Checkpointer:
 
         Asynchronous: returns once the arrays are copied to host; `close` waits for the write.
         """
+        import orbax.checkpoint as ocp
+
         if step in self.manager.all_steps():
             return  # already saved (e.g. the final step of a run that was resumed at its end)
         meta = {**meta, "data_position": int(step)}
@@ -127,9 +134,10 @@ class Checkpointer:
 
     def read_meta(self, step: int) -> dict:
         """The JSON item of a saved step."""
-        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-            "meta"
-        ]
+        import orbax.checkpoint as ocp
+
+        args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+        return self.manager.restore(step, args=args)["meta"]
 
     def restore(self, step: int, target, sharding, config: dict | None = None):
         """Restore step `step` into the structure of `target`, strictly.
@@ -148,6 +156,8 @@ class Checkpointer:
         Raises:
           ValueError: naming every config field or state leaf that differs.
         """
+        import orbax.checkpoint as ocp
+
         meta = self.read_meta(step)
         if config is not None:
             diffs = config_differences(meta.get("config", {}), config)

@@ -25,6 +25,20 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+__all__ = [
+    "initialize_distributed",
+    "make_mesh",
+    "data_sharding",
+    "replicated",
+    "data_size",
+    "check_batch_size",
+    "replicate",
+    "shard_batch",
+    "pmap_split",
+    "pmap_replicate",
+    "pmap_unreplicate",
+]
+
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
 

@@ -30,6 +30,20 @@ from tqdm.auto import tqdm
 
 from hjepa_jax import checkpoint, parallel
 
+__all__ = [
+    "PARALLEL_MODES",
+    "LoopConfig",
+    "LossFn",
+    "TrainResult",
+    "TrainState",
+    "init_state",
+    "is_stream",
+    "make_train_step",
+    "sample_batch",
+    "step_keys",
+    "train",
+]
+
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict]]
 PARALLEL_MODES = ("jit", "pmap")
 
@@ -58,7 +72,8 @@ class TrainResult(NamedTuple):
       history: one dict of float metrics per logged step (with "step"); a resumed run's
         starts with the last row logged before its checkpoint, so history[-1] always holds
         the final metrics, even when nothing was left to run.
-      summary: final_loss, steps, examples_per_s, wall_s, resumed_from_step (DESIGN.md keys).
+      summary: final_loss, steps, examples_per_s, wall_s, resumed_from_step (the keys every
+        experiment reports in its metrics.json).
     """
 
     state: TrainState

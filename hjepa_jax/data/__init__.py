@@ -8,15 +8,21 @@
 Nothing here downloads: our datasets are generated here (scikit-learn's bundled digits, moving
 shapes, Two Rooms trajectories); other tfds datasets are read only if prepared locally
 (array_record).
+
+tensorflow_datasets is imported on first use, not with `hjepa_jax`: the builder modules
+(`digits`, `moving_shapes`, `two_rooms`, whose classes subclass tfds's) are imported, and so
+registered with tfds, together, the first time any of them or their names (`HjepaDigits`,
+`MovingShapesConfig`, `BUILDERS`, ...) is looked up here, or a dataset is loaded.
 """
 
-from hjepa_jax.data import digits, moving_shapes, two_rooms
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from hjepa_jax.data.augment import apply_to, gaussian_noise, random_crop, random_erasing
-from hjepa_jax.data.digits import HjepaDigits
-from hjepa_jax.data.moving_shapes import HjepaMovingShapes, MovingShapesConfig
 from hjepa_jax.data.pipeline import Batches
 from hjepa_jax.data.sources import (
-    BUILDERS,
     DatasetNotPreparedError,
     builder,
     load,
@@ -24,7 +30,44 @@ from hjepa_jax.data.sources import (
     resolve_data_dir,
     source,
 )
-from hjepa_jax.data.two_rooms import HjepaTwoRooms, TwoRoomsConfig
+
+if TYPE_CHECKING:
+    from hjepa_jax.data import digits, moving_shapes, two_rooms
+    from hjepa_jax.data.digits import HjepaDigits
+    from hjepa_jax.data.moving_shapes import HjepaMovingShapes, MovingShapesConfig
+    from hjepa_jax.data.sources import BUILDERS
+    from hjepa_jax.data.two_rooms import HjepaTwoRooms, TwoRoomsConfig
+
+# Names that need tensorflow_datasets, with the module (of hjepa_jax.data) that defines them.
+_LAZY = {
+    "digits": None,
+    "moving_shapes": None,
+    "two_rooms": None,
+    "HjepaDigits": "digits",
+    "HjepaMovingShapes": "moving_shapes",
+    "MovingShapesConfig": "moving_shapes",
+    "HjepaTwoRooms": "two_rooms",
+    "TwoRoomsConfig": "two_rooms",
+    "BUILDERS": "sources",
+}
+
+
+def __getattr__(name: str):
+    """The tfds-backed names, imported on first use (PEP 562). Any of them imports all three
+    builder modules, so every builder of ours is registered with tfds from then on."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in ("digits", "moving_shapes", "two_rooms"):
+        globals()[module] = importlib.import_module(f"{__name__}.{module}")
+    module = _LAZY[name]
+    value = globals()[name] if module is None else getattr(globals()[module], name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BUILDERS",

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+__all__ = ["Augmentation", "apply_to", "gaussian_noise", "random_crop", "random_erasing"]
+
 Augmentation = Callable[[np.random.Generator, np.ndarray], np.ndarray]
 
 

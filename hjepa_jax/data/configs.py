@@ -14,6 +14,8 @@ import json
 
 import tensorflow_datasets as tfds
 
+__all__ = ["named_config", "settings"]
+
 
 def settings(config: tfds.core.BuilderConfig) -> dict:
     """The generation settings of `config` (every field but tfds's own), JSON-able."""

@@ -12,6 +12,15 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DigitsConfig",
+    "HjepaDigits",
+    "generate",
+    "make_config",
+    "split_indices",
+]
+
 
 @dataclasses.dataclass(eq=False)
 class DigitsConfig(tfds.core.BuilderConfig):

@@ -32,6 +32,16 @@ import tensorflow_datasets as tfds
 
 from hjepa_jax.data import configs
 
+__all__ = [
+    "DEFAULT_CONFIG",
+    "HjepaMovingShapes",
+    "MovingShapesConfig",
+    "generate",
+    "make_config",
+    "render",
+    "simulate",
+]
+
 SQUARE, DISC = 0, 1
 _RENDER_CHUNK = 128  # videos rendered at once (bounds the float32 temporaries)
 

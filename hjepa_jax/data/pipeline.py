@@ -22,6 +22,8 @@ import numpy as np
 
 from hjepa_jax.data.sources import read
 
+__all__ = ["Batches"]
+
 _PERMUTATION, _AUGMENT = 0, 1  # independent random streams of the seed
 
 

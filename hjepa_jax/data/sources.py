@@ -11,26 +11,63 @@ goes through `tfds.builder(name, data_dir=...)` and must already be prepared the
 random-access format (array_record or parquet); it is never downloaded at run time.
 
 The data dir is, in order: the `data_dir` argument, $TFDS_DATA_DIR, ~/tensorflow_datasets.
+
+tensorflow_datasets (most of a second to import) and our builder modules, which register our
+builders with tfds, are imported on first use (`builder`, `source`, `load`, `resolve_data_dir`,
+`BUILDERS`), not with `hjepa_jax`; `read` needs neither.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from hjepa_jax.data import digits, moving_shapes, two_rooms
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
 
-# Our builders by tfds name, with the function that turns keyword settings into a config.
-BUILDERS: dict[str, tuple[type[tfds.core.GeneratorBasedBuilder], Callable[..., Any]]] = {
-    "hjepa_digits": (digits.HjepaDigits, digits.make_config),
-    "hjepa_moving_shapes": (moving_shapes.HjepaMovingShapes, moving_shapes.make_config),
-    "hjepa_two_rooms": (two_rooms.HjepaTwoRooms, two_rooms.make_config),
+__all__ = [
+    "BUILDERS",
+    "DatasetNotPreparedError",
+    "builder",
+    "load",
+    "read",
+    "resolve_data_dir",
+    "source",
+]
+
+# Our tfds names, with the module of hjepa_jax.data that defines the builder and its class.
+_OURS = {
+    "hjepa_digits": ("digits", "HjepaDigits"),
+    "hjepa_moving_shapes": ("moving_shapes", "HjepaMovingShapes"),
+    "hjepa_two_rooms": ("two_rooms", "HjepaTwoRooms"),
 }
 _RANDOM_ACCESS = ("array_record", "parquet")
+
+
+BUILDERS: dict[str, tuple[type[tfds.core.GeneratorBasedBuilder], Callable[..., Any]]]
+"""Our builders by tfds name, with the function that turns keyword settings into a config.
+
+Made on first access (it imports tfds and the builder modules, registering the builders)."""
+
+
+def _builders() -> dict[str, tuple[type[tfds.core.GeneratorBasedBuilder], Callable[..., Any]]]:
+    """`BUILDERS`: importing the builder modules registers every builder with tfds."""
+    out = {}
+    for name, (module, cls) in _OURS.items():
+        mod = importlib.import_module(f"hjepa_jax.data.{module}")
+        out[name] = (getattr(mod, cls), mod.make_config)
+    return out
+
+
+def __getattr__(name: str):
+    if name == "BUILDERS":  # PEP 562: first access; then a plain module global
+        value = globals()["BUILDERS"] = _builders()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -41,6 +78,8 @@ def resolve_data_dir(path: str | os.PathLike | None = None) -> str:
     """The tfds data dir: `path`, else $TFDS_DATA_DIR (read now), else ~/tensorflow_datasets."""
     if path:
         return os.fspath(path)
+    import tensorflow_datasets as tfds
+
     return tfds.core.constants.get_default_data_dir()
 
 
@@ -54,9 +93,12 @@ def builder(name: str, data_dir: str | os.PathLike | None = None, **config):
       **config: for ours, the config's fields (e.g. `seed=1, num_train=100`); for others,
         `tfds.builder` keyword arguments (e.g. `config="..."`, `version="..."`).
     """
+    import tensorflow_datasets as tfds
+
     root = resolve_data_dir(data_dir)
-    if name in BUILDERS:
-        cls, make_config = BUILDERS[name]
+    ours = _builders()  # imported (and so registered with tfds) even when `name` is not ours
+    if name in ours:
+        cls, make_config = ours[name]
         make = lambda: cls(data_dir=root, config=make_config(**config), file_format="array_record")
         b = make()
         if not b.is_prepared():
@@ -79,7 +121,7 @@ def source(name: str, split: str, data_dir: str | os.PathLike | None = None, **c
     the command that prepares it) for a dataset that is not ours and not prepared locally.
     """
     b = builder(name, data_dir, **config)
-    if name in BUILDERS or _readable(b):
+    if name in _OURS or _readable(b):
         return b.as_data_source(split)
     try:  # works under `tfds.testing.mock_data`, where nothing is prepared
         return b.as_data_source(split)

@@ -32,6 +32,15 @@ import tensorflow_datasets as tfds
 from hjepa_jax.data import configs
 from hjepa_jax.envs import two_rooms as env
 
+__all__ = [
+    "DEFAULT_CONFIG",
+    "HjepaTwoRooms",
+    "TwoRoomsConfig",
+    "generate",
+    "make_config",
+    "trajectories",
+]
+
 
 @dataclasses.dataclass(eq=False)
 class TwoRoomsConfig(tfds.core.BuilderConfig):
