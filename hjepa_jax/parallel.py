@@ -11,8 +11,9 @@ negatives) are over the global batch automatically. On the `pmap` path each devi
 [B / n] slice and the gradients are averaged with `lax.pmean`; the same numbers result for
 losses that are means over examples.
 
-Multi-host: call `initialize_distributed` (from flags or the JAX_COORDINATOR_ADDRESS /
-JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables) before anything else touches JAX.
+Multi-host: call `initialize_distributed` (from flags, the JAX_COORDINATOR_ADDRESS /
+JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables, or JAX's detection of a TPU pod,
+SLURM or Open MPI) before anything else touches JAX.
 This module imports nothing else of hjepa_jax.
 """
 
@@ -26,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 __all__ = [
+    "detected_cluster",
     "initialize_distributed",
     "make_mesh",
     "data_sharding",
@@ -43,6 +45,21 @@ DATA_AXIS = "data"
 MODEL_AXIS = "model"
 
 
+def detected_cluster() -> str | None:
+    """The cluster that `jax.distributed.initialize()` would join with no arguments, or None.
+
+    JAX's own detection, in the order `initialize` tries it: a Cloud TPU pod slice (GCE or
+    GKE), SLURM (`srun`), Open MPI (`mpirun`), Kubernetes. Detection reads environment
+    variables (and, on a Cloud TPU VM only, the VM's metadata); it starts nothing.
+    """
+    from jax._src import clusters  # the list jax.distributed.initialize walks; no public API
+
+    for env in clusters.ClusterEnv._cluster_types:
+        if not env.opt_in_only_method and env.is_env_present():
+            return env.name or env.__name__
+    return None
+
+
 def initialize_distributed(
     coordinator: str | None = None,
     num_processes: int | None = None,
@@ -51,9 +68,12 @@ def initialize_distributed(
     """Join a multi-process JAX job; a no-op (returns False) for a single process.
 
     Arguments left as None are read from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-    JAX_PROCESS_ID. On a Cloud TPU pod, `jax.distributed.initialize()` needs no arguments:
-    set JAX_NUM_PROCESSES to the number of hosts (or pass `num_processes`) to ask for it.
-    On CPU the cross-process collectives use gloo.
+    JAX_PROCESS_ID. When none of them is set, JAX's own cluster detection decides
+    (`detected_cluster`): on a Cloud TPU pod slice, under SLURM's `srun` or Open MPI's
+    `mpirun`, every process joins the one job with no flags, instead of running as an
+    independent job that shares the others' checkpoint folder. `num_processes=1` (or
+    `--num-processes 1`) runs a single process even inside a cluster. On CPU the
+    cross-process collectives use gloo.
 
     Args:
       coordinator: "host:port" of process 0, e.g. "127.0.0.1:12345".
@@ -65,6 +85,8 @@ def initialize_distributed(
 
     Raises:
       ValueError: an incomplete or inconsistent set of arguments.
+      RuntimeError: a cluster was detected but joining it failed (the message names the
+        cluster and JAX's error): a job whose processes cannot meet must not train alone.
     """
     env = os.environ
     coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS") or None
@@ -72,6 +94,9 @@ def initialize_distributed(
         num_processes = int(env["JAX_NUM_PROCESSES"])
     if process_id is None and env.get("JAX_PROCESS_ID"):
         process_id = int(env["JAX_PROCESS_ID"])
+    if num_processes is None and coordinator is None and process_id is None:
+        cluster = detected_cluster()
+        return cluster is not None and _join_detected(cluster)
     if num_processes is None or num_processes == 1:
         return False
     if num_processes < 1:
@@ -84,9 +109,28 @@ def initialize_distributed(
             f"pod where JAX finds them), got coordinator={coordinator!r}, "
             f"process_id={process_id!r}."
         )
-    if coordinator is not None and jax.config.jax_platforms in (None, "", "cpu"):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    _use_gloo_on_cpu()
     jax.distributed.initialize(coordinator, num_processes, process_id)
+    return True
+
+
+def _use_gloo_on_cpu() -> None:
+    """Cross-process collectives on the CPU backend need gloo (set before JAX starts)."""
+    if jax.config.jax_platforms in (None, "", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+
+
+def _join_detected(cluster: str) -> bool:
+    """`jax.distributed.initialize()` in the detected `cluster`; a failure raises."""
+    _use_gloo_on_cpu()
+    try:
+        jax.distributed.initialize()
+    except Exception as err:  # JAX raises RuntimeError, ValueError, KeyError, ... here
+        raise RuntimeError(
+            f"initialize_distributed: JAX detected a {cluster} cluster but could not join it "
+            f"({type(err).__name__}: {err}). Fix the cluster's set-up, or give --coordinator, "
+            "--num-processes and --process-id (--num-processes 1 runs one process alone)."
+        ) from err
     return True
 
 

@@ -5,6 +5,7 @@ each case runs in a fresh process: tests/multidevice_worker.py.
 """
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -106,3 +107,60 @@ def test_bad_multiprocess_flags_are_named(kwargs, match):
 def test_single_process_needs_no_initialization():
     assert parallel.initialize_distributed() is False
     assert parallel.initialize_distributed(num_processes=1) is False
+
+
+PROBE = (
+    "import jax; from hjepa_jax import parallel; "
+    "print(parallel.detected_cluster(), parallel.initialize_distributed(), jax.process_count())"
+)
+
+
+def slurm_env(tasks: str, proc: int, port: int) -> dict:
+    """What `srun --ntasks TASKS` sets for task PROC on this host (JAX reads these)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "SLURM_"))}
+    return env | {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_NODELIST": "localhost",
+        "SLURM_NTASKS": tasks,
+        "SLURM_PROCID": str(proc),
+        "SLURM_LOCALID": str(proc),
+        "JAX_COORDINATOR_PORT": str(port),
+    }
+
+
+def test_srun_tasks_join_one_job_with_no_flags():
+    """Under SLURM, two tasks started with no multi-process flags become one 2-process job
+    (before, each ran alone, sharing the other's checkpoint folder)."""
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROBE],
+            env=slurm_env("2", i, port),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert [log.strip().splitlines()[-1] for log in logs] == ["slurm True 2"] * 2
+
+
+def test_a_detected_cluster_that_cannot_be_joined_fails_loudly():
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=slurm_env("two", 0, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode != 0
+    assert "JAX detected a slurm cluster but could not join it" in res.stderr
+    assert "--num-processes 1 runs one process alone" in res.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

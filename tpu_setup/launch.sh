@@ -12,11 +12,11 @@ usage() {
 Usage: $HJ_PROG --experiment NAME --ckpt-dir gs://BUCKET/PATH [FLAGS] [-- EXPERIMENT_FLAGS...]
 
 Run the same command on every worker (gcloud compute tpus tpu-vm ssh NAME --worker=all):
-  cd DIR && JAX_NUM_PROCESSES=<hosts> .venv/bin/python -m hjepa_jax.experiments.run NAME \\
+  cd DIR && .venv/bin/python -m hjepa_jax.experiments.run NAME \\
       --out OUT --ckpt-dir gs://BUCKET/PATH ... 2>&1 | tee -a OUT/run.log
-On a pod slice (several hosts) JAX_NUM_PROCESSES > 1 makes every process call
-jax.distributed.initialize(), which finds the coordinator and its own index from the TPU
-metadata; on one host it is 1 and nothing is initialized.
+On a Cloud TPU VM every process calls jax.distributed.initialize(), whose own detection finds
+the slice's hosts, the coordinator and its own index from the TPU metadata (one process on a
+single-host VM); a detected slice that cannot be joined stops the run with an error.
 
 The checkpoints go to --ckpt-dir, a gs:// bucket that every host shares and that outlives the
 VM. Running the same launch again (after a preemption, on a recreated TPU: see resume.sh)
@@ -33,8 +33,8 @@ $(hj_usage_tpu)
                          process 0 writes metrics.json and the figures there
   --quick                the quick variant of the config
   --parallel MODE        jit or pmap (default: the experiment's, jit)
-  --hosts N              JAX_NUM_PROCESSES (default auto: asked on each worker with
-                         tpu_setup/tpu_hosts.sh)
+  --hosts N              set JAX_NUM_PROCESSES=N on every worker (default auto: JAX
+                         detects the slice; tpu_setup/tpu_hosts.sh shows what it finds)
   --detach               start the run in the background (nohup) and return; the output
                          goes to OUT/run.log on each worker
 $(hj_usage_common)
@@ -60,12 +60,10 @@ hj_require O_CKPT_DIR --ckpt-dir
 if [[ -n $O_PARALLEL && $O_PARALLEL != jit && $O_PARALLEL != pmap ]]; then
   hj_die "--parallel must be jit or pmap, got '$O_PARALLEL'"
 fi
-if [[ $O_HOSTS == auto ]]; then
-  # shellcheck disable=SC2016  # (expanded on each worker, not here)
-  hosts='$(bash tpu_setup/tpu_hosts.sh)'
-else
+hosts=''  # auto: jax.distributed.initialize() detects the slice on each worker
+if [[ $O_HOSTS != auto ]]; then
   hj_check_int O_HOSTS --hosts 1
-  hosts=$O_HOSTS
+  hosts="JAX_NUM_PROCESSES=$O_HOSTS "
 fi
 if [[ $O_CKPT_DIR != gs://* ]]; then
   printf '%s: warning: --ckpt-dir %s is not a gs:// bucket: on the VM'\''s disk it is lost with a preempted VM, and the hosts of a pod do not share it\n' \
@@ -80,8 +78,8 @@ run+=(${HJ_REST[@]+"${HJ_REST[@]}"})
 out=$(hj_quote "$O_OUT")
 start="cd $(hj_quote "$O_DIR") && mkdir -p $out &&"
 if ((O_DETACH)); then
-  remote="$start { JAX_NUM_PROCESSES=$hosts nohup $(hj_quote "${run[@]}") > $out/run.log 2>&1 < /dev/null & }"
+  remote="$start { ${hosts}nohup $(hj_quote "${run[@]}") > $out/run.log 2>&1 < /dev/null & }"
 else
-  remote="set -o pipefail; $start JAX_NUM_PROCESSES=$hosts $(hj_quote "${run[@]}") 2>&1 | tee -a $out/run.log"
+  remote="set -o pipefail; $start ${hosts}$(hj_quote "${run[@]}") 2>&1 | tee -a $out/run.log"
 fi
 hj_run "${HJ_GCLOUD[@]}" ssh "$O_NAME" "${HJ_WHERE[@]}" "--worker=$O_WORKER" --command "$remote"
