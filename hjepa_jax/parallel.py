@@ -214,10 +214,15 @@ def pmap_split(tree, n: int):
 
 def pmap_replicate(tree, n: int):
     """One copy of each leaf per local device, stacked: [...] -> [n, ...] (moved to the
-    devices by the first pmapped call; its outputs then stay there)."""
-    return jax.tree_util.tree_map(
-        lambda leaf: np.broadcast_to(np.asarray(leaf), (n, *np.shape(leaf))), tree
-    )
+    devices by the first pmapped call; its outputs then stay there). A leaf may be a global
+    array replicated over several hosts (a restored checkpoint): its local copy is used."""
+
+    def local(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_data(0)
+        return np.broadcast_to(np.asarray(leaf), (n, *np.shape(leaf)))
+
+    return jax.tree_util.tree_map(local, tree)
 
 
 def pmap_unreplicate(tree):

@@ -220,7 +220,7 @@ def _jit_runner(loss_fn, tx, batch_size: int, mesh, stream: bool) -> _Runner:
     return _Runner(place, compiled, lambda state: state)
 
 
-def _pmap_runner(loss_fn, tx, batch_size: int, stream: bool) -> _Runner:
+def _pmap_runner(loss_fn, tx, batch_size: int, mesh, stream: bool) -> _Runner:
     n = jax.local_device_count()
     if batch_size % (n * jax.process_count()):
         raise ValueError(
@@ -249,7 +249,12 @@ def _pmap_runner(loss_fn, tx, batch_size: int, stream: bool) -> _Runner:
     def place(state, data):
         return parallel.pmap_replicate(state, n), data if stream else jax.device_put(data)
 
-    return _Runner(place, step, parallel.pmap_unreplicate)
+    def unplace(pstate):
+        """One copy as a global array replicated over the mesh: the first local device's copy
+        is a host-local array, which a multi-process checkpoint cannot save."""
+        return parallel.replicate(jax.device_get(parallel.pmap_unreplicate(pstate)), mesh)
+
+    return _Runner(place, step, unplace)
 
 
 class _Log:
@@ -332,7 +337,7 @@ def train(
     if loop.parallel == "jit":
         runner = _jit_runner(loss_fn, tx, loop.batch_size, mesh, stream)
     else:
-        runner = _pmap_runner(loss_fn, tx, loop.batch_size, stream)
+        runner = _pmap_runner(loss_fn, tx, loop.batch_size, mesh, stream)
 
     state = init_state(params, tx, key)
     meta = {"config": config or {}, "metrics": {}}

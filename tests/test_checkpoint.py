@@ -2,6 +2,7 @@
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,78 +16,24 @@ import pytest
 from hjepa_jax import checkpoint, parallel
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = [
-    "fig4_ellipse",
-    "--quick",
-    "--steps",
-    "300",
-    "--grid",
-    "11",
-    "--log-every",
-    "10",
-    "--ckpt-every",
-    "20",
-]
-
-
-def cli(out: Path, ckpt: Path):
-    return [
-        sys.executable,
-        "-m",
-        "hjepa_jax.experiments.run",
-        *ARGS,
-        "--out",
-        str(out),
-        "--ckpt-dir",
-        str(ckpt),
-    ]
 
 
 def final_params(ckpt: Path):
+    """(step, parameter leaves) of the latest checkpoint, saved on any number of processes,
+    read onto this process's first device."""
+    import orbax.checkpoint as ocp
+
     c = checkpoint.Checkpointer(ckpt)
     step = c.latest_step()
-    state = c.manager.restore(step).state  # same topology: no target needed
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        c.manager.item_metadata(step).state,
+    )
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    state = c.manager.restore(step, args=args).state
     c.close()
     return step, jax.tree_util.tree_leaves(state["params"])
-
-
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    subprocess.run(
-        cli(tmp_path / "full", tmp_path / "ckpt_full"),
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-
-    ckpt = tmp_path / "ckpt"
-    proc = subprocess.Popen(
-        cli(tmp_path / "run", ckpt), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 240
-    while time.time() < deadline and not any(
-        p.name.isdigit() and int(p.name) >= 60 for p in ckpt.glob("*")
-    ):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = checkpoint.Checkpointer(ckpt).latest_step()
-    assert killed_at is not None and 60 <= killed_at < 300, killed_at
-
-    subprocess.run(
-        cli(tmp_path / "run", ckpt), cwd=ROOT, check=True, capture_output=True, timeout=300
-    )
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    assert metrics["resumed_from_step"] == killed_at
-    assert metrics["final_loss"] == full["final_loss"]
-    step_a, a = final_params(ckpt)
-    step_b, b = final_params(tmp_path / "ckpt_full")
-    assert step_a == step_b == 300
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
-    assert json.loads(log[-1])["step"] == 300
 
 
 def test_other_config_is_refused_naming_the_field(tmp_path):
@@ -131,3 +78,71 @@ def test_partial_save_is_never_listed_and_restore_reshards(tmp_path):
     with pytest.raises(ValueError, match="extra: not in the checkpoint"):
         c.restore(5, {**state, "extra": jnp.zeros(1)}, parallel.replicated(parallel.make_mesh()))
     c.close()
+
+
+ARGS = [  # fig4_ellipse at a small size, a checkpoint every 20 of its 400 steps
+    *("fig4_ellipse", "--quick", "--steps", "400", "--n-train", "64", "--hidden", "8,8"),
+    *("--n-starts", "2", "--inner-steps", "5", "--grid", "11"),
+    *("--log-every", "10", "--ckpt-every", "20"),
+]
+
+
+def launch(out: Path, ckpt: Path, path: str, processes: int) -> list[subprocess.Popen]:
+    """The same `hjepa-run` command, alone or as the processes of one job over loopback."""
+    command = [sys.executable, "-m", "hjepa_jax.experiments.run", *ARGS]
+    command += ["--parallel", path, "--out", str(out), "--ckpt-dir", str(ckpt)]
+    if processes == 1:
+        return [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes)]
+    return [
+        subprocess.Popen(
+            [*command, "--process-id", str(i)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+
+
+def finish(procs: list[subprocess.Popen]) -> None:
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), "\n".join(map(str, logs))
+
+
+@pytest.mark.parametrize(("path", "processes"), [("jit", 1), ("jit", 2), ("pmap", 2)])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path, processes):
+    """A run (or a 2-process job) with --ckpt-dir is killed with SIGKILL after a checkpoint,
+    and the same command run again ends with the uninterrupted run's parameters, bit for bit.
+    (A 2-process job on the pmap path crashed at its first save: "Cannot serialize host local
+    jax.Array".)"""
+    finish(launch(tmp_path / "full", tmp_path / "ckpt_full", path, processes))
+
+    ckpt = tmp_path / "ckpt"
+    procs = launch(tmp_path / "run", ckpt, path, processes)
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(p.name.isdigit() for p in ckpt.glob("*")):
+        assert all(p.poll() is None for p in procs), [p.communicate()[0] for p in procs]
+        time.sleep(0.05)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    killed_at = checkpoint.Checkpointer(ckpt).latest_step()
+    assert killed_at is not None and killed_at < 400, killed_at
+
+    finish(launch(tmp_path / "run", ckpt, path, processes))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] == killed_at
+    assert metrics["final_loss"] == full["final_loss"]
+    step_a, a = final_params(ckpt)
+    step_b, b = final_params(tmp_path / "ckpt_full")
+    assert step_a == step_b == 400
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["step"] == 400
