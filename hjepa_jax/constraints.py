@@ -15,7 +15,12 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from hjepa_jax import _checks
+
+__all__ = ["box", "ball"]
 
 
 def _projection(name: str, project: Callable) -> optax.GradientTransformation:
@@ -33,14 +38,44 @@ def _projection(name: str, project: Callable) -> optax.GradientTransformation:
 
 
 def box(low: float | jax.Array, high: float | jax.Array) -> optax.GradientTransformation:
-    """Project every entry into [low, high] (low/high broadcast against each leaf)."""
+    """Project every entry into [low, high] (low/high broadcast against each leaf).
+
+    Concrete bounds are checked (low <= high, no NaN); traced ones are not: with low > high
+    every entry ends at high (jnp.clip).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> t = hj.constraints.box(-1.0, 1.0)
+      >>> z = jnp.zeros(2)
+      >>> updates, _ = t.update(jnp.array([2.0, -5.0]), t.init(z), z)
+      >>> print(z + updates)
+      [ 1. -1.]
+    """
+    fix = "pass low <= high (-inf or inf for no bound on that side)"
+    _checks.real("box", "low", low, allow_inf=True, fix=fix)
+    _checks.real("box", "high", high, allow_inf=True, fix=fix)
+    if not _checks.traced((low, high)) and not np.all(np.less_equal(low, high)):
+        _checks.fail("box", "low", low, f"is above high={_checks.show(high)}", fix)
     return _projection(
         "box", lambda tree: jax.tree_util.tree_map(lambda z: jnp.clip(z, low, high), tree)
     )
 
 
 def ball(radius: float) -> optax.GradientTransformation:
-    """Project the whole pytree onto the ball ||z|| <= radius (global L2 norm)."""
+    """Project the whole pytree onto the ball ||z|| <= radius (global L2 norm). A traced
+    radius is not checked (radius <= 0 flips or zeroes the iterate).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> t = hj.constraints.ball(1.0)
+      >>> z = jnp.zeros(2)
+      >>> updates, _ = t.update(jnp.array([3.0, 4.0]), t.init(z), z)
+      >>> print((z + updates).round(3))
+      [0.6 0.8]
+    """
+    _checks.positive("ball", "radius", radius, "pass a radius > 0")
 
     def project(tree):
         norm = optax.tree.norm(tree)

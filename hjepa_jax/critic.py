@@ -28,15 +28,38 @@ planner whose coarse level is this map.
 
 from __future__ import annotations
 
-import chex
 import jax
 import jax.numpy as jnp
 import jax.scipy.ndimage
 
+from hjepa_jax import _checks
+
+__all__ = ["distance", "loss", "value_iteration", "waypoint", "map_value", "map_loss"]
+
+
+def _check_weights(fn: str, **weights) -> None:
+    """`cap`, `step` and `unit` must be > 0, the other weights >= 0."""
+    for name, value in weights.items():
+        if name in ("cap", "step", "unit"):
+            _checks.positive(fn, name, value, f"pass a {name} > 0")
+        else:
+            _checks.non_negative(fn, name, value, f"pass a {name} >= 0")
+
 
 def distance(psi_s: jax.Array, psi_g: jax.Array, eps: float = 1e-6) -> jax.Array:
     """d = ||psi_s - psi_g|| over the last axis (smoothed at 0 so its gradient is finite).
-    psi_s, psi_g: [..., K] broadcasting. -> [...]."""
+    psi_s, psi_g: [..., K] broadcasting; eps >= 0. -> [...].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> round(float(hj.critic.distance(jnp.zeros(2), jnp.array([3.0, 4.0]))), 3)
+      5.0
+    """
+    fix = "pass embeddings of the same size K on the last axis"
+    k = jnp.shape(psi_s)[-1:]
+    _checks.shape("distance", "psi_g", psi_g, jnp.shape(psi_g)[:-1] + k, "[..., K] as psi_s", fix)
+    _checks.non_negative("distance", "eps", eps, "pass a smoothing eps >= 0, e.g. 1e-6")
     return jnp.sqrt(jnp.sum((psi_s - psi_g) ** 2, axis=-1) + eps)
 
 
@@ -62,9 +85,19 @@ def loss(
     Returns:
       (loss, metrics): "local" mean d of consecutive states, "violation" mean squared
       excess over `step`, "spread" mean capped d of the pushed pairs.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> total, metrics = hj.critic.loss(jnp.zeros((2, 3, 4)), jnp.ones((2, 5, 4)))
+      >>> total.shape, sorted(metrics)
+      ((), ['local', 'spread', 'violation'])
     """
-    chex.assert_rank((psi_traj, psi_other), (3, 3))
-    chex.assert_equal_shape_prefix((psi_traj, psi_other), 1)
+    fix = "pass embedded trajectories [B, T + 1, K] and other states [B, M, K] of each row"
+    _checks.rank("critic.loss", "psi_traj", psi_traj, 3, "[B, T + 1, K]", fix)
+    b, _, k = jnp.shape(psi_traj)
+    _checks.shape("critic.loss", "psi_other", psi_other, (b, None, k), "[B, M, K] as psi_traj", fix)
+    _check_weights("critic.loss", step=step, penalty=penalty, cap=cap)
     local = distance(psi_traj[:, 1:], psi_traj[:, :-1])  # [B, T]
     violation = jnp.mean(jax.nn.relu(local - step) ** 2)
     pool = jnp.concatenate([psi_traj, psi_other], axis=1)  # [B, T + 1 + M, K]
@@ -88,9 +121,24 @@ def value_iteration(
     exact once `iterations` >= the number of cells on the longest shortest path; default
     2 (H + W)). Values above `cap` are cut to it (unreachable cells).
 
-    cost_map: [H, W] >= 0; source: [H, W] bool. -> V [H, W]."""
-    chex.assert_rank((cost_map, source), 2)
-    chex.assert_equal_shape((cost_map, source))
+    cost_map: [H, W] >= 0; source: [H, W] bool. -> V [H, W].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> source = jnp.zeros((3, 3), bool).at[0, 0].set(True)
+      >>> v = hj.critic.value_iteration(jnp.ones((3, 3)), source)
+      >>> [round(float(x), 2) for x in v[2]]  # the last row: 2 steps down, then diagonal
+      [2.0, 2.41, 2.83]
+    """
+    fix = "pass a cost map [H, W] and a source mask [H, W] of the same grid"
+    _checks.rank("value_iteration", "cost_map", cost_map, 2, "[H, W]", fix)
+    want = jnp.shape(cost_map)
+    _checks.shape("value_iteration", "source", source, want, "cost_map's [H, W]", fix)
+    if iterations is not None:
+        fix = "pass the number of sweeps, or None for 2 (H + W)"
+        iterations = _checks.integer("value_iteration", "iterations", iterations, fix=fix)
+    _check_weights("value_iteration", cap=cap)
     h, w = cost_map.shape
     pad = lambda x: jnp.pad(x, 1, constant_values=cap)
     shifted = lambda x, dy, dx: pad(x)[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
@@ -114,9 +162,21 @@ def waypoint(value: jax.Array, cell: jax.Array, moves: int) -> jax.Array:
     Over V from `value_iteration` every step lowers V until the source (or a cell cut to
     its `cap`: unreachable), so the path goes round walls, through the doors, to the source.
 
-    value: [H, W] steps-to-go; cell: [2] integer. -> [2] int32, the waypoint (row, col)."""
-    chex.assert_rank(value, 2)
-    chex.assert_shape(cell, (2,))
+    value: [H, W] steps-to-go; cell: [2] integer. -> [2] int32, the waypoint (row, col).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> source = jnp.zeros((3, 3), bool).at[0, 0].set(True)
+      >>> v = hj.critic.value_iteration(jnp.ones((3, 3)), source)
+      >>> hj.critic.waypoint(v, jnp.array([2, 2]), 1).tolist()
+      [1, 1]
+    """
+    fix = "pass a value map [H, W] and one cell [2] (row, col); jax.vmap over cells"
+    _checks.rank("waypoint", "value", value, 2, "[H, W]", fix)
+    _checks.shape("waypoint", "cell", cell, (2,), "[2], (row, col)", fix)
+    fix = "pass the number of greedy moves >= 0"
+    moves = _checks.integer("waypoint", "moves", moves, minimum=0, fix=fix)
     h, w = value.shape
     offsets = jnp.array(_MOVES, jnp.int32)  # [8, 2]
     limit = jnp.array([h - 1, w - 1], jnp.int32)
@@ -139,9 +199,20 @@ def map_value(value: jax.Array, point: jax.Array) -> jax.Array:
 
     Continuous in the point, so a planner's gradient follows V's slope (down the shortest
     path, round the walls); the expectation of V under a sharp location distribution, by
-    contrast, moves only through the distribution's tails, and its gradient is noise."""
-    chex.assert_rank(value, 2)
-    chex.assert_axis_dimension(point, -1, 2)
+    contrast, moves only through the distribution's tails, and its gradient is noise.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> source = jnp.zeros((3, 3), bool).at[0, 0].set(True)
+      >>> v = hj.critic.value_iteration(jnp.ones((3, 3)), source)
+      >>> float(hj.critic.map_value(v, jnp.array([0.0, 0.5])))
+      0.5
+    """
+    fix = "pass a value map [H, W] and points [..., 2] (row, col)"
+    _checks.rank("map_value", "value", value, 2, "[H, W]", fix)
+    want = (*jnp.shape(point)[:-1], 2)
+    _checks.shape("map_value", "point", point, want, "[..., 2], (row, col)", fix)
     read = lambda q: jax.scipy.ndimage.map_coordinates(value, [q[0], q[1]], 1, mode="nearest")
     flat = point.reshape(-1, 2).astype(value.dtype)
     return jax.vmap(read)(flat).reshape(point.shape[:-1])
@@ -169,9 +240,19 @@ def map_loss(
 
     Returns:
       (loss, metrics): "free" the visit-weighted mean cost, "violation", "spread".
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> total, metrics = hj.critic.map_loss(jnp.ones((1, 3, 3)), jnp.ones((1, 3, 3)))
+      >>> total.shape, sorted(metrics)
+      ((), ['free', 'spread', 'violation'])
     """
-    chex.assert_rank((cost_map, visits), 3)
-    chex.assert_equal_shape((cost_map, visits))
+    fix = "pass one cost map and one visit map per environment, both [B, H, W]"
+    _checks.rank("map_loss", "cost_map", cost_map, 3, "[B, H, W]", fix)
+    want = jnp.shape(cost_map)
+    _checks.shape("map_loss", "visits", visits, want, "cost_map's [B, H, W]", fix)
+    _check_weights("map_loss", unit=unit, penalty=penalty, cap=cap)
     w = visits / jnp.sum(visits, axis=(1, 2), keepdims=True)
     violation = jnp.mean(jnp.sum(w * jax.nn.relu(cost_map - unit) ** 2, axis=(1, 2)))
     spread = jnp.mean(jnp.minimum(cost_map, cap))

@@ -17,20 +17,56 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import latent
+from hjepa_jax import _checks, latent
+
+__all__ = [
+    "squared_distance",
+    "squared_norm",
+    "predictor_energy",
+    "latent_energy",
+    "zero_temperature_free_energy",
+    "marginal_free_energy",
+]
 
 
 def squared_distance(a: jax.Array, b: jax.Array) -> jax.Array:
-    """D(a, b) = ||a - b||^2 summed over all axes of one example. a, b: [...] -> []."""
+    """D(a, b) = ||a - b||^2 summed over all axes of one example. a, b: [...] -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> float(hj.energies.squared_distance(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])))
+      5.0
+    """
     a, b = jnp.asarray(a), jnp.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"squared_distance: shapes differ, {a.shape} vs {b.shape}.")
+    fix = "compare one example with one of the same shape (jax.vmap over a batch)"
+    _checks.shape("squared_distance", "b", b, a.shape, "a's shape", fix)
     return jnp.sum((a - b) ** 2)
 
 
 def squared_norm(z) -> jax.Array:
-    """R(z) = ||z||^2 over every leaf of the pytree z. -> []."""
+    """R(z) = ||z||^2 over every leaf of the pytree z. -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> float(hj.energies.squared_norm({"a": jnp.ones(2), "b": jnp.array([3.0])}))
+      11.0
+    """
     return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(z))
+
+
+def _check_points(fn: str, name: str, points, what: str) -> None:
+    """A pytree of latents stacked on axis 0: leaves [K, ...], K >= 1, the same K for all."""
+    leaves = jax.tree_util.tree_leaves(points)
+    fix = f"stack {what} on axis 0 of every leaf"
+    if not leaves:
+        _checks.fail(fn, name, points, "is an empty pytree", fix)
+    k = jnp.shape(leaves[0])[:1]
+    for leaf in leaves:
+        if jnp.shape(leaf)[:1] != k or k in ((), (0,)):
+            rule = "[K, ...], K >= 1 and the same for every leaf"
+            _checks.broken(fn, f"{name}.shape", jnp.shape(leaf), rule, fix)
 
 
 def predictor_energy(predict: Callable) -> Callable:
@@ -41,7 +77,15 @@ def predictor_energy(predict: Callable) -> Callable:
 
     Returns:
       `free_energy(params, y, x) -> []` with y: [Y]. Its argmin over y is Pred_w(x).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> f = hj.energies.predictor_energy(lambda w, x: w * x)
+      >>> float(f(2.0, jnp.array([1.0, 1.0]), jnp.array([1.0, 0.0])))
+      2.0
     """
+    _checks.function("predictor_energy", "predict", predict, "(params, x) -> [Y]")
 
     def free_energy(params, y, x):
         return squared_distance(y, predict(params, x))
@@ -63,7 +107,18 @@ def latent_energy(
 
     Returns:
       `energy(params, z, y, *x) -> []`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> circle = lambda w, z: w * jnp.concatenate([jnp.cos(z), jnp.sin(z)])
+      >>> e = hj.energies.latent_energy(circle, lam=0.1)
+      >>> round(float(e(1.0, jnp.zeros(1), jnp.array([2.0, 0.0]))), 3)
+      1.0
     """
+    _checks.function("latent_energy", "decode", decode, "(params, z, *x) -> [Y]")
+    _checks.function("latent_energy", "regularizer", regularizer, "(z) -> []")
+    _checks.non_negative("latent_energy", "lam", lam, "pass a regularizer weight >= 0")
 
     def energy(params, z, y, *x):
         return squared_distance(y, decode(params, z, *x)) + lam * regularizer(z)
@@ -92,7 +147,24 @@ def zero_temperature_free_energy(
     Returns:
       `free_energy(params, y, *x) -> MinimizeResult` of the best start (`.energy` is F_inf,
       `.z` is z_hat). Its `.energy` is differentiable w.r.t. params and y.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> import hjepa_jax as hj
+      >>> circle = lambda w, z: jnp.concatenate([jnp.cos(z), jnp.sin(z)])
+      >>> e = hj.energies.latent_energy(circle)
+      >>> starts = jnp.linspace(-3.0, 3.0, 4)[:, None]
+      >>> opt = optax.sgd(0.1)
+      >>> f = hj.energies.zero_temperature_free_energy(e, starts, steps=100, optimizer=opt)
+      >>> round(float(f(None, jnp.array([2.0, 0.0])).energy), 3)
+      1.0
     """
+    fn = "zero_temperature_free_energy"
+    _checks.function(fn, "energy", energy, "(params, z, y, *x) -> []")
+    steps = _checks.integer(fn, "steps", steps, fix="pass the number of steps, e.g. steps=100")
+    _checks.one_of(fn, "grad", grad, latent.GRAD_MODES, fix='use "envelope" (the default)')
+    _check_points(fn, "z0s", z0s, "the K starting latents")
 
     def free_energy(params, y, *x):
         def from_start(z0):
@@ -115,7 +187,23 @@ def marginal_free_energy(energy: Callable, z_points, beta: float) -> Callable:
 
     Returns:
       `free_energy(params, y, *x) -> []`.
+
+    Example:
+      >>> import math
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> circle = lambda w, z: jnp.concatenate([jnp.cos(z), jnp.sin(z)])
+      >>> e = hj.energies.latent_energy(circle)
+      >>> grid = jnp.linspace(-math.pi, math.pi, 65)[:, None]
+      >>> f = hj.energies.marginal_free_energy(e, grid, math.inf)
+      >>> round(float(f(None, jnp.array([2.0, 0.0]))), 3)
+      1.0
     """
+    fn = "marginal_free_energy"
+    _checks.function(fn, "energy", energy, "(params, z, y, *x) -> []")
+    fix = "pass an inverse temperature > 0 (inf: the min)"
+    _checks.positive(fn, "beta", beta, fix, allow_inf=True)
+    _check_points(fn, "z_points", z_points, "the N latent points")
 
     def free_energy(params, y, *x):
         energies = jax.vmap(lambda z: energy(params, z, y, *x))(z_points)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import collapse, constraints, energies, latent, losses
+from hjepa_jax import _checks, collapse, constraints, energies, latent, losses
+
+__all__ = ["JEPAConfig", "energy", "free_energy", "loss", "predict_modes", "infer_latent"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,14 @@ class JEPAConfig:
       latent_radius: r, the ball z is projected onto.
       prediction: weight of the prediction energy (VICReg's "sim").
       variance, covariance: weights of VICReg's variance and covariance terms.
+
+    Example:
+      >>> import hjepa_jax as hj
+      >>> hj.jepa.JEPAConfig(latent_dim=4).latent_steps
+      10
+      >>> hj.jepa.JEPAConfig(latent_steps=0)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ValueError: JEPAConfig: latent_steps=0, but latent_steps must be an integer >= 1; ...
     """
 
     latent_dim: int = 0
@@ -56,9 +65,28 @@ class JEPAConfig:
     variance: float = 25.0
     covariance: float = 1.0
 
+    def __post_init__(self):
+        fn = "JEPAConfig"
+        _checks.integer(fn, "latent_dim", self.latent_dim, minimum=0, fix="0: no latent")
+        _checks.integer(fn, "latent_steps", self.latent_steps, fix="e.g. latent_steps=10")
+        _checks.integer(fn, "latent_starts", self.latent_starts, fix="e.g. latent_starts=1")
+        _checks.positive(fn, "latent_lr", self.latent_lr, "pass a step size > 0, e.g. 0.1")
+        _checks.positive(fn, "latent_radius", self.latent_radius, "pass a radius > 0")
+        for name in ("latent_l2", "prediction", "variance", "covariance"):
+            _checks.non_negative(fn, name, getattr(self, name), "pass a weight >= 0")
+
 
 def energy(predict: Callable, cfg: JEPAConfig) -> Callable:
-    """E(params, z, s_y, s_x) = ||s_y - Pred(params, s_x, z)||^2 + lam ||z||^2 (E13)."""
+    """E(params, z, s_y, s_x) = ||s_y - Pred(params, s_x, z)||^2 + lam ||z||^2 (E13).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> e = hj.jepa.energy(lambda p, s_x, z: s_x + z, hj.jepa.JEPAConfig(latent_dim=2))
+      >>> float(e(None, jnp.zeros(2), jnp.ones(2), jnp.ones(2)))
+      0.0
+    """
+    _checks.function("jepa.energy", "predict", predict, "(params, s_x [D], z [Z]) -> [D]")
     return energies.latent_energy(lambda p, z, s_x: predict(p, s_x, z), lam=cfg.latent_l2)
 
 
@@ -67,7 +95,18 @@ def free_energy(predict: Callable, cfg: JEPAConfig, key: jax.Array) -> Callable:
 
     With latent_dim = 0 the predictor takes an empty z and F = E (no inner loop).
     `key` draws the K - 1 random starts (the first start is z = 0).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> cfg = hj.jepa.JEPAConfig(latent_dim=2, latent_steps=50, latent_l2=0.0)
+      >>> f = hj.jepa.free_energy(lambda p, s_x, z: s_x + z, cfg, jax.random.PRNGKey(0))
+      >>> res = f(None, jnp.array([0.5, 0.0]), jnp.zeros(2))  # s_y, s_x
+      >>> round(float(res.energy), 3), res.z.shape
+      (0.0, (2,))
     """
+    _checks.function("jepa.free_energy", "predict", predict, "(params, s_x [D], z [Z]) -> [D]")
     e = energy(predict, cfg)
     if cfg.latent_dim == 0:
 
@@ -114,8 +153,20 @@ def loss(
     Returns:
       (loss, metrics): "energy" (mean F), "variance", "covariance", "z_norm", and the
       collapse diagnostics of s_y ("embedding_std", "effective_rank", "offdiag_cov").
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> s = jax.random.normal(jax.random.PRNGKey(0), (8, 4))
+      >>> cfg, key = hj.jepa.JEPAConfig(), jax.random.PRNGKey(1)
+      >>> total, metrics = hj.jepa.loss(None, lambda p, s_x, z: s_x, s, s, cfg, key)
+      >>> total.shape, float(metrics["energy"])
+      ((), 0.0)
     """
-    chex.assert_rank((s_x, s_y), 2)
+    fix = "pass the representations [B, D] of the B pairs (x, y), B >= 2"
+    _checks.rank("jepa.loss", "s_x", s_x, 2, "[B, D]", fix)
+    _checks.shape("jepa.loss", "s_y", s_y, jnp.shape(s_x), "s_x's shape [B, D]", fix)
     f = free_energy(predict, cfg, key)
     res = jax.vmap(lambda sy, sx: f(pred_params, sy, sx))(s_y, s_x)
     _, terms = losses.vicreg(s_x, s_y, sim=0.0, var=cfg.variance, cov=cfg.covariance)
@@ -139,7 +190,15 @@ def predict_modes(pred_params, predict: Callable, s_x: jax.Array, zs: jax.Array)
     Args:
       s_x: [D]; zs: [K, Z] latents (e.g. corners of the ball, or minimizers from several
         starts). Returns [K, D].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> print(hj.jepa.predict_modes(None, lambda p, s_x, z: s_x + z, jnp.zeros(2), jnp.eye(2)))
+      [[1. 0.]
+       [0. 1.]]
     """
+    _checks.rank("predict_modes", "zs", zs, 2, "[K, Z]", "stack the K latents on axis 0")
     return jax.vmap(lambda z: predict(pred_params, s_x, z))(zs)
 
 
@@ -151,5 +210,16 @@ def infer_latent(
     cfg: JEPAConfig,
     key: jax.Array,
 ) -> latent.MinimizeResult:
-    """z_hat = argmin_z E(s_x, s_y, z): which of the possible futures happened."""
+    """z_hat = argmin_z E(s_x, s_y, z): which of the possible futures happened.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> cfg = hj.jepa.JEPAConfig(latent_dim=2, latent_steps=50, latent_l2=0.0)
+      >>> predict, key = lambda p, s_x, z: s_x + z, jax.random.PRNGKey(0)
+      >>> res = hj.jepa.infer_latent(None, predict, jnp.zeros(2), jnp.array([0.5, 0.0]), cfg, key)
+      >>> [round(float(v), 3) for v in res.z]
+      [0.5, 0.0]
+    """
     return free_energy(predict, cfg, key)(pred_params, s_y, s_x)

@@ -20,6 +20,12 @@ action(s) and plans again.
 
 `predict(params, s [D], a [A]) -> [D]` is the world model; `cost(s [D], goal [D]) -> []` the
 per-step cost (default: squared distance to the goal's representation).
+
+Arguments are checked before tracing: a ValueError names the argument and the fix (e.g.
+`elites` above `samples`, or an action size or goal that does not fit the model, found by
+tracing `predict` and `cost` abstractly once). Integers that set shapes (horizon, samples, ...)
+must be static. A value traced by `jit` or `vmap` is not checked: a traced bound or
+temperature <= 0 gives a meaningless plan, a traced `subgoal_step` out of range is clamped.
 """
 
 from __future__ import annotations
@@ -31,7 +37,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import constraints, latent
+from hjepa_jax import _checks, constraints, latent
+
+__all__ = [
+    "Plan",
+    "squared_distance",
+    "rollout",
+    "trajectory_cost",
+    "gradient_mpc",
+    "cem",
+    "mppi",
+    "memory_bytes",
+    "HierarchicalPlan",
+    "macro_model",
+    "hierarchical",
+]
+
+_DISCOUNT_FIX = "pass a weight >= 0 (1: every predicted state counts the same)"
+_BOUND_FIX = "pass the largest |action| per entry, e.g. bound=1.0"
 
 
 class Plan(NamedTuple):
@@ -44,8 +67,37 @@ class Plan(NamedTuple):
 
 
 def squared_distance(s: jax.Array, goal: jax.Array) -> jax.Array:
-    """c(s, goal) = ||s - goal||^2."""
+    """c(s, goal) = ||s - goal||^2. s, goal: [D] (any shape, the same for both) -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> float(hj.planning.squared_distance(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])))
+      5.0
+    """
+    fix = "pass a goal representation of the state's shape (encode the goal as the state)"
+    _checks.shape("squared_distance", "goal", goal, jnp.shape(s), "the state's shape", fix)
     return jnp.sum((s - goal) ** 2)
+
+
+def _check_model(
+    fn: str, predict: Callable, params, s0, goal, action_dim: int, cost, model: str = "predict"
+) -> None:
+    """`model`(params, s0, a [A]) must return s0's shape and cost(s, goal) a scalar (the
+    default cost: goal shaped as s0)."""
+    _checks.function(fn, model, predict, "(params, s [D], a [A]) -> [D]")
+    _checks.function(fn, "cost", cost, "(s [D], goal) -> []")
+    action = jax.ShapeDtypeStruct((action_dim,), jnp.result_type(float))
+    fix = f"make s0 the model's state and the action size A={action_dim} the model's"
+    call = f"{model}(params, s0, a [A])"
+    state = _checks.model_output(fn, call, predict, (params, s0, action), jnp.shape(s0), fix)
+    if cost is squared_distance:
+        fix = "pass the goal's representation, shaped as the state"
+        _checks.shape(
+            fn, "goal", goal, state.shape, "the state's: the default cost compares them", fix
+        )
+    fix = "pass a goal the cost accepts"
+    _checks.model_output(fn, "cost(s, goal)", cost, (state, goal), (), fix)
 
 
 def rollout(
@@ -55,7 +107,19 @@ def rollout(
 
     unroll: lax.scan's unroll. True unrolls the loop, which a convolutional predictor needs
     when differentiated on a CPU: XLA runs convolutions in a loop's backward pass there about
-    50x slower than unrolled."""
+    50x slower than unrolled.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> print(hj.planning.rollout(integrator, None, jnp.zeros(2), jnp.ones((3, 2))))
+      [[1. 1.]
+       [2. 2.]
+       [3. 3.]]
+    """
+    fix = "pass one action sequence [H, A] (jax.vmap over a batch of them)"
+    _checks.rank("rollout", "actions", actions, 2, "[H, A]", fix)
 
     def step(s, a):
         nxt = predict(params, s, a)
@@ -77,7 +141,17 @@ def trajectory_cost(
 ) -> jax.Array:
     """C = sum_t discount^(H - t) c(s_t, goal) over the predicted states (the last counts most
     for discount < 1; every state counts, so the plan heads for the goal early); `unroll` as
-    in `rollout`. -> []."""
+    in `rollout`. -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> goal = jnp.array([2.0, 2.0])
+      >>> float(hj.planning.trajectory_cost(integrator, None, jnp.ones((2, 2)), jnp.zeros(2), goal))
+      2.0
+    """
+    _checks.non_negative("trajectory_cost", "discount", discount, _DISCOUNT_FIX)
     states = rollout(predict, params, s0, actions, unroll)
     h = actions.shape[0]
     weights = discount ** jnp.arange(h - 1, -1, -1, dtype=states.dtype)
@@ -106,7 +180,22 @@ def gradient_mpc(
       bound: the action bound.
       steps: optimizer steps.
       optimizer: default optax.adam(0.1).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> goal, actions0 = jnp.array([10.0, 0.0]), jnp.zeros((3, 2))
+      >>> plan = hj.planning.gradient_mpc(integrator, None, jnp.zeros(2), goal, actions0, bound=1.0)
+      >>> bool(jnp.allclose(plan.actions, jnp.array([1.0, 0.0]), atol=1e-2))
+      True
     """
+    fn = "gradient_mpc"
+    _checks.rank(fn, "actions0", actions0, 2, "[H, A]", "pass a starting plan, e.g. zeros((H, A))")
+    steps = _checks.integer(fn, "steps", steps, fix="pass the number of steps, e.g. steps=50")
+    _checks.positive(fn, "bound", bound, _BOUND_FIX)
+    _checks.non_negative(fn, "discount", discount, _DISCOUNT_FIX)
+    _check_model(fn, predict, params, s0, goal, jnp.shape(actions0)[1], cost)
     opt = optax.chain(optimizer or optax.adam(0.1), constraints.box(-bound, bound))
 
     def energy(p, actions, s0, goal):
@@ -120,6 +209,36 @@ class _SamplerState(NamedTuple):
     mean: jax.Array  # [H, A]
     std: jax.Array  # [H, A]
     key: jax.Array
+
+
+def _sampler_args(
+    fn: str, predict, params, s0, goal, level: str = "", model: str = "predict", **kw
+) -> dict:
+    """Check the arguments the sampling planners share; -> the integers among them as ints.
+    `level` prefixes the names of horizon, discount and mean0 ("macro_" in `hierarchical`)."""
+    name = lambda k: level + k if k in ("horizon", "discount", "mean0") else k
+    fixes = {
+        "horizon": f"plan at least one step, e.g. {name('horizon')}=8",
+        "action_dim": "pass the model's action size A",
+        "samples": "draw at least one sequence per iteration, e.g. samples=256",
+        "iterations": "refit at least once, e.g. iterations=10",
+    }
+    ints = {k: _checks.integer(fn, name(k), kw[k], fix=fix) for k, fix in fixes.items()}
+    _checks.positive(fn, "bound", kw["bound"], _BOUND_FIX)
+    _checks.positive(fn, "init_std", kw["init_std"], "pass a sampling std > 0, e.g. init_std=1.0")
+    _checks.non_negative(fn, name("discount"), kw["discount"], _DISCOUNT_FIX)
+    if kw["mean0"] is not None:
+        want = (ints["horizon"], ints["action_dim"])
+        layout = f"[{name('horizon')}, action_dim]"
+        fix = f"pass a warm start {layout}, or None for zeros"
+        _checks.shape(fn, name("mean0"), kw["mean0"], want, layout, fix)
+    _check_model(fn, predict, params, s0, goal, ints["action_dim"], kw["cost"], model)
+    return ints
+
+
+def _elites(fn: str, elites, samples: int) -> int:
+    fix = f"keep between 1 and samples={samples} sequences, e.g. elites={max(samples // 8, 1)}"
+    return _checks.integer(fn, "elites", elites, maximum=samples, fix=fix)
 
 
 def _sampling_planner(update: Callable):
@@ -185,7 +304,36 @@ def cem(
     the `elites` of lowest predicted cost, refit mean and std to them; `iterations` times.
 
     Returns the final mean as the plan. Deterministic given `key`.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> kw = dict(horizon=3, action_dim=2, bound=1.0, samples=64, elites=8, iterations=5)
+      >>> goal, key = jnp.array([2.0, 0.0]), jax.random.PRNGKey(0)
+      >>> plan = hj.planning.cem(integrator, None, jnp.zeros(2), goal, key, **kw)
+      >>> plan.actions.shape, plan.trace.shape, bool(jnp.all(jnp.abs(plan.actions) <= 1.0))
+      ((3, 2), (5,), True)
     """
+    ints = _sampler_args(
+        "cem",
+        predict,
+        params,
+        s0,
+        goal,
+        horizon=horizon,
+        action_dim=action_dim,
+        bound=bound,
+        samples=samples,
+        iterations=iterations,
+        init_std=init_std,
+        cost=cost,
+        discount=discount,
+        mean0=mean0,
+    )
+    elites = _elites("cem", elites, ints["samples"])
+    _checks.non_negative("cem", "min_std", min_std, "pass a floor >= 0 of the refitted std")
 
     def update(draws, costs, state):
         best = draws[jnp.argsort(costs)[:elites]]
@@ -197,15 +345,12 @@ def cem(
         s0,
         goal,
         key,
-        horizon=horizon,
-        action_dim=action_dim,
         bound=bound,
-        samples=samples,
-        iterations=iterations,
         init_std=init_std,
         cost=cost,
         discount=discount,
         mean0=mean0,
+        **ints,
     )
 
 
@@ -228,7 +373,37 @@ def mppi(
     mean0=None,
 ) -> Plan:
     """Model-predictive path integral: the new mean is the average of the samples weighted by
-    softmax(-cost / temperature); the sampling std stays `init_std`."""
+    softmax(-cost / temperature); the sampling std stays `init_std`.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> kw = dict(horizon=3, action_dim=2, bound=1.0, samples=64, iterations=5, temperature=0.5)
+      >>> goal, key = jnp.array([2.0, 0.0]), jax.random.PRNGKey(0)
+      >>> plan = hj.planning.mppi(integrator, None, jnp.zeros(2), goal, key, **kw)
+      >>> plan.actions.shape, bool(jnp.all(jnp.abs(plan.actions) <= 1.0))
+      ((3, 2), True)
+    """
+    ints = _sampler_args(
+        "mppi",
+        predict,
+        params,
+        s0,
+        goal,
+        horizon=horizon,
+        action_dim=action_dim,
+        bound=bound,
+        samples=samples,
+        iterations=iterations,
+        init_std=init_std,
+        cost=cost,
+        discount=discount,
+        mean0=mean0,
+    )
+    fix = "pass a temperature > 0 (smaller weights the best samples more)"
+    _checks.positive("mppi", "temperature", temperature, fix)
 
     def update(draws, costs, state):
         w = jax.nn.softmax(-(costs - jnp.min(costs)) / temperature)
@@ -240,21 +415,27 @@ def mppi(
         s0,
         goal,
         key,
-        horizon=horizon,
-        action_dim=action_dim,
         bound=bound,
-        samples=samples,
-        iterations=iterations,
         init_std=init_std,
         cost=cost,
         discount=discount,
         mean0=mean0,
+        **ints,
     )
 
 
 def memory_bytes(fn: Callable, *args) -> int | None:
     """Scratch + argument + output bytes XLA reserves for `jax.jit(fn)(*args)` (compile only):
-    what a batch of planning problems costs. None where the backend does not say."""
+    what a batch of planning problems costs. None where the backend does not say.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> n = hj.planning.memory_bytes(lambda x: 2 * x, jnp.ones(1000))
+      >>> n is None or n >= 4000
+      True
+    """
+    _checks.function("memory_bytes", "fn", fn, "(*args) -> outputs")
     analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
     if analysis is None:
         return None
@@ -282,7 +463,18 @@ class HierarchicalPlan(NamedTuple):
 
 def macro_model(predict: Callable, k: int) -> Callable:
     """The level-2 model of `hierarchical` when no learned one is given: one macro-action a
-    [A] is the level-1 action a held for k steps, s' = Pred^k(s, a, ..., a)."""
+    [A] is the level-1 action a held for k steps, s' = Pred^k(s, a, ..., a).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> coarse = hj.planning.macro_model(integrator, 4)
+      >>> print(coarse(None, jnp.zeros(2), jnp.array([1.0, 0.5])))
+      [4. 2.]
+    """
+    _checks.function("macro_model", "predict", predict, "(params, s [D], a [A]) -> [D]")
+    k = _checks.integer("macro_model", "k", k, fix="hold each macro-action >= 1 steps, e.g. k=4")
 
     def coarse(params, s, a):
         return rollout(predict, params, s, jnp.broadcast_to(a, (k, a.shape[-1])))[-1]
@@ -341,9 +533,59 @@ def hierarchical(
 
     Returns:
       HierarchicalPlan; execute `actions[0]` (or a few) and plan again.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> integrator = lambda p, s, a: s + a
+      >>> kw = dict(action_dim=2, bound=1.0, samples=32, elites=4, iterations=3)
+      >>> goal, key = jnp.array([8.0, 0.0]), jax.random.PRNGKey(0)
+      >>> plan = hj.planning.hierarchical(
+      ...     integrator, None, jnp.zeros(2), goal, key, macro_horizon=3, horizon=4, **kw
+      ... )
+      >>> plan.actions.shape, plan.subgoal.shape, plan.macro_actions.shape
+      ((4, 2), (2,), (3, 2))
     """
+    fn = "hierarchical"
+    macro_steps = _checks.integer(fn, "macro_steps", macro_steps, fix="e.g. macro_steps=4")
+    learned = coarse_predict
     if coarse_predict is None:
         coarse_predict, coarse_params = macro_model(predict, macro_steps), params
+    common = dict(
+        action_dim=action_dim,
+        bound=bound,
+        samples=samples,
+        iterations=iterations,
+        init_std=init_std,
+        cost=cost,
+    )
+    macro_ints = _sampler_args(
+        fn,
+        coarse_predict,
+        coarse_params,
+        s0,
+        goal,
+        "macro_",
+        "predict" if learned is None else "coarse_predict",
+        horizon=macro_horizon,
+        discount=macro_discount,
+        mean0=macro_mean0,
+        **common,
+    )
+    macro_horizon = macro_ints["horizon"]
+    elites = _elites(fn, elites, macro_ints["samples"])
+    fix = f"take the subgoal after 1..macro_horizon={macro_horizon} macro steps"
+    subgoal_step = _checks.integer(
+        fn, "subgoal_step", subgoal_step, maximum=macro_horizon, fix=fix, static=False
+    )
+    if low_level is None:  # the level-1 goal is the subgoal, a state
+        fine = dict(horizon=horizon, discount=discount, mean0=mean0)
+        horizon = _sampler_args(fn, predict, params, s0, s0, **fine, **common)["horizon"]
+    else:
+        _checks.function(fn, "low_level", low_level, "(s0, goal, key, mean0) -> Plan")
+        fix = "plan at least one step, e.g. horizon=8"
+        horizon = _checks.integer(fn, "horizon", horizon, fix=fix)
     k_macro, k_fine = jax.random.split(key)
     macro = cem(
         coarse_predict,

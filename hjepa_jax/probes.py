@@ -14,6 +14,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from hjepa_jax import _checks
+
+__all__ = ["classification_accuracy", "ridge_regressor", "regression_r2"]
+
+
+def _check_rows(fn: str, x, y, x_name: str, y_name: str) -> None:
+    """x [N, ...] and y [N, ...]: as many rows, N >= 1."""
+    n = np.shape(x)[:1]
+    fix = f"pass one label row per feature row of {x_name}"
+    if n in ((), (0,)):
+        _checks.broken(fn, f"{x_name}.shape", np.shape(x), "[N >= 1, ...]", fix)
+    _checks.shape(fn, y_name, y, n + np.shape(y)[1:], f"[N, ...], N as in {x_name}", fix)
+
+
+def _check_split(fn: str, train_x, train_y, test_x, test_y, alpha) -> None:
+    _check_rows(fn, train_x, train_y, "train_x", "train_y")
+    _check_rows(fn, test_x, test_y, "test_x", "test_y")
+    fix = "extract the test features as the training features"
+    want = np.shape(test_x)[:1] + np.shape(train_x)[1:]
+    _checks.shape(fn, "test_x", test_x, want, "[N_test, ...] as train_x's features", fix)
+    _checks.non_negative(fn, "alpha", alpha, "pass a ridge strength >= 0, e.g. alpha=1.0")
+
 
 def _design(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     train_x = np.asarray(train_x, np.float64).reshape(len(train_x), -1)
@@ -42,7 +64,18 @@ def classification_accuracy(
       train_x, test_x: [N, ...] features (flattened).
       train_y, test_y: [N] integer labels.
       alpha: ridge strength.
+
+    Example:
+      >>> import numpy as np
+      >>> import hjepa_jax as hj
+      >>> x, y = np.array([[0.0], [1.0], [10.0], [11.0]]), np.array([0, 0, 1, 1])
+      >>> hj.probes.classification_accuracy(x, y, x, y)
+      1.0
     """
+    _check_split("classification_accuracy", train_x, train_y, test_x, test_y, alpha)
+    fix = "pass integer class labels [N]"
+    _checks.rank("classification_accuracy", "train_y", train_y, 1, "[N]", fix)
+    _checks.rank("classification_accuracy", "test_y", test_y, 1, "[N_test]", fix)
     x1, t1 = _design(train_x, test_x)
     classes = np.unique(train_y)
     targets = (np.asarray(train_y)[:, None] == classes[None, :]).astype(np.float64)
@@ -52,7 +85,18 @@ def classification_accuracy(
 
 def ridge_regressor(train_x: np.ndarray, train_y: np.ndarray, alpha: float = 1.0):
     """The fitted ridge map of `regression_r2`, as a function [..., D] -> [..., K] (e.g. to
-    decode predicted states into positions)."""
+    decode predicted states into positions).
+
+    Example:
+      >>> import numpy as np
+      >>> import hjepa_jax as hj
+      >>> x = np.arange(4.0)[:, None]
+      >>> predict = hj.probes.ridge_regressor(x, 2 * x + 1, alpha=1e-9)
+      >>> print(predict(np.array([[5.0]])).round(3))
+      [[11.]]
+    """
+    _check_rows("ridge_regressor", train_x, train_y, "train_x", "train_y")
+    _checks.non_negative("ridge_regressor", "alpha", alpha, "pass a ridge strength >= 0")
     x = np.asarray(train_x, np.float64).reshape(len(train_x), -1)
     mean, std = x.mean(0), x.std(0) + 1e-8
     x1 = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], axis=1)
@@ -71,7 +115,20 @@ def regression_r2(
     """(R^2, RMSE) on the test set of a ridge regression from features to labels [N, K].
 
     R^2 = 1 - SSE / SST, averaged over the K label dimensions (1: perfect, 0: the mean).
+
+    Example:
+      >>> import numpy as np
+      >>> import hjepa_jax as hj
+      >>> x = np.arange(4.0)[:, None]
+      >>> r2, rmse = hj.probes.regression_r2(x, 2 * x + 1, x, 2 * x + 1, alpha=1e-9)
+      >>> round(r2, 3), round(rmse, 3)
+      (1.0, 0.0)
     """
+    _check_split("regression_r2", train_x, train_y, test_x, test_y, alpha)
+    fix = "pass test labels with the training labels' K dimensions"
+    k = np.shape(np.reshape(train_y, (len(train_y), -1)))[1:]
+    got = np.reshape(test_y, (len(test_y), -1))
+    _checks.shape("regression_r2", "test_y (flattened)", got, (len(got), *k), "[N_test, K]", fix)
     predict = ridge_regressor(train_x, train_y, alpha)
     test_y = np.asarray(test_y, np.float64).reshape(len(test_y), -1)
     pred = predict(np.asarray(test_x).reshape(len(test_x), -1))

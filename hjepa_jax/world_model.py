@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import chex
 import jax
 import jax.numpy as jnp
 
-from hjepa_jax import collapse, losses, planning
+from hjepa_jax import _checks, collapse, losses, planning
+
+__all__ = ["WorldModelConfig", "multistep_energy", "loss"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,11 @@ class WorldModelConfig:
     smoothness: weight of mean ||s_{t+1} - s_t||^2 / D (0: off).
     unroll: unroll the rollouts (`hj.planning.rollout`); True for a convolutional predictor
       trained on a CPU.
+
+    Example:
+      >>> import hjepa_jax as hj
+      >>> hj.world_model.WorldModelConfig(horizon=8).horizon
+      8
     """
 
     horizon: int = 4
@@ -43,6 +49,12 @@ class WorldModelConfig:
     inverse_dynamics: float = 1.0
     smoothness: float = 0.0
     unroll: bool = False
+
+    def __post_init__(self):
+        fn = "WorldModelConfig"
+        _checks.integer(fn, "horizon", self.horizon, fix="predict >= 1 steps, e.g. horizon=4")
+        for name in ("prediction", "variance", "covariance", "inverse_dynamics", "smoothness"):
+            _checks.non_negative(fn, name, getattr(self, name), "pass a weight >= 0")
 
 
 def multistep_energy(
@@ -58,10 +70,24 @@ def multistep_energy(
     Args:
       states: [T + 1, D] encoded states of one trajectory; actions: [T, A]; T >= horizon.
     Returns [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> predict = lambda p, s, a: s + a
+      >>> states, actions = jnp.arange(4.0)[:, None], jnp.ones((3, 1))
+      >>> float(hj.world_model.multistep_energy(None, predict, states, actions, horizon=2))
+      0.0
     """
+    fn = "multistep_energy"
+    horizon = _checks.integer(fn, "horizon", horizon, fix="predict >= 1 steps, e.g. horizon=4")
+    fix = "pass one trajectory: states [T + 1, D] and the T actions between them, [T, A]"
+    _checks.rank(fn, "actions", actions, 2, "[T, A]", fix)
     t = actions.shape[0]
+    _checks.shape(fn, "states", states, (t + 1, None), "[T + 1, D], T as in actions", fix)
     if t < horizon:
-        raise ValueError(f"world_model: trajectories of {t} steps are shorter than H={horizon}.")
+        fix = "pass longer trajectories or a smaller horizon"
+        _checks.fail(fn, "T", t, f"is too small: trajectories are shorter than H={horizon}", fix)
     starts = jnp.arange(t - horizon + 1)
 
     def from_start(i):
@@ -95,9 +121,23 @@ def loss(
     Returns:
       (loss, metrics): "prediction", "variance", "covariance", "inverse_dynamics",
       "smoothness" and the collapse diagnostics of the states.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> states = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3))
+      >>> actions = states[:, 1:] - states[:, :-1]
+      >>> cfg = hj.world_model.WorldModelConfig(horizon=2, inverse_dynamics=0.0)
+      >>> predict = lambda p, s, a: s + a
+      >>> total, metrics = hj.world_model.loss({"pred": None}, predict, states, actions, cfg)
+      >>> total.shape, round(float(metrics["prediction"]), 4)
+      ((), 0.0)
     """
-    chex.assert_rank((states, actions), (3, 3))
+    fix = "pass encoded trajectories [B, T + 1, D] and their actions [B, T, A]"
+    _checks.rank("world_model.loss", "states", states, 3, "[B, T + 1, D]", fix)
     b, t1, d = states.shape
+    _checks.shape("world_model.loss", "actions", actions, (b, t1 - 1, None), "[B, T, A]", fix)
     one = lambda s, a: multistep_energy(params["pred"], predict, s, a, cfg.horizon, cfg.unroll)
     energy = jnp.mean(jax.vmap(one)(states, actions))
     flat = states.reshape(b * t1, d)
@@ -106,7 +146,14 @@ def loss(
     inv_err = jnp.zeros(())
     if cfg.inverse_dynamics > 0:
         if inverse is None:
-            raise ValueError("world_model: inverse_dynamics > 0 needs an `inverse` function.")
+            fix = "pass inverse(params, s_t, s_next) -> [A], or set inverse_dynamics=0"
+            _checks.fail(
+                "world_model.loss",
+                "inverse",
+                None,
+                "but inverse_dynamics > 0 needs an `inverse`",
+                fix,
+            )
         guess = jax.vmap(jax.vmap(lambda s, n: inverse(params["inv"], s, n)))(
             states[:, :-1], states[:, 1:]
         )

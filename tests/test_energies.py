@@ -26,7 +26,8 @@ POINTS = jnp.array([[3.0, 0.5], [-0.4, 0.2], [0.1, -2.5], [-1.0, -1.0], [1.2, 1.
 
 def test_squared_distance_and_shape_error():
     assert hj.energies.squared_distance(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])) == 5.0
-    with pytest.raises(ValueError, match=r"shapes differ, \(2,\) vs \(3,\)"):
+    match = r"squared_distance: b.shape=\(3,\), but b must have shape \(2,\)"
+    with pytest.raises(ValueError, match=match):
         hj.energies.squared_distance(jnp.ones(2), jnp.ones(3))
 
 

@@ -352,5 +352,5 @@ def test_wall_proximity_is_low_in_the_open_and_the_door_centre_high_at_walls():
     assert at(32.0, 21.5) > 0.5  # the door's corner
     assert at(30.0, 25.0) > 0.8 and at(20.0, 5.0) > 0.8  # against the wall and the border
     assert at(29.0, 25.0) > at(27.0, 25.0) > at(24.0, 25.0)  # falls off with the distance
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match=r"wall_proximity: obs.shape=\(65, 65\)"):
         tr.wall_proximity(jnp.zeros((65, 65)))

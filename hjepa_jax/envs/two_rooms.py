@@ -29,7 +29,9 @@ channel 0 the agent, exp(-|pixel - p|^2 / (2 blob_std^2)) (1 at the exact positi
 the walls: the one-pixel border lines on rows and columns 4 and 60, and the interior walls
 (columns wall_x - 1 .. wall_x + 1, rows 4 .. 60) with their door rows open.
 
-Everything is a pure function of explicit arguments; jit it, and vmap it over keys:
+Everything is a pure function of explicit arguments; jit it, and vmap it over keys (shapes
+and concrete arguments are checked before tracing, with a ValueError naming the argument;
+traced values are not: a traced `kind` outside 0..2 is clamped by `lax.switch`):
 
     params = EnvParams()
     keys = jax.random.split(key, 4096)
@@ -45,10 +47,40 @@ import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+
+from hjepa_jax import _checks
+
+__all__ = [
+    "MAX_WALLS",
+    "LayoutKind",
+    "EnvParams",
+    "Layout",
+    "EnvState",
+    "Trajectories",
+    "random_layout",
+    "fixed_layout",
+    "three_rooms_layout",
+    "make_layout",
+    "mixed_layout",
+    "LAYOUTS",
+    "room_index",
+    "is_free",
+    "random_position",
+    "reset",
+    "success",
+    "step",
+    "wall_image",
+    "render_position",
+    "wall_proximity",
+    "render",
+    "goal_obs",
+    "height_beside_door",
+    "random_trajectories",
+]
 
 MAX_WALLS = 2
 
@@ -122,8 +154,28 @@ def _one_wall(wall_x, door_y, kind) -> Layout:
     )
 
 
+def _check_range(fn: str, name: str, bounds) -> None:
+    """An inclusive integer range (low, high), low <= high."""
+    fix = f"pass {name}=(low, high) with low <= high"
+    if not isinstance(bounds, tuple | list) or len(bounds) != 2:
+        _checks.broken(fn, name, bounds, "a pair (low, high)", fix)
+    if not _checks.traced(bounds) and not bounds[0] <= bounds[1]:
+        _checks.fail(fn, name, bounds, "has low > high", fix)
+
+
 def random_layout(key: jax.Array, wall_x_range=(20, 44), door_y_range=(10, 54)) -> Layout:
-    """One wall at wall_x ~ U{20..44} with its door at door_y ~ U{10..54} (inclusive)."""
+    """One wall at wall_x ~ U{20..44} with its door at door_y ~ U{10..54} (inclusive).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> tr.random_layout(key).wall_on.tolist()
+      [True, False]
+    """
+    _check_range("random_layout", "wall_x_range", wall_x_range)
+    _check_range("random_layout", "door_y_range", door_y_range)
     kx, ky = jax.random.split(key)
     wall_x = jax.random.randint(kx, (), wall_x_range[0], wall_x_range[1] + 1)
     door_y = jax.random.randint(ky, (), door_y_range[0], door_y_range[1] + 1)
@@ -131,13 +183,34 @@ def random_layout(key: jax.Array, wall_x_range=(20, 44), door_y_range=(10, 54)) 
 
 
 def fixed_layout(key: jax.Array | None = None, wall_x=32, door_y=18) -> Layout:
-    """One wall at x = 32 with its door at y = 18. `key` is unused (the others' signature)."""
+    """One wall at x = 32 with its door at y = 18. `key` is unused (the others' signature).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> tr.fixed_layout().wall_x.tolist(), tr.fixed_layout().door_y.tolist()
+      ([32.0, 32.0], [18.0, 18.0])
+    """
     del key
     return _one_wall(wall_x, door_y, LayoutKind.FIXED)
 
 
 def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -> Layout:
-    """Walls at x = 22 and x = 43, each with its own door_y ~ U{10..54}."""
+    """Walls at x = 22 and x = 43, each with its own door_y ~ U{10..54}.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> tr.three_rooms_layout(key).wall_x.tolist()
+      [22.0, 43.0]
+    """
+    _check_range("three_rooms_layout", "door_y_range", door_y_range)
+    fix = "pass the two walls' x, left one first"
+    _checks.shape("three_rooms_layout", "wall_x", wall_x, (MAX_WALLS,), "[2]", fix)
     door_y = jax.random.randint(key, (MAX_WALLS,), door_y_range[0], door_y_range[1] + 1)
     return Layout(
         wall_x=jnp.asarray(wall_x, jnp.float32),
@@ -148,12 +221,33 @@ def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -
 
 
 def make_layout(key: jax.Array, kind) -> Layout:
-    """The layout of an integer `kind` (LayoutKind); `kind` may be traced, e.g. mixed in a vmap."""
+    """The layout of an integer `kind` (LayoutKind); `kind` may be traced, e.g. mixed in a vmap
+    (a traced kind is not checked: lax.switch clamps it into 0..2).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> int(tr.make_layout(key, tr.LayoutKind.FIXED).kind)
+      1
+    """
+    fix = "pass a LayoutKind: 0 random, 1 fixed, 2 three rooms"
+    kind = _checks.integer("make_layout", "kind", kind, minimum=0, maximum=2, fix=fix, static=False)
     return jax.lax.switch(kind, (random_layout, fixed_layout, three_rooms_layout), key)
 
 
 def mixed_layout(key: jax.Array) -> Layout:
-    """Half random walls, half three rooms (a fair coin per key)."""
+    """Half random walls, half three rooms (a fair coin per key).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> int(tr.mixed_layout(key).kind) in (tr.LayoutKind.RANDOM, tr.LayoutKind.THREE_ROOMS)
+      True
+    """
     one_wall = jax.random.bernoulli(jax.random.fold_in(key, 7))
     return make_layout(key, jnp.where(one_wall, LayoutKind.RANDOM, LayoutKind.THREE_ROOMS))
 
@@ -180,15 +274,43 @@ def _room_x_bounds(layout: Layout, params: EnvParams) -> tuple[jax.Array, jax.Ar
     return lo, hi
 
 
+def _check_position(fn: str, position, want: tuple, name: str = "position") -> None:
+    fix = f"pass (x, y) in pixels{', one per point' if len(want) > 1 else ''} (jax.vmap over many)"
+    _checks.shape(fn, name, position, want, "[..., 2], (x, y)" if len(want) > 1 else "[2]", fix)
+
+
 def room_index(position: jax.Array, layout: Layout) -> jax.Array:
     """Room of a position: the number of wall centres left of it (0, 1 or 2; a one-wall layout
-    gives 0 or 2). position [..., 2] with layout leaves broadcasting; -> [...] int32."""
+    gives 0 or 2). position [..., 2] with layout leaves broadcasting; -> [...] int32.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> tr.room_index(jnp.array([[10.0, 30.0], [50.0, 30.0]]), tr.fixed_layout()).tolist()
+      [0, 2]
+    """
+    _check_position("room_index", position, (*np.shape(position)[:-1], 2))
     x = jnp.asarray(position)[..., 0]
     return jnp.sum(x[..., None] > layout.wall_x, axis=-1).astype(jnp.int32)
 
 
 def is_free(position: jax.Array, layout: Layout, params: EnvParams) -> jax.Array:
-    """True where position [2] is off every wall (strictly inside the border)."""
+    """True where position [2] is off every wall (strictly inside the border). -> [] bool.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> layout = tr.fixed_layout()  # the wall at x = 32, its door at y = 18
+      >>> bool(tr.is_free(jnp.array([32.0, 18.0]), layout, params))
+      True
+      >>> bool(tr.is_free(jnp.array([32.0, 40.0]), layout, params))
+      False
+    """
+    _check_position("is_free", position, (2,))
     x, y = position[0], position[1]
     inside = (x > params.border_lo) & (x < params.border_hi)
     inside &= (y > params.border_lo) & (y < params.border_hi)
@@ -253,7 +375,17 @@ def _uniform_in_room(key, x_lo, x_hi, params: EnvParams) -> jax.Array:
 
 def random_position(key: jax.Array, layout: Layout, params: EnvParams) -> jax.Array:
     """A position [2] uniform over the free floor of every room (a room drawn in proportion
-    to its width), at least min_wall_distance from every wall."""
+    to its width), at least min_wall_distance from every wall.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> layout = tr.fixed_layout()
+      >>> bool(tr.is_free(tr.random_position(key, layout, params), layout, params))
+      True
+    """
     k_room, k_pos = jax.random.split(key)
     lo, hi = _room_x_bounds(layout, params)
     widths = jnp.maximum(hi - lo - 2 * params.min_wall_distance, 0.0)
@@ -263,8 +395,19 @@ def random_position(key: jax.Array, layout: Layout, params: EnvParams) -> jax.Ar
 
 def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, jax.Array]:
     """Start uniform in room 0 (left), goal uniform in room 2 (right: past the last wall), both
-    at >= min_wall_distance from every wall. -> (state, obs [size, size, 2])."""
-    chex.assert_shape(layout.wall_x, (MAX_WALLS,))
+    at >= min_wall_distance from every wall. -> (state, obs [size, size, 2]).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> state, obs = tr.reset(key, params, tr.fixed_layout())
+      >>> obs.shape, int(tr.room_index(state.position, state.layout))
+      ((65, 65, 2), 0)
+    """
+    fix = "pass one layout (jax.vmap over a batch of them)"
+    _checks.shape("reset", "layout.wall_x", layout.wall_x, (MAX_WALLS,), "[2]", fix)
     k_start, k_goal = jax.random.split(key)
     lo, hi = _room_x_bounds(layout, params)
     state = EnvState(
@@ -277,7 +420,17 @@ def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, 
 
 
 def success(state: EnvState, params: EnvParams | None = None) -> jax.Array:
-    """|position - goal| <= success_radius (4.5 px). -> [] bool."""
+    """|position - goal| <= success_radius (4.5 px). -> [] bool.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> state, _ = tr.reset(key, params, tr.fixed_layout())
+      >>> bool(tr.success(state)), bool(tr.success(state.replace(position=state.goal)))
+      (False, True)
+    """
     params = EnvParams() if params is None else params
     return jnp.linalg.norm(state.position - state.goal, axis=-1) <= params.success_radius
 
@@ -287,8 +440,19 @@ def step(state: EnvState, action: jax.Array, params: EnvParams):
 
     -> (new_state, obs [size, size, 2], info) with info = {"success", "timeout", "done",
     "hit_wall"} ([] bool each; timeout: t >= max_steps after the step). The env does not stop
-    or reset itself: callers mask steps after `done`."""
-    chex.assert_shape(action, (2,))
+    or reset itself: callers mask steps after `done`.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> state, _ = tr.reset(key, params, tr.fixed_layout())
+      >>> state, obs, info = tr.step(state, jnp.array([1.0, 0.0]), params)
+      >>> int(state.t), sorted(info)
+      (1, ['done', 'hit_wall', 'success', 'timeout'])
+    """
+    _check_position("step", action, (2,), "action")
     action = jnp.clip(action, -params.max_action, params.max_action)
     position, hit = _move(state.position, action, state.layout, params)
     new = state.replace(position=position, t=state.t + 1)
@@ -303,7 +467,17 @@ def step(state: EnvState, action: jax.Array, params: EnvParams):
 
 def wall_image(layout: Layout, params: EnvParams) -> jax.Array:
     """Wall channel [size, size] float32: border lines on rows/columns border_lo and border_hi,
-    interior wall columns |col - wall_x| <= 1 on rows border_lo..border_hi except the door."""
+    interior wall columns |col - wall_x| <= 1 on rows border_lo..border_hi except the door.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> walls = tr.wall_image(tr.fixed_layout(), params)
+      >>> walls.shape, float(walls[40, 32]), float(walls[18, 32])
+      ((65, 65), 1.0, 0.0)
+    """
     grid = jnp.arange(params.size, dtype=jnp.float32)
     row, col = grid[:, None], grid[None, :]
     b_lo, b_hi = params.border_lo, params.border_hi
@@ -319,7 +493,18 @@ def wall_image(layout: Layout, params: EnvParams) -> jax.Array:
 
 def render_position(position: jax.Array, layout: Layout, params: EnvParams) -> jax.Array:
     """Observation of the agent at position [2] in layout: [size, size, 2] float32 in [0, 1]
-    (channel 0 agent blob, channel 1 walls). Use it to render stored trajectories on demand."""
+    (channel 0 agent blob, channel 1 walls). Use it to render stored trajectories on demand.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> obs = tr.render_position(jnp.array([20.0, 40.0]), tr.fixed_layout(), params)
+      >>> obs.shape, float(obs[40, 20, 0])
+      ((65, 65, 2), 1.0)
+    """
+    _check_position("render_position", position, (2,))
     grid = jnp.arange(params.size, dtype=jnp.float32)
     d2 = (grid[None, :] - position[0]) ** 2 + (grid[:, None] - position[1]) ** 2
     agent = jnp.exp(-d2 / (2.0 * params.blob_std**2))
@@ -331,8 +516,22 @@ def wall_proximity(obs: jax.Array, margin: int = 2) -> jax.Array:
     module): the fraction of the agent blob's mass on wall pixels dilated by `margin`
     pixels, sum(agent * dilate(walls)) / sum(agent), in [0, 1]. About 0.1 in the middle of a
     door, near 1 pressed against a wall; an agent that keeps it low keeps off door corners,
-    where a move that clips the wall is stopped. obs: [S, S, 2] (agent, walls). -> []."""
-    chex.assert_rank(obs, 3)
+    where a move that clips the wall is stopped. obs: [S, S, 2] (agent, walls). -> [].
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> layout = tr.fixed_layout()
+      >>> obs = tr.render_position(jnp.array([20.0, 40.0]), layout, params)  # the open room
+      >>> round(float(tr.wall_proximity(obs)), 3)
+      0.0
+    """
+    fix = "pass one observation [S, S, 2] (agent, walls); jax.vmap over a batch"
+    _checks.shape("wall_proximity", "obs", obs, (None, None, 2), "[S, S, 2]", fix)
+    fix = "pass a dilation margin >= 0 in pixels"
+    margin = _checks.integer("wall_proximity", "margin", margin, minimum=0, fix=fix)
     size = 2 * margin + 1
     near = jax.lax.reduce_window(obs[..., 1], -jnp.inf, jax.lax.max, (size, size), (1, 1), "SAME")
     agent = obs[..., 0]
@@ -340,12 +539,33 @@ def wall_proximity(obs: jax.Array, margin: int = 2) -> jax.Array:
 
 
 def render(state: EnvState, params: EnvParams) -> jax.Array:
-    """Observation of a state: [size, size, 2] float32, channels last."""
+    """Observation of a state: [size, size, 2] float32, channels last.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> state, _ = tr.reset(key, params, tr.fixed_layout())
+      >>> tr.render(state, params).shape
+      (65, 65, 2)
+    """
     return render_position(state.position, state.layout, params)
 
 
 def goal_obs(state: EnvState, params: EnvParams) -> jax.Array:
-    """Observation of the agent at the goal (the target image for goal-conditioned planning)."""
+    """Observation of the agent at the goal (the target image for goal-conditioned planning).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> state, _ = tr.reset(key, params, tr.fixed_layout())
+      >>> at_goal = state.replace(position=state.goal)
+      >>> bool(jnp.allclose(tr.goal_obs(state, params), tr.render(at_goal, params)))
+      True
+    """
     return render_position(state.goal, state.layout, params)
 
 
@@ -356,7 +576,17 @@ def height_beside_door(
     u: jax.Array, door_y: jax.Array, lo: float, hi: float, params: EnvParams, gap: float = 2.0
 ) -> jax.Array:
     """A height in [lo, hi] at least `gap` px outside the door centred at door_y (above or
-    below it), uniform over the allowed band as u runs over [0, 1). Broadcasts u and door_y."""
+    below it), uniform over the allowed band as u runs over [0, 1). Broadcasts u and door_y.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> float(tr.height_beside_door(jnp.array(0.0), jnp.array(30.0), 5.0, 60.0, params))
+      5.0
+    """
+    _checks.non_negative("height_beside_door", "gap", gap, "pass a gap >= 0 in pixels")
     edge = params.door_half_height + gap
     above = jnp.maximum(door_y - edge - lo, 0.0)
     below = jnp.maximum(hi - door_y - edge, 0.0)
@@ -429,7 +659,6 @@ def _trajectory(
     return positions, actions, layout, aimed
 
 
-@functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length"))
 def random_trajectories(
     key: jax.Array,
     params: EnvParams,
@@ -463,7 +692,32 @@ def random_trajectories(
     Returns:
       Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, 2] leaves),
       aimed [n] bool).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
+      >>> data = tr.random_trajectories(key, params, tr.fixed_layout, 4, 10)
+      >>> data.positions.shape, data.actions.shape, data.aimed.shape
+      ((4, 11, 2), (4, 10, 2), (4,))
     """
+    fn = "random_trajectories"
+    _checks.function(fn, "layout_fn", layout_fn, "(key) -> Layout")
+    n = _checks.integer(fn, "n", n, fix="pass the number of trajectories, e.g. n=1000")
+    length = _checks.integer(fn, "length", length, fix="pass the steps per trajectory")
+    fix = "pass fractions with door_frac + wall_frac <= 1"
+    _checks.real(fn, "door_frac", door_frac, at_least=0, at_most=1, fix=fix)
+    _checks.real(fn, "wall_frac", wall_frac, at_least=0, at_most=1, fix=fix)
+    if not _checks.traced((door_frac, wall_frac)) and door_frac + wall_frac > 1:
+        _checks.fail(fn, "door_frac + wall_frac", door_frac + wall_frac, "is above 1", fix)
+    return _random_trajectories(key, params, layout_fn, n, length, door_frac, wall_frac)
+
+
+@functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length"))
+def _random_trajectories(
+    key, params: EnvParams, layout_fn, n: int, length: int, door_frac, wall_frac
+) -> Trajectories:
     keys = jax.random.split(key, n)
     one = functools.partial(
         _trajectory,

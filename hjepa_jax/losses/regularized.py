@@ -3,22 +3,49 @@
 Instead of pushing energy up on contrastive points, these bound how much of the space can
 take low energy: VICReg and Barlow Twins keep embeddings informative, sparse coding and
 K-means restrict the latent, a bottleneck or a noisy latent (VAE) limits what z can carry.
+
+Shapes and concrete settings are checked before tracing (a ValueError names the argument); a
+traced weight, l1 or step size is not checked (a negative one makes the objective unbounded).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import latent
+from hjepa_jax import _checks, latent
+
+__all__ = [
+    "vicreg",
+    "barlow_twins",
+    "soft_threshold",
+    "FistaState",
+    "ista",
+    "fista",
+    "reconstruction",
+    "sparse_coding_energy",
+    "sparse_code",
+    "kmeans_free_energy",
+    "gaussian_kl",
+    "vae_energy",
+]
 
 
 def _offdiag_sq_sum(m: jax.Array) -> jax.Array:
     return jnp.sum(m**2) - jnp.sum(jnp.diag(m) ** 2)
+
+
+def _check_views(fn: str, s_a: jax.Array, s_b: jax.Array) -> None:
+    """s_a, s_b: [B, D] of the same shape, B >= 2 (batch statistics)."""
+    fix = "pass embeddings [B, D] of the two branches for the same B >= 2 examples"
+    _checks.rank(fn, "s_a", s_a, 2, "[B, D]", fix)
+    _checks.shape(fn, "s_b", s_b, jnp.shape(s_a), "s_a's shape [B, D]", fix)
+    b = jnp.shape(s_a)[0]
+    if b < 2:
+        _checks.fail(fn, "B", b, "is too small: batch statistics need B >= 2", fix)
 
 
 def vicreg(
@@ -39,12 +66,20 @@ def vicreg(
 
     Returns:
       (loss [], {"invariance", "variance", "covariance"}).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> s = jax.random.normal(jax.random.PRNGKey(0), (16, 4))
+      >>> loss, terms = hj.losses.vicreg(s, s)
+      >>> loss.shape, float(terms["invariance"])
+      ((), 0.0)
     """
-    chex.assert_rank(s_a, 2, custom_message="vicreg: s_a must be [B, D]")
-    chex.assert_equal_shape((s_a, s_b), custom_message="vicreg: s_a and s_b")
+    _check_views("vicreg", s_a, s_b)
+    for name, weight in (("sim", sim), ("var", var), ("cov", cov)):
+        _checks.non_negative("vicreg", name, weight, "pass a weight >= 0")
     b, d = s_a.shape
-    if b < 2:
-        raise ValueError(f"vicreg: batch statistics need B >= 2, got B={b}.")
     invariance = jnp.mean((s_a - s_b) ** 2)
 
     def var_cov(s):
@@ -67,14 +102,23 @@ def barlow_twins(s_a: jax.Array, s_b: jax.Array, lam: float = 5e-3) -> tuple[jax
         loss = sum_i (1 - C_ii)^2 + lam * sum_{i != j} C_ij^2
 
     Args:
-      s_a, s_b: [B, D].
+      s_a, s_b: [B, D], B >= 2.
       lam: weight of the redundancy-reduction term.
 
     Returns:
       (loss [], {"on_diagonal", "off_diagonal"}).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> s = jax.random.normal(jax.random.PRNGKey(0), (16, 4))
+      >>> loss, terms = hj.losses.barlow_twins(s, s)
+      >>> round(float(terms["on_diagonal"]), 3)
+      0.0
     """
-    chex.assert_rank(s_a, 2, custom_message="barlow_twins: s_a must be [B, D]")
-    chex.assert_equal_shape((s_a, s_b), custom_message="barlow_twins: s_a and s_b")
+    _check_views("barlow_twins", s_a, s_b)
+    _checks.non_negative("barlow_twins", "lam", lam, "pass a weight >= 0, e.g. lam=5e-3")
 
     def standardize(s):
         return (s - jnp.mean(s, axis=0)) / (jnp.std(s, axis=0) + 1e-6)
@@ -89,7 +133,15 @@ def barlow_twins(s_a: jax.Array, s_b: jax.Array, lam: float = 5e-3) -> tuple[jax
 
 
 def soft_threshold(z: jax.Array, t: float | jax.Array) -> jax.Array:
-    """prox of t |.|_1: sign(z) max(|z| - t, 0)."""
+    """prox of t |.|_1: sign(z) max(|z| - t, 0). z: [...], t >= 0 -> [...].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> print(hj.losses.soft_threshold(jnp.array([-2.0, 0.5, 3.0]), 1.0))
+      [-1.  0.  2.]
+    """
+    _checks.non_negative("soft_threshold", "t", t, "pass a threshold t >= 0")
     return jnp.sign(z) * jax.nn.relu(jnp.abs(z) - t)
 
 
@@ -100,6 +152,21 @@ class FistaState(NamedTuple):
     t: jax.Array
 
 
+def _check_prox(fn: str, step_size, l1) -> None:
+    fix = "pass 1 / L, L the Lipschitz constant of the smooth part's gradient"
+    _checks.positive(fn, "step_size", step_size, fix)
+    _checks.non_negative(fn, "l1", l1, "pass a sparsity weight >= 0")
+
+
+def _check_dictionary(fn: str, w: jax.Array, y: jax.Array, z: jax.Array | None = None) -> None:
+    """w: [Y, Z], y: [Y], z: [Z]."""
+    fix = "pass a dictionary w [Y, Z], one signal y [Y] (jax.vmap over a batch) and z [Z]"
+    _checks.rank(fn, "w", w, 2, "[Y, Z]", fix)
+    _checks.shape(fn, "y", y, jnp.shape(w)[:1], "[Y]", fix)
+    if z is not None:
+        _checks.shape(fn, "z", z, jnp.shape(w)[1:], "[Z]", fix)
+
+
 def ista(step_size: float, l1: float) -> optax.GradientTransformation:
     """ISTA as an optax transformation, for `latent.minimize` over the smooth part f(z):
 
@@ -107,7 +174,17 @@ def ista(step_size: float, l1: float) -> optax.GradientTransformation:
 
     The returned update is the difference to that point, so `minimize` with this optimizer
     is proximal gradient descent on f(z) + l1 |z|_1.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> f = lambda w, z: jnp.sum((z - w) ** 2)  # smooth part; ista adds |z|_1
+      >>> opt = hj.losses.ista(0.25, 1.0)
+      >>> res = hj.latent.minimize(f, jnp.array([2.0, 0.1]), jnp.zeros(2), steps=100, optimizer=opt)
+      >>> [round(float(v), 3) for v in res.z]
+      [1.5, 0.0]
     """
+    _check_prox("ista", step_size, l1)
 
     def init_fn(params):
         del params
@@ -134,7 +211,17 @@ def fista(step_size: float, l1: float) -> optax.GradientTransformation:
 
     After the last step, `z` is the extrapolated point; apply one more `prox` step, or read
     `sparse_code` which does.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> f = lambda w, z: jnp.sum((z - w) ** 2)  # smooth part; fista adds |z|_1
+      >>> opt = hj.losses.fista(0.25, 1.0)
+      >>> res = hj.latent.minimize(f, jnp.array([2.0, 0.1]), jnp.zeros(2), steps=100, optimizer=opt)
+      >>> [round(float(v), 3) for v in res.z]
+      [1.5, 0.0]
     """
+    _check_prox("fista", step_size, l1)
 
     def init_fn(params):
         return FistaState(x_prev=params, t=jnp.ones((), jnp.float32))
@@ -154,12 +241,32 @@ def fista(step_size: float, l1: float) -> optax.GradientTransformation:
 
 
 def reconstruction(w: jax.Array, z: jax.Array, y: jax.Array) -> jax.Array:
-    """||y - W z||^2. w: [Y, Z], z: [Z], y: [Y] -> []."""
+    """||y - W z||^2. w: [Y, Z], z: [Z], y: [Y] -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> w, z, y = jnp.eye(2), jnp.ones(2), jnp.array([1.0, 3.0])
+      >>> float(hj.losses.regularized.reconstruction(w, z, y))
+      4.0
+    """
+    _check_dictionary("reconstruction", w, y, z)
     return jnp.sum((y - w @ z) ** 2)
 
 
 def sparse_coding_energy(w: jax.Array, z: jax.Array, y: jax.Array, l1: float) -> jax.Array:
-    """Sparse coding energy (E11): E(y, z) = ||y - W z||^2 + l1 |z|_1. -> []."""
+    """Sparse coding energy (E11): E(y, z) = ||y - W z||^2 + l1 |z|_1.
+    w: [Y, Z], z: [Z], y: [Y], l1 >= 0 -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> w, z, y = jnp.eye(2), jnp.ones(2), jnp.array([1.0, 3.0])
+      >>> float(hj.losses.sparse_coding_energy(w, z, y, 0.5))
+      5.0
+    """
+    _check_dictionary("sparse_coding_energy", w, y, z)
+    _checks.non_negative("sparse_coding_energy", "l1", l1, "pass a sparsity weight >= 0")
     return reconstruction(w, z, y) + l1 * jnp.sum(jnp.abs(z))
 
 
@@ -178,8 +285,17 @@ def sparse_code(
       l1: sparsity weight lam >= 0.
       steps: iterations.
       accelerated: FISTA (True) or ISTA.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> res = hj.losses.sparse_code(jnp.eye(2), jnp.array([2.0, 0.1]), 1.0)
+      >>> [round(float(v), 3) for v in res.z]
+      [1.5, 0.0]
     """
-    chex.assert_rank((w, y), (2, 1))
+    _check_dictionary("sparse_code", w, y)
+    _checks.non_negative("sparse_code", "l1", l1, "pass a sparsity weight >= 0")
+    steps = _checks.integer("sparse_code", "steps", steps, fix="e.g. steps=200")
     step = 1.0 / (2.0 * jnp.linalg.norm(jax.lax.stop_gradient(w), ord=2) ** 2 + 1e-12)
     opt = (fista if accelerated else ista)(step, l1)
     res = latent.minimize(
@@ -206,8 +322,21 @@ def kmeans_free_energy(centroids: jax.Array, y: jax.Array) -> tuple[jax.Array, j
 
     Returns:
       (F [], z_hat [K] one-hot).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> centroids = jnp.array([[0.0, 0.0], [3.0, 0.0]])
+      >>> f, z = hj.losses.kmeans_free_energy(centroids, jnp.array([2.0, 0.0]))
+      >>> float(f), z.tolist()
+      (1.0, [0.0, 1.0])
     """
-    chex.assert_rank((centroids, y), (2, 1))
+    fix = "pass centroids [K, Y] and one example y [Y] (jax.vmap over a batch)"
+    _checks.rank("kmeans_free_energy", "centroids", centroids, 2, "[K, Y]", fix)
+    if jnp.shape(centroids)[0] == 0:
+        _checks.fail("kmeans_free_energy", "K", 0, "leaves no centroid", fix)
+    want = jnp.shape(centroids)[1:]
+    _checks.shape("kmeans_free_energy", "y", y, want, "[Y] as in centroids [K, Y]", fix)
     energies = jnp.sum((y[None, :] - centroids) ** 2, axis=-1)  # E(y, e_k), k = 1..K
     return latent.soft_min(energies, jnp.inf), jax.nn.one_hot(jnp.argmin(energies), len(energies))
 
@@ -216,7 +345,16 @@ def kmeans_free_energy(centroids: jax.Array, y: jax.Array) -> tuple[jax.Array, j
 
 
 def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """KL(N(mean, exp(log_var)) || N(0, I)) summed over the latent. [Z], [Z] -> []."""
+    """KL(N(mean, exp(log_var)) || N(0, I)) summed over the latent. [Z], [Z] -> [].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> float(hj.losses.gaussian_kl(jnp.zeros(2), jnp.zeros(2)))
+      0.0
+    """
+    fix = "pass the posterior's mean and log-variance, both [Z]"
+    _checks.shape("gaussian_kl", "log_var", log_var, jnp.shape(mean), "mean's shape [Z]", fix)
     return 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1.0 - log_var)
 
 
@@ -237,6 +375,24 @@ def vae_energy(
       mean, log_var: [Z] the encoder's posterior.
       y: [Y].
       key: PRNG key of the reparameterization noise.
+      beta: weight of the KL term, >= 0.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> decode = lambda params, z: z
+      >>> mean, log_var = jnp.zeros(2), jnp.full(2, -20.0)
+      >>> f = hj.losses.vae_energy(decode, None, mean, log_var, jnp.zeros(2), jax.random.PRNGKey(0))
+      >>> round(float(f), 2)
+      19.0
     """
+    fn = "vae_energy"
+    _checks.function(fn, "decode", decode, "(params, z) -> [Y]")
+    fix = "pass the posterior's mean and log-variance, both [Z]"
+    _checks.shape(fn, "log_var", log_var, jnp.shape(mean), "mean's shape [Z]", fix)
+    _checks.non_negative(fn, "beta", beta, "pass a KL weight >= 0")
+    fix = "pass y [Y] of the decoder's output shape"
+    _checks.model_output(fn, "decode(params, mean)", decode, (params, mean), jnp.shape(y), fix)
     z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape)
     return jnp.sum((y - decode(params, z)) ** 2) + beta * gaussian_kl(mean, log_var)

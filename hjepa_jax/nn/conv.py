@@ -10,6 +10,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hjepa_jax import _checks
+
+__all__ = ["fold_batch", "unfold_batch", "ConvEncoder", "ConvPredictor"]
+
 
 def fold_batch(x: jax.Array, event_ndim: int) -> tuple[jax.Array, tuple[int, ...]]:
     """Reshapes x [*batch, *event] to [N, *event] (N = prod(batch), 1 when there is no batch).
@@ -17,15 +21,35 @@ def fold_batch(x: jax.Array, event_ndim: int) -> tuple[jax.Array, tuple[int, ...
     Returns the folded array and `batch` so that `unfold_batch` can restore it. The modules here
     fold so that one example, a batch and any number of leading axes all run the same code:
     `apply(params, x)` equals `vmap(apply, (None, 0))(params, xs)[i]` for x = xs[i].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.nn.conv import fold_batch
+      >>> x, batch = fold_batch(jnp.zeros((2, 3, 4, 5)), 2)
+      >>> x.shape, batch
+      ((6, 4, 5), (2, 3))
     """
+    fix = "pass the event_ndim event axes last, after any batch axes"
+    event_ndim = _checks.integer("fold_batch", "event_ndim", event_ndim, minimum=0, fix=fix)
     if x.ndim < event_ndim:
-        raise ValueError(f"expected at least {event_ndim} dims, got shape {x.shape}")
+        _checks.fail("fold_batch", "x.shape", x.shape, f"has fewer than {event_ndim} axes", fix)
     batch = x.shape[: x.ndim - event_ndim]
     return x.reshape((math.prod(batch),) + x.shape[x.ndim - event_ndim :]), batch
 
 
 def unfold_batch(y: jax.Array, batch: tuple[int, ...]) -> jax.Array:
-    """Inverse of `fold_batch`: y [N, *rest] -> [*batch, *rest]."""
+    """Inverse of `fold_batch`: y [N, *rest] -> [*batch, *rest], N = prod(batch).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.nn.conv import fold_batch, unfold_batch
+      >>> x, batch = fold_batch(jnp.zeros((2, 3, 4, 5)), 2)
+      >>> unfold_batch(x, batch).shape
+      (2, 3, 4, 5)
+    """
+    want = (math.prod(batch), *y.shape[1:])
+    fix = "pass the batch shape that fold_batch returned"
+    _checks.shape("unfold_batch", "y", y, want, f"[N, ...], N = prod(batch={batch})", fix)
     return y.reshape(batch + y.shape[1:])
 
 
@@ -37,7 +61,7 @@ def _norm(kind: str | None, channels: int, name: str) -> Callable[[jax.Array], j
         return nn.LayerNorm(name=name)
     if kind == "group":  # over (H, W, channel group), gcd(8, C) groups
         return nn.GroupNorm(num_groups=math.gcd(8, channels), name=name)
-    raise ValueError(f"norm must be None, 'layer' or 'group', got {kind!r}")
+    _checks.broken("ConvEncoder", "norm", kind, "None, 'layer' or 'group'", "pick a known norm")
 
 
 class ConvEncoder(nn.Module):
@@ -63,6 +87,15 @@ class ConvEncoder(nn.Module):
 
     Shapes: x [..., H, W, C] -> [..., D], or [..., H', W', D] for pool="none"; the leading
     axes may be empty (one example) or many.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> net = hj.nn.ConvEncoder((4, 8), features=16)
+      >>> params = net.init(jax.random.PRNGKey(0), jnp.zeros((9, 9, 1)))
+      >>> net.apply(params, jnp.zeros((2, 9, 9, 1))).shape
+      (2, 16)
     """
 
     channels: Sequence[int]
@@ -77,11 +110,10 @@ class ConvEncoder(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         strides = (2,) * len(self.channels) if self.strides is None else tuple(self.strides)
         if len(strides) != len(self.channels):
-            raise ValueError(
-                f"strides {strides} and channels {tuple(self.channels)} differ in length"
-            )
-        if self.pool not in ("flatten", "mean", "none"):
-            raise ValueError(f"pool must be 'flatten', 'mean' or 'none', got {self.pool!r}")
+            problem = f"and channels={tuple(self.channels)} differ in length"
+            _checks.fail("ConvEncoder", "strides", strides, problem, "give one stride per stage")
+        fix = "pick a known pooling"
+        _checks.one_of("ConvEncoder", "pool", self.pool, ("flatten", "mean", "none"), fix)
         x, batch = fold_batch(x, 3)  # [N, H, W, C]
         k = (self.kernel_size, self.kernel_size)
         for i, (ch, s) in enumerate(zip(self.channels, strides, strict=True)):
@@ -111,6 +143,16 @@ class ConvPredictor(nn.Module):
       activation: nonlinearity after each hidden convolution.
 
     Shapes: s [..., H, W, C], a [..., A] (the same leading axes) -> [..., H, W, C].
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> net = hj.nn.ConvPredictor(channels=(8,))
+      >>> s, a = jnp.zeros((5, 5, 3)), jnp.zeros(2)
+      >>> params = net.init(jax.random.PRNGKey(0), s, a)
+      >>> net.apply(params, s, a).shape
+      (5, 5, 3)
     """
 
     channels: Sequence[int] = (32, 32)
@@ -119,6 +161,8 @@ class ConvPredictor(nn.Module):
 
     @nn.compact
     def __call__(self, s: jax.Array, a: jax.Array) -> jax.Array:
+        fix = "pass one action [..., A] per state [..., H, W, C], with the same leading axes"
+        _checks.rank("ConvPredictor", "a", a, s.ndim - 2, "[..., A]", fix)
         s_flat, batch = fold_batch(s, 3)
         a_flat = a.reshape((s_flat.shape[0], a.shape[-1]))
         tiled = jnp.broadcast_to(a_flat[:, None, None, :], s_flat.shape[:3] + a_flat.shape[-1:])

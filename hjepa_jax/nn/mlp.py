@@ -7,6 +7,10 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax
 
+from hjepa_jax import _checks
+
+__all__ = ["MLP"]
+
 
 class MLP(nn.Module):
     """Dense layers with an activation between them and none after the last.
@@ -17,6 +21,15 @@ class MLP(nn.Module):
         it have smooth gradients for inference).
 
     Shapes: x [..., D] -> [..., features[-1]].
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.nn import MLP
+      >>> net = MLP((16, 1))
+      >>> params = net.init(jax.random.PRNGKey(0), jnp.zeros(3))
+      >>> net.apply(params, jnp.zeros((4, 3))).shape
+      (4, 1)
     """
 
     features: Sequence[int]
@@ -24,6 +37,8 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if not self.features:
+            _checks.fail("MLP", "features", self.features, "is empty", "give >= 1 layer widths")
         for i, width in enumerate(self.features):
             x = nn.Dense(width, name=f"dense_{i}")(x)
             if i < len(self.features) - 1:

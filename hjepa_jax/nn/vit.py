@@ -6,7 +6,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hjepa_jax import _checks
 from hjepa_jax.nn.conv import fold_batch, unfold_batch
+
+__all__ = ["TransformerBlock", "ViTEncoder", "TransformerPredictor"]
 
 _POS_INIT = nn.initializers.normal(stddev=0.02)
 
@@ -19,6 +22,15 @@ class TransformerBlock(nn.Module):
       mlp_ratio: hidden width of the MLP over the token width.
 
     Shapes: x [N, T, W] -> [N, T, W]; mask broadcastable to [N, heads, T, T] (True = attend).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> block = hj.nn.TransformerBlock(heads=2)
+      >>> x = jnp.zeros((1, 5, 8))
+      >>> block.apply(block.init(jax.random.PRNGKey(0), x), x).shape
+      (1, 5, 8)
     """
 
     heads: int
@@ -27,6 +39,9 @@ class TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         width = x.shape[-1]
+        if width % self.heads:
+            fix = f"pick heads dividing the token width {width}"
+            _checks.fail("TransformerBlock", "heads", self.heads, f"does not divide {width}", fix)
         h = nn.LayerNorm(name="ln_attn")(x)
         h = nn.MultiHeadDotProductAttention(num_heads=self.heads, name="attn")(
             h, mask=mask, deterministic=True
@@ -55,6 +70,15 @@ class ViTEncoder(nn.Module):
 
     Shapes: x [..., H, W, C] -> [..., D]; leading axes may be empty (one example) or many.
     The position embedding has (H / p) * (W / p) rows, so params are tied to the image size.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> net = hj.nn.ViTEncoder(features=6, patch_size=4, width=16, depth=1, heads=2)
+      >>> params = net.init(jax.random.PRNGKey(0), jnp.zeros((8, 8, 1)))
+      >>> net.apply(params, jnp.zeros((3, 8, 8, 1))).shape
+      (3, 6)
     """
 
     features: int
@@ -71,8 +95,8 @@ class ViTEncoder(nn.Module):
         p = self.patch_size
         if height % p or wide % p:
             raise ValueError(
-                f"image size {height}x{wide} is not divisible by patch_size {p}; "
-                f"crop or pad the images, or pick a patch size that divides both"
+                f"ViTEncoder: image size {height}x{wide} is not divisible by patch_size {p}; "
+                "crop or pad the images, or pick a patch size that divides both"
             )
         x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="patchify")(x)
         x = x.reshape(x.shape[0], -1, self.width)  # [N, T, W], T = (H / p) * (W / p)
@@ -107,6 +131,16 @@ class TransformerPredictor(nn.Module):
       max_len: rows of the learned time embedding; longer sequences raise a ValueError.
 
     Shapes: states [..., T, D], cond None | [..., Z] | [..., T, Z] -> [..., T, features or D].
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> net = hj.nn.TransformerPredictor(width=16, depth=1, heads=2)
+      >>> states, actions = jnp.zeros((4, 3)), jnp.zeros((4, 2))
+      >>> params = net.init(jax.random.PRNGKey(0), states, actions)
+      >>> net.apply(params, states, actions).shape
+      (4, 3)
     """
 
     width: int = 64
@@ -122,7 +156,14 @@ class TransformerPredictor(nn.Module):
         states, batch = fold_batch(states, 2)  # [N, T, D]
         n, t, d = states.shape
         if t > self.max_len:
-            raise ValueError(f"sequence length {t} exceeds max_len {self.max_len}")
+            fix = "pass shorter sequences or raise max_len (before init)"
+            _checks.fail(
+                "TransformerPredictor",
+                "T",
+                t,
+                f"is too long: sequence length {t} exceeds max_len {self.max_len}",
+                fix,
+            )
         x = nn.Dense(self.width, name="embed")(states)
         pos = self.param("pos_embed", _POS_INIT, (self.max_len, self.width))
         x = x + pos[:t]
@@ -133,10 +174,9 @@ class TransformerPredictor(nn.Module):
             elif cond.ndim == len(batch) + 2:  # [..., T, Z]: one per step
                 c, _ = fold_batch(cond, 2)
             else:
-                raise ValueError(
-                    f"cond must be [..., Z] or [..., T, Z] for states {batch + (t, d)}, "
-                    f"got {cond.shape}"
-                )
+                layout = f"[..., Z] or [..., T, Z] for states {batch + (t, d)}"
+                fix = "pass one condition per sequence or one per step"
+                _checks.broken("TransformerPredictor", "cond", cond, layout, fix)
             x = x + nn.Dense(self.width, name="cond_proj")(c)
         mask = nn.make_causal_mask(jnp.ones((1, t))) if self.causal else None  # [1, 1, T, T]
         for i in range(self.depth):
