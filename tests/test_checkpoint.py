@@ -109,9 +109,11 @@ def launch(out: Path, ckpt: Path, path: str, processes: int) -> list[subprocess.
     ]
 
 
-def finish(procs: list[subprocess.Popen]) -> None:
+def finish(procs: list[subprocess.Popen]) -> list[str]:
+    """Wait for the processes, which must succeed; their output (stderr too, for a job)."""
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * len(procs), "\n".join(map(str, logs))
+    return logs
 
 
 @pytest.mark.parametrize(("path", "processes"), [("jit", 1), ("jit", 2), ("pmap", 2)])
@@ -120,7 +122,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path, processe
     and the same command run again ends with the uninterrupted run's parameters, bit for bit.
     (A 2-process job on the pmap path crashed at its first save: "Cannot serialize host local
     jax.Array".)"""
-    finish(launch(tmp_path / "full", tmp_path / "ckpt_full", path, processes))
+    logs = finish(launch(tmp_path / "full", tmp_path / "ckpt_full", path, processes))
+    if processes > 1:  # one progress log per job: process 0's
+        assert "fig4_ellipse: done in" in logs[0] and "fig4_ellipse: done in" not in logs[1]
 
     ckpt = tmp_path / "ckpt"
     procs = launch(tmp_path / "run", ckpt, path, processes)

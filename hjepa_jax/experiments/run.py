@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
+
 from hjepa_jax import checkpoint, parallel
 from hjepa_jax.experiments import (
     common,
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    if jax.process_index() != 0:  # one progress log per job, from the process that writes
+        log.setLevel(logging.WARNING)
     options = common.run_options(args)
     if args.name != "all":
         run_one(EXPERIMENTS[args.name], configs[args.name], args.out, options)
