@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jax
 
-from hjepa_jax.experiments.common import atomic_write
+from hjepa_jax.io import atomic_write
 
 
 def make_parser(module: str, doc: str, quick_help: str) -> argparse.ArgumentParser:

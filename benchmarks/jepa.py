@@ -4,11 +4,11 @@
         [--encoders mlp conv] [--latent-steps S ...] [--steps T] [--devices-batch B]
         [--max-devices N] [--[no-]pmap] [--devices-only]
 
-The step is `experiments.jepa_digits.Model(cfg, (8, 8, 1)).loss` (two augmented views, a shared
-MLP (256, 256, 64) or conv (32, 64 channels, stride 2) encoder, the latent predictor with
-z in R^2 minimized by `latent_steps` projected SGD steps under the envelope gradient, VICReg's
-variance and covariance terms) through `hj.train.make_train_step` with adam, on random 8x8x1
-images in [0, 1] (speed does not depend on what the pixels show).
+The step is `hjepa_jax.models.digits_jepa.DigitsJEPA(cfg, (8, 8, 1)).loss` (two augmented
+views, a shared MLP (256, 256, 64) or conv (32, 64 channels, stride 2) encoder, the latent
+predictor with z in R^2 minimized by `latent_steps` projected SGD steps under the envelope
+gradient, VICReg's variance and covariance terms) through `hj.train.make_train_step` with
+adam, on random 8x8x1 images in [0, 1] (speed does not depend on what the pixels show).
 
 1. batch: time (median and min) and examples/s of one jitted train step as the batch B grows,
    for the MLP and the conv encoder, at the default latent_steps = 5.
@@ -76,7 +76,7 @@ import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json  # noqa: E402
-from hjepa_jax.experiments.jepa_digits import Config, Model  # noqa: E402
+from hjepa_jax.models.digits_jepa import DigitsJEPA, DigitsJEPAConfig  # noqa: E402
 
 # fmt: off
 # The (MLP, latent_batch, 5 latent steps) step of part 2 is part 1's: compiled and timed once.
@@ -85,7 +85,8 @@ FULL = {"batches": (64, 256, 1024, 4096), "latent_steps": (1, 5, 20, 50), "laten
 QUICK = {"batches": (64, 256), "latent_steps": (5, 50), "latent_batch": 256,
          "devices_batch": 256, "devices_steps": 5, "pmap": False}
 ENCODERS = ("mlp", "conv")
-DEFAULT_LATENT_STEPS = Config().latent_steps  # part 1's
+DEFAULT_LATENT_STEPS = DigitsJEPAConfig().latent_steps  # part 1's
+SEED, LEARNING_RATE = 0, 1e-3  # jepa_digits's defaults
 IMAGE_SHAPE, N_IMAGES = (8, 8, 1), 2048
 MEMORY_FIELDS = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes")
 MS, MIB = 1e3, 2.0**-20
@@ -134,12 +135,11 @@ def build_step(encoder: str, batch: int, latent_steps: int) -> dict:
     """Compile one adam train step of the jepa_digits model (`lower(...).compile()`: the
     executable that is timed is the one whose memory is read). Returns the row's keys,
     compile_s, memory, and "run": the step bound to its state and batch."""
-    cfg = Config(encoder=encoder, batch_size=batch, latent_steps=latent_steps)
-    model = Model(cfg, IMAGE_SHAPE)
-    key = jax.random.PRNGKey(cfg.seed)
-    tx = optax.adam(cfg.learning_rate)
+    model = DigitsJEPA(DigitsJEPAConfig(encoder=encoder, latent_steps=latent_steps), IMAGE_SHAPE)
+    key = jax.random.PRNGKey(SEED)
+    tx = optax.adam(LEARNING_RATE)
     state = hj.train.init_state(model.init(key), tx, key)
-    data = hj.train.sample_batch(digits_data(cfg.seed), batch, key)  # ([B, 8, 8, 1], [B])
+    data = hj.train.sample_batch(digits_data(SEED), batch, key)  # ([B, 8, 8, 1], [B])
     step = jax.jit(hj.train.make_train_step(model.loss, tx))
     start = time.perf_counter()
     compiled = step.lower(state, data).compile()
@@ -197,16 +197,15 @@ def memory_rows(batch_rows: list[dict], latent_rows: list[dict]) -> list[dict]:
 
 def measure_devices(parallel: str, devices: int, batch: int, steps: int) -> dict:
     """examples/s of `steps` hj.train.train steps of the MLP jepa_digits model on `devices`."""
-    cfg = Config(batch_size=batch, steps=steps)
-    model = Model(cfg, IMAGE_SHAPE)
-    key = jax.random.PRNGKey(cfg.seed)
+    model = DigitsJEPA(DigitsJEPAConfig(), IMAGE_SHAPE)
+    key = jax.random.PRNGKey(SEED)
     mesh = hj.parallel.make_mesh(devices=jax.devices()[:devices])
     loop = hj.train.LoopConfig(steps=steps, batch_size=batch, log_every=steps, parallel=parallel)
     res = hj.train.train(
         model.loss,
         model.init(key),
-        optax.adam(cfg.learning_rate),
-        digits_data(cfg.seed),
+        optax.adam(LEARNING_RATE),
+        digits_data(SEED),
         loop=loop,
         key=key,
         mesh=mesh,

@@ -37,13 +37,14 @@ from jax import lax
 
 import hjepa_jax as hj
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json
-from hjepa_jax.experiments.fig4_ellipse import Config, EllipseModel, ellipse_points
+from hjepa_jax.models.ellipse import EllipseConfig, EllipseModel, ellipse_points
 
 # fmt: off
 FULL = {"batches": (256, 1024, 4096, 16384), "steps": (10, 100, 1000), "mem_batch": 1024,
         "overhead": ((1024, 100), (4096, 100), (4096, 1000))}
 QUICK = {"batches": (256, 1024), "steps": (10, 100), "mem_batch": 256, "overhead": ((1024, 100),)}
 MEM_STEPS = (10, 100, 1000)  # compile only: cheap even for unroll at S = 1000
+SEED, LEARNING_RATE, N_TRAIN = 0, 3e-3, 1024  # fig4_ellipse's defaults
 MEMORY_FIELDS = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes")
 MS, MIB = 1e3, 2.0**-20
 # Table columns: (header, key, scale, format); the scale applies to f/g formats.
@@ -63,12 +64,12 @@ OVERHEAD_COLUMNS = (("B", "batch", 1, "d"), ("steps", "steps", 1, "d"),
 
 def ellipse_step(batch: int, inner_steps: int, grad: str = "envelope"):
     """(jitted train step, state, ys [B, 2]) of the Fig. 4 model, inner loop in `grad` mode."""
-    cfg = Config(batch_size=batch, inner_steps=inner_steps, grad=grad)
+    cfg = EllipseConfig(inner_steps=inner_steps, grad=grad)
     model = EllipseModel(cfg)
-    key = jax.random.PRNGKey(cfg.seed)
-    tx = optax.adam(cfg.learning_rate)
+    key = jax.random.PRNGKey(SEED)
+    tx = optax.adam(LEARNING_RATE)
     state = hj.train.init_state(model.init(key), tx, key)
-    ys = hj.train.sample_batch(ellipse_points(key, cfg.n_train, cfg), batch, key)  # [B, 2]
+    ys = hj.train.sample_batch(ellipse_points(key, N_TRAIN, cfg), batch, key)  # [B, 2]
     return jax.jit(hj.train.make_train_step(model.loss, tx)), state, ys
 
 
@@ -120,9 +121,9 @@ def hand_minimize(energy, params, z0, y, steps: int, lr: float):
 
 def bench_overhead(configs, repeats: int) -> list[dict]:
     """Part 3: hj.latent.minimize vs hand_minimize on the ellipse energy, vmapped over B."""
-    cfg = Config()
+    cfg = EllipseConfig()
     model = EllipseModel(cfg)
-    key = jax.random.PRNGKey(cfg.seed)
+    key = jax.random.PRNGKey(SEED)
     params = model.init(key)
     rows = []
     for b, s in configs:

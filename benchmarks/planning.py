@@ -9,9 +9,10 @@ memory XLA reserves for the batch (`hj.planning.memory_bytes`),
   1. against the number of episodes E (horizon 16; 256 samples for CEM / MPPI),
   2. against the horizon H (E = 64),
   3. against the number of samples N for CEM and MPPI (E = 64, H = 16);
-and 4. the training speed of the Two Rooms world model itself (`experiments.planning_two_rooms`
-Model: render, pool and encode 17-frame trajectories, multi-step prediction, VICReg, inverse
-dynamics; one jitted Adam step), in trajectories and frames per second against the batch.
+and 4. the training speed of the Two Rooms world model itself (`hjepa_jax.models.two_rooms`
+Model, full-mode ModelConfig: render, pool and encode 17-frame trajectories on mixed layouts,
+multi-step prediction, VICReg, inverse dynamics; one jitted Adam step), in trajectories and
+frames per second against the batch.
 Compile time is excluded (one warm-up call). Prints tables, writes OUT/planning.json.
 """
 
@@ -24,9 +25,10 @@ import optax
 import hjepa_jax as hj
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json
 from hjepa_jax.envs import two_rooms
-from hjepa_jax.experiments import planning_two_rooms
+from hjepa_jax.models import two_rooms as two_rooms_agent
 
 STATE, ACTION, ITERATIONS = 32, 2, 10
+LENGTH, LEARNING_RATE = 16, 1e-3  # the Two Rooms experiment's trajectory length T, Adam's rate
 COLUMNS = (
     ("planner", "planner", 1, "s"),
     ("E", "episodes", 1, "d"),
@@ -106,16 +108,15 @@ TRAIN_COLUMNS = (
 
 def measure_training(batch: int, repeats: int) -> dict:
     """One Adam step of the Two Rooms world model (full-mode config) on `batch` trajectories."""
-    cfg = planning_two_rooms.Config()
-    model = planning_two_rooms.Model(cfg)
+    model = two_rooms_agent.Model(two_rooms_agent.ModelConfig())
     params = model.init(jax.random.PRNGKey(0))
-    tx = optax.adam(cfg.learning_rate)
+    tx = optax.adam(LEARNING_RATE)
     data = two_rooms.random_trajectories(
         jax.random.PRNGKey(1),
         two_rooms.EnvParams(),
-        two_rooms.LAYOUTS[cfg.train_layout],
+        two_rooms.LAYOUTS["mixed"],
         batch,
-        cfg.length,
+        LENGTH,
     )
     batch_data = (data.positions, data.actions, data.layouts)
 
@@ -128,10 +129,10 @@ def measure_training(batch: int, repeats: int) -> dict:
     (timing,) = time_calls([step], params, tx.init(params), jax.random.PRNGKey(2), repeats=repeats)
     return {
         "batch": batch,
-        "length": cfg.length,
+        "length": LENGTH,
         **timing,
         "examples_per_s": batch / timing["median_s"],
-        "frames_per_s": batch * (cfg.length + 1) / timing["median_s"],
+        "frames_per_s": batch * (LENGTH + 1) / timing["median_s"],
     }
 
 

@@ -26,8 +26,9 @@ import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
 from benchmarks.common import device_info, make_parser, table, write_json  # noqa: E402
-from hjepa_jax.experiments.fig4_ellipse import Config, EllipseModel, ellipse_points  # noqa: E402
+from hjepa_jax.models.ellipse import EllipseConfig, EllipseModel, ellipse_points  # noqa: E402
 
+SEED, LEARNING_RATE, N_TRAIN = 0, 3e-3, 1024  # fig4_ellipse's defaults
 COLUMNS = (
     ("parallel", "parallel", 1, "s"),
     ("devices", "devices", 1, "d"),
@@ -39,16 +40,16 @@ COLUMNS = (
 
 def measure(parallel: str, devices: int, batch: int, steps: int) -> dict:
     """Throughput of `steps` training steps of the Fig. 4 model on `devices` devices."""
-    cfg = Config(batch_size=batch, steps=steps)
+    cfg = EllipseConfig()
     model = EllipseModel(cfg)
-    key = jax.random.PRNGKey(cfg.seed)
+    key = jax.random.PRNGKey(SEED)
     mesh = hj.parallel.make_mesh(devices=jax.devices()[:devices])
     loop = hj.train.LoopConfig(steps=steps, batch_size=batch, log_every=steps, parallel=parallel)
     res = hj.train.train(
         model.loss,
         model.init(key),
-        optax.adam(cfg.learning_rate),
-        ellipse_points(key, cfg.n_train, cfg),
+        optax.adam(LEARNING_RATE),
+        ellipse_points(key, N_TRAIN, cfg),
         loop=loop,
         key=key,
         mesh=mesh,

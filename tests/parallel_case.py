@@ -5,15 +5,15 @@ import numpy as np
 import optax
 
 from hjepa_jax import train
-from hjepa_jax.experiments import fig4_ellipse
+from hjepa_jax.models import ellipse
 
-CFG = fig4_ellipse.Config(hidden=(16,), n_starts=4, inner_steps=10)
+CFG = ellipse.EllipseConfig(hidden=(16,), n_starts=4, inner_steps=10)
 
 
 def run(mesh=None, **loop_kwargs) -> dict:
     """3 steps of the Fig. 4 model, batch 16; returns flat params, last loss, device count."""
-    model = fig4_ellipse.EllipseModel(CFG)
-    data = fig4_ellipse.ellipse_points(jax.random.PRNGKey(0), 64, CFG)
+    model = ellipse.EllipseModel(CFG)
+    data = ellipse.ellipse_points(jax.random.PRNGKey(0), 64, CFG)
     loop = train.LoopConfig(**{"steps": 3, "batch_size": 16, "log_every": 1, **loop_kwargs})
     res = train.train(
         model.loss,

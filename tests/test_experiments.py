@@ -291,12 +291,22 @@ def test_jepa_digits_encoders_are_configurable(encoder):
     import jax.numpy as jnp
 
     from hjepa_jax.experiments import jepa_digits
+    from hjepa_jax.models.digits_jepa import DigitsJEPA
 
     cfg = jepa_digits.Config(encoder=encoder, embed_dim=8, hidden=(16,))
-    model = jepa_digits.Model(cfg, (8, 8, 1))
+    model = DigitsJEPA(cfg.model_config(), (8, 8, 1))
     params = model.init(jax.random.PRNGKey(0))
     images = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1))
     loss, m = model.loss(params, (images, jnp.zeros(4)), jax.random.PRNGKey(2))
     assert jnp.isfinite(loss) and m["embedding_std"] > 0
     with pytest.raises(ValueError, match=r"encoder must be one of \['mlp', 'conv', 'vit'\]"):
         jepa_digits.Config(encoder="resnet")
+
+
+def test_experiments_stay_lean_and_benchmarks_use_only_the_library():
+    """An experiment configures a run, calls the library and draws: at most 400 lines, its
+    models in hjepa_jax.models. Benchmarks import the library, never an experiment."""
+    for path in (ROOT / "hjepa_jax" / "experiments").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, path.name
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        assert "hjepa_jax.experiments" not in path.read_text(), path.name

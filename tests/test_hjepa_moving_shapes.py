@@ -2,7 +2,7 @@
 copy-last at both levels, its states hold the shape's position, it does not collapse, and it
 writes the metrics, embeddings and figure a user reads.
 
-Thresholds leave a wide margin over quick runs of seeds 0-3 (see the experiment's docstring):
+Thresholds leave a wide margin over quick runs of seeds 0-3 (docs/results.md):
 level-1 F / copy-last 0.17-0.34 (no latent 0.21-0.84; worst pair 0.78), level-2 0.10-0.18;
 latent gain on ambiguous transitions 0.38-0.62; decoded error z inferred 1.93-2.37 px vs
 z = 0 2.52-2.65 px; probe position R^2 level 1 0.953-0.977, random 0.42-0.65; level-2 velocity

@@ -12,6 +12,7 @@ import pytest
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.experiments import common, planning_two_rooms
+from hjepa_jax.models import two_rooms as agent
 
 TINY = dataclasses.replace(
     planning_two_rooms.Config().quick(),
@@ -30,7 +31,7 @@ TINY = dataclasses.replace(
     hier_horizon=4,
     critic_steps=20,
     critic_batch=8,
-    planners=planning_two_rooms.PLANNERS,  # level1 too: here a CEM toward the goal
+    planners=agent.PLANNERS,  # level1 too: here a CEM toward the goal
 )
 
 
@@ -116,7 +117,7 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
     "fields, match",
     [
         ({"planners": ("gradient_mpc", "a_star")}, "planners must be among"),
-        ({"planners": ()}, "planners must be among"),
+        ({"planners": ()}, "planners must name at least one value"),
         ({"settings": ("four_rooms",)}, "settings must be among"),
         ({"cost": "euclid"}, "cost must be among"),
         ({"hier_horizon": 1, "replan_every": 2}, "must be >= replan_every"),
@@ -133,13 +134,13 @@ def test_episodes_do_not_depend_on_how_they_are_chunked():
     """Six episodes one at a time, in chunks of 4 (one left over) or all together: the same
     trajectories. (The random planner: no float reductions that batching could reorder.)"""
     cfg = dataclasses.replace(TINY, max_steps=40, cost="distance")
-    model = planning_two_rooms.Model(cfg)
+    model = agent.Model(cfg.model_config())
     params = model.init(jax.random.PRNGKey(0))
     keys = jax.random.split(jax.random.PRNGKey(1), 6)
     layouts = jax.vmap(tr.random_layout)(keys)
     runs = [
-        planning_two_rooms.make_evaluate(
-            model, params, dataclasses.replace(cfg, eval_chunk=c), "random"
+        agent.make_evaluate(
+            model, params, dataclasses.replace(cfg, eval_chunk=c).planner_config(), "random"
         )(keys, layouts)
         for c in (1, 4, 6)
     ]
@@ -176,7 +177,7 @@ def test_figure_is_a_png(tiny_run):
 
 def test_path_length_goes_through_the_door():
     nan = float("nan")
-    path = planning_two_rooms.path_length
+    path = agent.path_length
     # The door on the straight line: the straight line. Not on it: via the door's corner.
     assert path([10, 18], [50, 18], [32, nan], [18, nan]) == pytest.approx(40.0)
     around = np.hypot(22, 28) + np.hypot(18, 28)  # via the door's lower corner (32, 22)
@@ -196,7 +197,7 @@ def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
 
 def test_spatial_state_model_trains_and_predicts_flat_states():
     cfg = dataclasses.replace(TINY, state="spatial", embed_dim=4, blur=1.0)
-    model = planning_two_rooms.Model(cfg)
+    model = agent.Model(cfg.model_config())
     assert model.map_shape == (8, 8, 4) and model.state_dim == 256
     params = model.init(jax.random.PRNGKey(0))
     data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.fixed_layout, 4, 16)
@@ -206,7 +207,7 @@ def test_spatial_state_model_trains_and_predicts_flat_states():
     assert s.shape == (256,)
     assert model.predict(params["pred"], s, data.actions[0, 0]).shape == (256,)
     with pytest.raises(ValueError, match="state must be"):
-        planning_two_rooms.Model(dataclasses.replace(TINY, state="grid"))
+        agent.Model(dataclasses.replace(TINY.model_config(), state="grid"))
 
 
 def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
@@ -214,11 +215,13 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     value iteration over the learned map makes the pixel just across the wall from the goal
     farther than the door; the planners' cost reads it through Model.goal."""
     cfg = dataclasses.replace(TINY, cost="map", critic_steps=300, critic_batch=16)
-    model = planning_two_rooms.Model(cfg)
+    model = agent.Model(cfg.model_config())
     params = model.init(jax.random.PRNGKey(0))
     data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.random_layout, 64, 4)
     loop = hj.train.LoopConfig(steps=cfg.critic_steps, batch_size=cfg.critic_batch)
-    critic = planning_two_rooms.train_critic(model, params, data, cfg, loop, jax.random.PRNGKey(2))
+    critic = agent.train_critic(
+        model, params, data, loop, jax.random.PRNGKey(2), learning_rate=cfg.learning_rate
+    )
     params["critic"] = critic.state.params
     assert set(params["critic"]) == {"loc", "map", "wall"}
     assert critic.history[-1]["violation"] >= 0
@@ -236,8 +239,8 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     goal = model.goal(params, s, frame, "map")
     assert goal.value.shape == (65, 65) and goal.target.shape == (2,)
     np.testing.assert_array_equal(goal.value[tuple(goal.target.astype(int))], 0.0)
-    for kind in planning_two_rooms.MAP_COSTS:
-        assert np.isfinite(float(model.cost(params, kind)(s, goal)))
+    for kind in agent.MAP_COSTS:
+        assert np.isfinite(float(model.cost(params, kind, cfg.wall_cost)(s, goal)))
     # The hierarchical subgoal, from an agent left of the wall to a goal right of it: a
     # waypoint `waypoint_moves` pixels down V_g from where the state puts the agent.
     goal_at = jnp.array([52.0, 40.0])
@@ -245,7 +248,7 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     far = model.goal(params, g, tr.render_position(goal_at, layout, tr.EnvParams()), "map")
     s = model.encode(params["enc"], jnp.array([12.0, 40.0]), layout)
     here = np.asarray(model.cell(params["critic"]["loc"], s))
-    sub = np.asarray(model.subgoal(params, far, s).target).astype(int)
+    sub = np.asarray(model.subgoal(params, far, s, cfg.waypoint_moves).target).astype(int)
     assert far.value[tuple(sub)] < far.value[tuple(here)]
     assert np.abs(sub - here).max() == cfg.waypoint_moves  # moved the whole way
 
@@ -253,7 +256,7 @@ def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
 def test_locator_reads_rows_as_y_and_columns_as_x():
     """A locator sure of the pixel x = 40, y = 10 (flat index y * 65 + x, as `critic_loss`
     trains it): `locate` and `cell` both give (row, col) = (10, 40), whatever the state."""
-    model = planning_two_rooms.Model(TINY)
+    model = agent.Model(TINY.model_config())
     loc = model.locator.init(jax.random.PRNGKey(0), jnp.zeros(model.state_dim))
     bias = jnp.full(65 * 65, -1e4).at[10 * 65 + 40].set(0.0)
     loc = jax.tree_util.tree_map(jnp.zeros_like, loc)
@@ -292,3 +295,19 @@ def test_waypoints_on_the_wall_map_cross_three_rooms_where_the_straight_line_sta
     run = jax.jit(jax.vmap(episode, (0, None)))
     assert float(run(keys, True).mean()) >= 0.95
     assert float(run(keys, False).mean()) <= 0.2
+
+
+def test_library_model_refuses_bad_arguments_naming_them():
+    """hjepa_jax.models.two_rooms: a bad field, an experiment's Config in place of the model's,
+    an unknown planner or setting: a ValueError naming the function and the argument."""
+    with pytest.raises(ValueError, match="ModelConfig: state='grid', but state must be"):
+        agent.ModelConfig(state="grid")
+    with pytest.raises(ValueError, match="PlannerConfig: hier_horizon=1, but hier_horizon"):
+        agent.PlannerConfig(hier_horizon=1, replan_every=2)
+    with pytest.raises(ValueError, match="Model: cfg='Config', but cfg must be a ModelConfig"):
+        agent.Model(TINY)
+    model = agent.Model(TINY.model_config())
+    with pytest.raises(ValueError, match="make_planner: name='a_star'"):
+        agent.make_planner("a_star", model, {}, TINY.planner_config())
+    with pytest.raises(ValueError, match="tasks: setting='four_rooms'"):
+        agent.tasks(jax.random.PRNGKey(0), "four_rooms", 2)

@@ -1,21 +1,22 @@
-"""What every experiment shares: config flags, atomic outputs, the metrics file."""
+"""What every experiment shares: config flags, atomic outputs, the metrics file.
+
+`atomic_write` is `hjepa_jax.io.atomic_write` (only process 0 writes; modes follow the umask).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Annotated
 
-import jax
 import matplotlib
 
 from hjepa_jax import checkpoint
+from hjepa_jax.io import atomic_write
 from hjepa_jax.train import LoopConfig
 
 matplotlib.use("Agg")  # experiments draw to files only
@@ -23,32 +24,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # Keys every metrics.json carries, so runs compare across experiments and devices.
 REQUIRED_METRICS = ("final_loss", "steps", "examples_per_s", "wall_s", "resumed_from_step")
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it; it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never half a file.
-
-    In a multi-process job only process 0 writes (the others compute the same outputs).
-    """
-    if jax.process_index() != 0:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600, to what open() would have made
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:

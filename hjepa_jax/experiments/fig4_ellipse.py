@@ -1,17 +1,17 @@
 """Paper Fig. 4b: a latent-variable EBM learns an ellipse; the latent z is an angle.
 
-    python -m hjepa_jax.experiments.run fig4_ellipse --out out/fig4_ellipse [--quick]
+    hjepa-run fig4_ellipse --quick --out out/fig4_ellipse   # 500 steps, seconds
+    hjepa-run fig4_ellipse --out out/fig4_ellipse           # 3000 steps, the README figure
 
-E(y, z) = ||y - Dec_w(z)||^2 with Dec_w an MLP of [cos z, sin z] and a 1-D angular latent z.
-Training lowers the free energy F_inf(y) = min_z E(y, z) of noisy ellipse points (radii 2 and
-1.5, noise 1/20 per axis); `hj.latent.minimize` runs the inner loop over z inside the jitted
-train step (K starting angles, the lowest kept) and the outer gradient is the envelope
-theorem's dE/dw at z_hat. Nothing pushes energy up: the 1-D latent is the architectural
-limit on the volume of low energy (paper Sec. 4).
+Shows that E(y, z) = ||y - Dec_w(z)||^2, with a 1-D angular latent z and nothing pushing
+energy up, learns from noisy ellipse points a free energy F_inf(y) = min_z E(y, z) that
+behaves like the squared distance to the ellipse: the 1-D latent is the architectural limit
+on the volume of low energy (paper Sec. 4). The model is `hjepa_jax.models.ellipse`.
 
 Figure: the training points, the learned ellipse, the closest point Dec(z_hat) for a few
 off-ellipse points, the F_inf heat map, and the cross-section at y1 = 0 of F_beta for
-beta in {0.1, 0.3, 1, 3.2, 10, inf} (`soft_min` over 48 angles).
+beta in {0.1, 0.3, 1, 3.2, 10, inf} (`soft_min` over 48 angles). Measured numbers:
+docs/results.md.
 """
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ from hjepa_jax.experiments.common import (
     RunOptions,
     config,
     save_figure,
+)
+from hjepa_jax.models.ellipse import (
+    EllipseConfig,
+    EllipseModel,
+    ellipse_points,
+    true_squared_distance,
 )
 
 NAME = "fig4_ellipse"
@@ -74,67 +80,19 @@ class Config:
     def quick(self) -> Config:
         return dataclasses.replace(self, n_train=256, steps=500, grid=61)
 
-
-def ellipse_points(key: jax.Array, n: int, cfg: Config) -> jax.Array:
-    """[n, 2] points [r1 cos t, r2 sin t] + N(0, noise^2), t uniform."""
-    k_t, k_e = jax.random.split(key)
-    t = jax.random.uniform(k_t, (n,), minval=0.0, maxval=2 * jnp.pi)
-    clean = jnp.stack([cfg.radius_1 * jnp.cos(t), cfg.radius_2 * jnp.sin(t)], axis=-1)
-    return clean + cfg.noise * jax.random.normal(k_e, (n, 2))
-
-
-def true_squared_distance(y: jax.Array, cfg: Config, n: int = 4096) -> jax.Array:
-    """[N, 2] -> [N] squared distance to the noise-free ellipse (min over n angles)."""
-    t = jnp.linspace(0.0, 2 * jnp.pi, n, endpoint=False)
-    curve = jnp.stack([cfg.radius_1 * jnp.cos(t), cfg.radius_2 * jnp.sin(t)], axis=-1)
-    return jax.lax.map(lambda p: jnp.min(jnp.sum((curve - p) ** 2, -1)), y, batch_size=1024)
-
-
-class EllipseModel:
-    """The decoder Dec_w(z) = MLP([cos z, sin z]) and the energies built on it."""
-
-    def __init__(self, cfg: Config):
-        self.net = hj.nn.MLP((*cfg.hidden, 2))
-        self.energy = hj.energies.latent_energy(self.decode)  # E(params, z, y)
-        starts = jnp.linspace(0.0, 2 * jnp.pi, cfg.n_starts, endpoint=False)[:, None]  # [K, 1]
-        self.free_energy = hj.energies.zero_temperature_free_energy(
-            self.energy,
-            starts,
-            steps=cfg.inner_steps,
-            optimizer=optax.sgd(cfg.inner_lr),
-            grad=cfg.grad,
-        )
-        self.angles = jnp.linspace(0.0, 2 * jnp.pi, cfg.n_angles, endpoint=False)[:, None]
-
-    def init(self, key: jax.Array):
-        return self.net.init(key, jnp.zeros(2))
-
-    def decode(self, params, z: jax.Array) -> jax.Array:
-        """z: [1] angle -> [2] point on the learned curve."""
-        return self.net.apply(params, jnp.concatenate([jnp.cos(z), jnp.sin(z)]))
-
-    def loss(self, params, batch: jax.Array, key: jax.Array):
-        """Mean F_inf over a batch [B, 2] (energy loss, E6). The per-step energy trace is left
-        unused, so XLA drops it and the step's memory does not grow with inner steps."""
-        del key
-        return jnp.mean(jax.vmap(lambda y: self.free_energy(params, y).energy)(batch)), {}
-
-    def f_inf(self, params, ys: jax.Array):
-        """[N, 2] -> MinimizeResult batched over N: F_inf and z_hat of each point."""
-        return jax.jit(jax.vmap(lambda y: self.free_energy(params, y)))(ys)
-
-    def f_beta(self, params, ys: jax.Array, beta: float) -> jax.Array:
-        """[N, 2] -> [N] F_beta over the 48-angle grid (soft_min; beta=inf gives the min)."""
-        f = hj.energies.marginal_free_energy(self.energy, self.angles, beta)
-        return jax.jit(jax.vmap(lambda y: f(params, y)))(ys)
+    def model_config(self) -> EllipseConfig:
+        """The data and model fields, as `hjepa_jax.models.ellipse` takes them."""
+        names = [f.name for f in dataclasses.fields(EllipseConfig)]
+        return EllipseConfig(**{name: getattr(self, name) for name in names})
 
 
 def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train, evaluate and draw. Returns the flat metrics (without config)."""
     k_data, k_test, k_init, k_train = jax.random.split(jax.random.PRNGKey(cfg.seed), 4)
-    train_y = ellipse_points(k_data, cfg.n_train, cfg)
-    test_y = ellipse_points(k_test, cfg.n_test, cfg)
-    model = EllipseModel(cfg)
+    ell = cfg.model_config()
+    train_y = ellipse_points(k_data, cfg.n_train, ell)
+    test_y = ellipse_points(k_test, cfg.n_test, ell)
+    model = EllipseModel(ell)
     result = hj.train.train(
         model.loss,
         model.init(k_init),
@@ -152,7 +110,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     y2 = np.linspace(-2, 2, int(cfg.grid * 2 / 3) | 1)
     grid = jnp.asarray(np.stack(np.meshgrid(y1, y2), -1).reshape(-1, 2), jnp.float32)
     f_grid = np.asarray(model.f_inf(params, grid).energy)
-    d_grid = np.asarray(true_squared_distance(grid, cfg))
+    d_grid = np.asarray(true_squared_distance(grid, ell))
     f_grid_search = np.asarray(model.f_beta(params, grid, math.inf))  # min over 48 angles
 
     # The learned curve and its radii (half extents along each axis).

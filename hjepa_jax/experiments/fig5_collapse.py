@@ -1,6 +1,11 @@
 """Paper Fig. 5: a deterministic predictor cannot collapse; a joint-embedding EBM can.
 
-    python -m hjepa_jax.experiments.run fig5_collapse --out out/fig5_collapse [--quick]
+    hjepa-run fig5_collapse --quick --out out/fig5_collapse   # 1500 steps per case, ~10 s
+    hjepa-run fig5_collapse --out out/fig5_collapse           # 20000 steps per case, ~40 s
+
+Shows that trained only to lower the energy of data pairs, a predictor keeps random pairs at
+high energy while a joint embedding collapses (constant embeddings, every pair at the same
+energy), and that VICReg or a contrastive loss prevents the collapse.
 
 Data: two related views of a 4-D latent u ~ N(0, I): x = A u + noise in R^16 (a random linear
 manifold), y = R x + noise with R a fixed random rotation; both standardized per coordinate.
@@ -18,15 +23,7 @@ Figure: per case against the step, the embeddings' std, the energy of positive a
 pairs, and the relative gap (F_rand - F_pos) / F_rand. Metrics (held-out pairs, per case):
 final_std_*, energy_gap_* (F_rand - F_pos), relative_gap_*, energy_pos_*, energy_rand_*,
 effective_rank_*; final_loss is the energy-only joint embedding's (~0: it collapsed).
-
-Result (held-out std / energy gap / relative gap; 2-core CPU, shared with other jobs):
-  default (20000 steps per case, 30-40 s), seed 0: predictor 0.93 / 28 / 0.88; energy_only
-    1.1e-4 / 2e-8 / 0.05 (collapsed: F ~ 4e-7 on every pair); vicreg 1.05 / 31 / 0.87;
-    contrastive 1.46 / 46 / 0.81. Seed 1: 0.88 / 25 / 0.87; 8.7e-5 / 1e-8 / 0.05;
-    1.04 / 30 / 0.87; 1.39 / 42 / 0.81.
-  --quick (1500 steps per case, 7-10 s), seeds 0-3: predictor 0.86-1.03 / 25-35 / 0.88-0.91;
-    energy_only 0.008-0.013 / 6e-4-1.2e-3 / 0.26-0.32; vicreg 1.01-1.04 / 31-32 / 0.93-0.94;
-    contrastive 1.05-1.15 / 29-35 / 0.87-0.89.
+Measured numbers: docs/results.md.
 """
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""Checks the model configs share (private): widths, counts, and the config's own type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hjepa_jax import _checks
+
+
+def widths(fn: str, name: str, value: Any, fix: str) -> tuple[int, ...]:
+    """`value` as a non-empty tuple of layer widths, each an integer >= 1."""
+    if isinstance(value, str) or not isinstance(value, tuple | list) or not value:
+        _checks.broken(fn, name, value, "a non-empty tuple of integers >= 1", fix)
+    return tuple(_checks.integer(fn, f"{name}[{i}]", v, fix=fix) for i, v in enumerate(value))
+
+
+def counts(fn: str, config: Any, names: tuple[str, ...], fix: str, minimum: int = 1) -> None:
+    """Each field of `config` named in `names` must be an integer >= `minimum`."""
+    for name in names:
+        _checks.integer(fn, name, getattr(config, name), minimum=minimum, fix=fix)
+
+
+def positives(fn: str, config: Any, names: tuple[str, ...], fix: str) -> None:
+    """Each field of `config` named in `names` must be a finite number > 0."""
+    for name in names:
+        _checks.positive(fn, name, getattr(config, name), fix=fix)
+
+
+def non_negatives(fn: str, config: Any, names: tuple[str, ...], fix: str) -> None:
+    """Each field of `config` named in `names` must be a finite number >= 0."""
+    for name in names:
+        _checks.non_negative(fn, name, getattr(config, name), fix=fix)
+
+
+def config_of(fn: str, name: str, value: Any, cls: type) -> None:
+    """`value` must be a `cls` (a model's own config, not an experiment's `Config`)."""
+    if not isinstance(value, cls):
+        _checks.broken(
+            fn,
+            name,
+            type(value).__name__,
+            f"an instance of {cls.__name__}",
+            f"build one with {cls.__name__}(...) (an experiment's Config gives it by "
+            "Config.model_config())",
+        )

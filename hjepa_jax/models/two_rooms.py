@@ -1,0 +1,887 @@
+"""The Fig. 1 agent in Two Rooms: a JEPA world model learned from pixels, its critics (the
+trainable cost), and the Mode-2 planners that steer it through the doors.
+
+World model (`Model`, `ModelConfig`; trained by `Model.loss`, `hj.world_model.loss`):
+s = Enc(o), o the rendered observation average-pooled by `pool` (`observe`),
+s_{t+1} = s_t + Pred(s_t, a_t / 2.45), an inverse-dynamics head reading a_t from
+(s_t, s_{t+1}), a multi-step rollout energy over `horizon` steps, VICReg on the states.
+state="vector": a ConvEncoder to [embed_dim] and an MLP predictor; state="spatial": a feature
+map [S/4, S/4, embed_dim] (flattened) and a local `hj.nn.ConvPredictor`, the same at every
+place, so stopping at a wall need not be relearned for each wall position.
+
+Cost, summed over the predicted trajectory (weights discount^(H - t)): the paper's cost module
+c(s, g) = d(s, g) + wall_cost * IC_hat(s), IC_hat a head predicting the hard-wired intrinsic
+cost `two_rooms.wall_proximity` of the observation from s, and d (`ModelConfig.cost`):
+  "map": a value-iteration critic (`hj.critic.value_iteration`). A local conv net maps the
+    wall channel of the goal's observation to a traversal cost per pixel, learned
+    (`hj.critic.map_loss`) from where agents were seen in each layout; value iteration gives
+    the steps-to-go V_g of every pixel once per episode (`Model.goal`); d(s, g) is V_g read
+    (`hj.critic.map_value`) at the agent's expected pixel under a locator head on s.
+  "straight": critic_step times the straight-line pixel distance from that expected pixel to
+    the goal's: myopic, blind to walls (the hierarchical planner's level-1 cost).
+  "critic": d(s, g) = ||psi(s) - psi(g)||, psi trained by `hj.critic.loss`.
+  "distance": ||s - g||^2, the representation distance (no critic).
+The critics train after the world model on its frozen states (`train_critic`).
+
+Planners (`make_planner`, `PLANNERS`): gradient_mpc, cem, mppi (`hj.planning`, horizon
+`horizon_plan`); hierarchical: with a map cost, level 2 is the map (the subgoal a waypoint
+`waypoint_moves` pixels down V_g, `Model.subgoal`), level 1 gradient MPC on "straight";
+otherwise `hj.planning.hierarchical` (CEM over macro-actions, then CEM toward the subgoal);
+level1: the hierarchy's level 1 alone, aimed at the goal; random: uniform random actions.
+`make_evaluate` runs whole episodes (replanning every `replan_every` env steps, warm-started),
+`run_episodes` times it over a batch of tasks from `tasks`.
+
+Diagnostics: `probe` (a ridge probe from states to positions, and the predicted rollouts
+decoded by it), `path_length` (the shortest path through the doors), `cost_path_correlation`,
+`wall_predictions`.
+
+Example:
+  >>> import jax
+  >>> import jax.numpy as jnp
+  >>> from hjepa_jax.envs import two_rooms as tr
+  >>> from hjepa_jax.models import two_rooms
+  >>> model = two_rooms.Model(two_rooms.ModelConfig(state="vector", embed_dim=8))
+  >>> params = model.init(jax.random.PRNGKey(0))
+  >>> s = model.encode(params["enc"], jnp.array([20.0, 40.0]), tr.fixed_layout())
+  >>> s.shape, model.predict(params["pred"], s, jnp.array([1.0, 0.0])).shape
+  ((8,), (8,))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hjepa_jax import _checks, critic, nn, planning, probes, train, world_model
+from hjepa_jax.envs import two_rooms as tr
+from hjepa_jax.models import _common
+
+__all__ = [
+    "PLANNERS",
+    "SETTINGS",
+    "COSTS",
+    "MAP_COSTS",
+    "SIDE",
+    "ModelConfig",
+    "PlannerConfig",
+    "MapGoal",
+    "Model",
+    "observe",
+    "encode_batches",
+    "train_critic",
+    "make_planner",
+    "make_evaluate",
+    "Episodes",
+    "tasks",
+    "run_episodes",
+    "Probe",
+    "probe",
+    "path_length",
+    "path_lengths",
+    "cost_path_correlation",
+    "wall_predictions",
+]
+
+PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "level1", "random")
+# The task settings' layouts; the order sets each setting's key (`tasks`: fold_in its index).
+SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
+    "random": tr.random_layout,
+    "fixed": tr.fixed_layout,
+    "three_rooms": tr.three_rooms_layout,
+}
+MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
+COSTS = ("critic", "distance") + MAP_COSTS
+SIDE = 65  # the map critic's grid: the full observation's pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What the world model and the critic are built and trained with (the names of the
+    experiment's config fields, so that checkpoints' configs compare). Defaults: full mode.
+
+    Raises:
+      ValueError: a field out of its range (or state, cost unknown), naming it.
+    """
+
+    pool: int = 2  # average-pool the 65 x 65 frames by this factor (1: none)
+    blur: float = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
+    channels: tuple[int, ...] = (16, 32, 32)
+    embed_dim: int = 4  # D of a vector state; channels of a spatial one
+    state: str = "spatial"  # "vector" or "spatial"
+    hidden: int = 256  # predictor / inverse-dynamics width
+    horizon: int = 4  # world-model training rollout
+    inverse_dynamics: float = 1.0
+    smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
+    cost: str = "map"  # which critic trains, and the planners' cost: one of COSTS
+    critic_dim: int = 16  # K, the "critic" embedding
+    critic_others: int = 8  # M, random places per trajectory pushed apart from it
+    critic_penalty: float = 100.0
+    critic_step: float = 0.1  # the critic's unit: one random-policy step
+    map_cap: float = 20.0  # the "map" critic's cost of a never-visited pixel
+    map_penalty: float = 1000.0
+    map_visits: int = 256  # random places per layout (and row) that count as visited
+    wall_margin: int = 2  # the dilation of the walls of wall_proximity, in pixels
+
+    def __post_init__(self):
+        fn, fix = "ModelConfig", "pass an integer >= 1"
+        counts = ("pool", "embed_dim", "hidden", "horizon", "critic_dim", "critic_others")
+        _common.counts(fn, self, counts + ("map_visits",), fix)
+        _common.counts(fn, self, ("wall_margin",), "pass a margin >= 0 in pixels", minimum=0)
+        channels = _common.widths(fn, "channels", self.channels, "pass widths, e.g. (16, 32)")
+        object.__setattr__(self, "channels", channels)
+        weights = ("blur", "inverse_dynamics", "smoothness", "critic_penalty", "map_cap")
+        _common.non_negatives(fn, self, weights + ("map_penalty",), "pass a number >= 0")
+        _common.positives(fn, self, ("critic_step",), "pass a step > 0, e.g. 0.1")
+        _checks.one_of(fn, "state", self.state, ("vector", "spatial"), "pick one of them")
+        _checks.one_of(fn, "cost", self.cost, COSTS, "pick one of them")
+        if self.state == "spatial" and len(channels) < 2:
+            _checks.broken(fn, "channels", channels, "2 widths or more", "add a layer")
+        if self.state == "spatial" and self.hidden < 8:
+            fix = "pass hidden >= 8 (the spatial predictor's width is hidden // 8)"
+            _checks.broken(fn, "hidden", self.hidden, "an integer >= 8", fix)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """What the planners read (nothing here changes a trained model). Defaults: full mode.
+
+    Raises:
+      ValueError: a field out of its range, or a horizon shorter than replan_every, naming it.
+    """
+
+    wall_cost: float = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    max_steps: int = 200  # env steps per episode
+    replan_every: int = 2  # env steps executed per plan
+    eval_chunk: int = 10  # episodes vmapped together; a chunk stops when all reached the goal
+    horizon_plan: int = 8
+    discount: float = 1.0
+    samples: int = 64  # CEM / MPPI
+    elites: int = 16
+    iterations: int = 3
+    init_std: float = 1.5
+    gd_steps: int = 20
+    gd_lr: float = 0.3
+    mppi_temperature: float = 0.5
+    macro_steps: int = 6
+    macro_horizon: int = 10
+    hier_horizon: int = 8
+    waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
+
+    def __post_init__(self):
+        fn, fix = "PlannerConfig", "pass an integer >= 1"
+        counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
+        counts += ("iterations", "gd_steps", "macro_steps", "macro_horizon", "hier_horizon")
+        _common.counts(fn, self, counts + ("waypoint_moves",), fix)
+        _common.non_negatives(fn, self, ("wall_cost", "discount"), "pass a weight >= 0")
+        positives = ("init_std", "gd_lr", "mppi_temperature")
+        _common.positives(fn, self, positives, "pass a number > 0")
+        for name in ("horizon_plan", "hier_horizon"):
+            if getattr(self, name) < self.replan_every:
+                rule = f">= replan_every ({self.replan_every})"
+                fix = "plan at least as many steps as are executed per plan"
+                _checks.broken(fn, name, getattr(self, name), rule, fix)
+
+
+class MapGoal(NamedTuple):
+    """The goal of the map critic's costs: value [65, 65] its steps-to-go V_g, target [2] the
+    pixel (row, col) the "straight" cost aims at (the goal's own, or a hierarchical planner's
+    waypoint)."""
+
+    value: jax.Array
+    target: jax.Array
+
+
+def observe(position: jax.Array, layout: tr.Layout, pool: int, blur: float = 0.0) -> jax.Array:
+    """The observation [S, S, 2] of the agent at position [2] as the encoder sees it: rendered,
+    average-pooled by `pool` (S = 65 // pool), and (blur > 0) the agent channel blurred by a
+    Gaussian of std `blur` pooled pixels and rescaled to peak 1. Both are fixed functions of
+    the image, so that a position far from the agent still changes the input.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> from hjepa_jax.models import two_rooms
+      >>> two_rooms.observe(jnp.array([20.0, 40.0]), tr.fixed_layout(), pool=2, blur=1.0).shape
+      (32, 32, 2)
+    """
+    pool = _checks.integer("observe", "pool", pool, fix="pass a pooling factor >= 1")
+    _checks.non_negative("observe", "blur", blur, "pass a blur std >= 0 (0: none)")
+    obs = tr.render_position(position, layout, tr.EnvParams())
+    if pool > 1:
+        s = obs.shape[0] // pool
+        obs = obs[: s * pool, : s * pool]
+        obs = obs.reshape(s, pool, s, pool, obs.shape[-1]).mean(axis=(1, 3))
+    if blur > 0:
+        grid = jnp.arange(obs.shape[0], dtype=jnp.float32)
+        kernel = jnp.exp(-((grid[:, None] - grid[None, :]) ** 2) / (2.0 * blur**2))
+        agent = kernel @ obs[..., 0] @ kernel.T
+        obs = jnp.stack([agent / jnp.max(agent), obs[..., 1]], axis=-1)
+    return obs
+
+
+def _check_paths(fn: str, positions, layouts) -> None:
+    fix = "pass positions [N, L, 2] and one layout per row"
+    _checks.rank(fn, "positions", positions, 3, "[N, L, 2]", fix)
+    _checks.shape(fn, "positions", positions, (None, None, 2), "[N, L, 2]", fix)
+    want = (jnp.shape(positions)[0],)
+    _checks.shape(fn, "layouts.kind", layouts.kind, want, "[N], a layout per row", fix)
+
+
+class Model:
+    """Encoder, residual predictor and inverse-dynamics head, the world-model loss, and the
+    critics' heads (`critic`, `locator`, `cost_map`, `wall_head`) with their loss.
+
+    state="vector": s = ConvEncoder(o) [embed_dim], s' = s + MLP([s, a]).
+    state="spatial": s = the flattened feature map [S/4, S/4, embed_dim] of a ConvEncoder with
+    strides (2, 2, 1, ...) and no pooling, s' = s + hj.nn.ConvPredictor(s, a): local and the
+    same at every place, so stopping at a wall need not be relearned for each wall position.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        _common.config_of("Model", "cfg", cfg, ModelConfig)
+        self.cfg = cfg
+        side = 65 // cfg.pool
+        if cfg.state == "spatial":
+            strides = (2, 2) + (1,) * (len(cfg.channels) - 2)
+            self.enc = nn.ConvEncoder(cfg.channels, cfg.embed_dim, strides, pool="none")
+            self.pred = nn.ConvPredictor((cfg.hidden // 8, cfg.hidden // 8))
+            self.map_shape = (-(-side // 4), -(-side // 4), cfg.embed_dim)
+        else:
+            self.enc = nn.ConvEncoder(channels=cfg.channels, features=cfg.embed_dim)
+            self.pred = nn.MLP((cfg.hidden, cfg.hidden, cfg.embed_dim))
+            self.map_shape = (cfg.embed_dim,)
+        self.state_dim = int(np.prod(self.map_shape))
+        self.inv = nn.MLP((cfg.hidden, 2))
+        self.critic = nn.MLP((cfg.hidden, cfg.hidden, cfg.critic_dim))
+        self.side = SIDE
+        self.locator = nn.MLP((self.side**2,))  # logits of the agent's cell, from s
+        # traversal costs, from the wall channel of the goal's observation (a local conv net)
+        self.cost_map = nn.ConvEncoder((8, 8), 1, (1, 1), pool="none")
+        self.wall_head = nn.MLP((cfg.hidden, 1))  # predicts wall_proximity from s
+        self.wm = world_model.WorldModelConfig(
+            horizon=cfg.horizon,
+            inverse_dynamics=cfg.inverse_dynamics,
+            smoothness=cfg.smoothness,
+            unroll=cfg.state == "spatial",
+        )
+        self.scale = tr.EnvParams().max_action
+
+    def init(self, key: jax.Array) -> dict:
+        """The world model's parameters {"enc", "pred", "inv"} (the critic's: `train_critic`)."""
+        k_enc, k_pred, k_inv = jax.random.split(key, 3)
+        size = 65 // self.cfg.pool
+        d = self.state_dim
+        if self.cfg.state == "spatial":
+            pred = self.pred.init(k_pred, jnp.zeros(self.map_shape), jnp.zeros(2))
+        else:
+            pred = self.pred.init(k_pred, jnp.zeros(d + 2))
+        return {
+            "enc": self.enc.init(k_enc, jnp.zeros((1, size, size, 2))),
+            "pred": pred,
+            "inv": self.inv.init(k_inv, jnp.zeros(2 * d)),
+        }
+
+    def embed(self, enc, frames: jax.Array) -> jax.Array:
+        """States [..., D] of encoder inputs frames [..., S, S, 2] (a spatial state flattened)."""
+        out = self.enc.apply(enc, frames)
+        if self.cfg.state == "spatial":
+            out = out.reshape(out.shape[:-3] + (self.state_dim,))
+        return out
+
+    def encode(self, enc, position: jax.Array, layout: tr.Layout) -> jax.Array:
+        """State [D] of the agent at position [2] in layout (rendered, pooled, encoded)."""
+        return self.embed(enc, observe(position, layout, self.cfg.pool, self.cfg.blur))
+
+    def frames(self, positions: jax.Array, layouts: tr.Layout) -> jax.Array:
+        """Encoder inputs [B, L, S, S, 2] of positions [B, L, 2], one layout per row."""
+        _check_paths("Model.frames", positions, layouts)
+        one = lambda q, lay: observe(q, lay, self.cfg.pool, self.cfg.blur)
+        return jax.vmap(lambda p, lay: jax.vmap(lambda q: one(q, lay))(p))(positions, layouts)
+
+    def predict(self, pred, s: jax.Array, a: jax.Array) -> jax.Array:
+        """The next state [D] of state s [D] after action a [2]."""
+        if self.cfg.state == "spatial":
+            nxt = self.pred.apply(pred, s.reshape(self.map_shape), a / self.scale)
+            return nxt.reshape(s.shape)
+        return s + self.pred.apply(pred, jnp.concatenate([s, a / self.scale]))
+
+    def inverse(self, inv, s: jax.Array, nxt: jax.Array) -> jax.Array:
+        """The action [2] read from states s, nxt [D] (the inverse-dynamics head)."""
+        return self.scale * self.inv.apply(inv, jnp.concatenate([s, nxt]))
+
+    def loss(self, params: dict, batch: tuple, key: jax.Array | None) -> tuple[jax.Array, dict]:
+        """`hj.world_model.loss` of batch = (positions [B, L, 2], actions [B, L - 1, 2],
+        layouts [B]): frames rendered and encoded inside. -> (loss [], metrics)."""
+        positions, actions, layouts = batch
+        del key
+        states = self.embed(params["enc"], self.frames(positions, layouts))
+        return world_model.loss(
+            {"pred": params["pred"], "inv": params["inv"]},
+            self.predict,
+            states,
+            actions,
+            self.wm,
+            self.inverse,
+        )
+
+    def location(self, loc, s: jax.Array) -> jax.Array:
+        """The map critic's distribution [..., 65, 65] of the agent's pixel, from states
+        [..., D]."""
+        logits = self.locator.apply(loc, s)
+        return jax.nn.softmax(logits).reshape(s.shape[:-1] + (self.side, self.side))
+
+    def traversal_cost(self, cmap, walls: jax.Array) -> jax.Array:
+        """The map critic's cost [..., 65, 65] of crossing each pixel, from a wall channel
+        [..., 65, 65]."""
+        return jax.nn.softplus(self.cost_map.apply(cmap, walls[..., None])[..., 0])
+
+    def locate(self, loc, s: jax.Array) -> jax.Array:
+        """The expected pixel [..., 2] (row, col) of the agent under `location`."""
+        p = self.location(loc, s)
+        grid = jnp.arange(self.side, dtype=p.dtype)
+        return jnp.stack([jnp.sum(p, -1) @ grid, jnp.sum(p, -2) @ grid], axis=-1)
+
+    def cell(self, loc, s: jax.Array) -> jax.Array:
+        """The most likely pixel [2] (row, col) of the agent under `location`, from s [D]."""
+        return jnp.stack(
+            jnp.unravel_index(jnp.argmax(self.locator.apply(loc, s)), (self.side,) * 2)
+        )
+
+    def goal(self, params: dict, g: jax.Array, frame: jax.Array, kind: str):
+        """What the planners' cost compares states with: g [D] itself, or for the map costs
+        a MapGoal: V_g the steps-to-go of every pixel (`hj.critic.value_iteration`) over the
+        traversal costs of the goal's observation `frame` [65, 65, 2], from the pixel where g
+        locates the agent, which is also the straight-line cost's target."""
+        _checks.one_of("Model.goal", "kind", kind, COSTS, "pick one of them")
+        if kind not in MAP_COSTS:
+            return g
+        fix = "pass the goal's full-size observation (two_rooms.render_position)"
+        _checks.shape("Model.goal", "frame", frame, (SIDE, SIDE, 2), "[65, 65, 2]", fix)
+        costs = self.traversal_cost(params["critic"]["map"], frame[..., 1])
+        cell = self.cell(params["critic"]["loc"], g)
+        source = jnp.zeros(costs.shape, bool).at[cell[0], cell[1]].set(True)
+        return MapGoal(critic.value_iteration(costs, source), cell.astype(costs.dtype))
+
+    def subgoal(self, params: dict, goal: MapGoal, s: jax.Array, moves: int) -> MapGoal:
+        """The hierarchical planner's level 2: the goal with its target moved to the waypoint
+        `moves` cells down V_g from the pixel where s [D] locates the agent."""
+        here = self.cell(params["critic"]["loc"], s)
+        target = critic.waypoint(goal.value, here, moves)
+        return goal._replace(target=target.astype(goal.target.dtype))
+
+    def cost(self, params: dict, kind: str, wall_cost: float = 0.0) -> Callable:
+        """The planners' `cost(s [D], goal) -> []`, goal from `goal`: "critic", d(s, g)
+        in random-policy steps (`hj.critic.distance`) plus wall_cost times the intrinsic cost
+        predicted from s (needs params["critic"] = {"psi", "wall"}); "map", the
+        steps-to-go V_g at the agent's expected location (`hj.critic.map_value`), or
+        "straight", critic_step times the straight-line pixel distance from the agent's
+        expected location to the goal's target (myopic: blind to walls), each plus the same
+        wall term (params["critic"] = {"loc", "map", "wall"}); or "distance", ||s - g||^2."""
+        _checks.one_of("Model.cost", "kind", kind, COSTS, "pick one of them")
+        _checks.non_negative("Model.cost", "wall_cost", wall_cost, "pass a weight >= 0")
+        if kind == "distance":
+            return planning.squared_distance
+        heads, w = params["critic"], wall_cost
+        wall = lambda x: self.wall_head.apply(heads["wall"], x)[0]
+        at = lambda x: self.locate(heads["loc"], x)
+        if kind == "map":
+            return lambda s, g: critic.map_value(g.value, at(s)) + w * wall(s)
+        if kind == "straight":
+            unit = self.cfg.critic_step
+            return lambda s, g: unit * critic.distance(at(s), g.target) + w * wall(s)
+        psi = lambda x: self.critic.apply(heads["psi"], x)
+        return lambda s, g: critic.distance(psi(s), psi(g)) + w * wall(s)
+
+    def critic_loss(self, heads: dict, batch: tuple, key: jax.Array) -> tuple[jax.Array, dict]:
+        """The critic's loss on frozen states, plus the squared error of the wall head; batch =
+        (states [B, T+1, D], others [B, M, D], wall_proximity of the states [B, T+1],
+        positions [B, T+1+M, 2] of both, layouts [B]).
+        "critic": `hj.critic.loss`. The map costs ("map", "straight"): the locator's
+        cross-entropy with the agent's pixel (of the observation's 65 x 65), and
+        `hj.critic.map_loss` of the traversal costs of each row's wall channel against the
+        pixels (y, x) where agents were seen in that layout: `map_visits` random places
+        (`two_rooms.random_position`, as the starts of the offline trajectories: never
+        within 2.6 px of a wall, nor in a door; the local conv net sees a door as free
+        space)."""
+        states, others, near, positions, layouts = batch
+        cfg = self.cfg
+        wall_err = jnp.mean((self.wall_head.apply(heads["wall"], states)[..., 0] - near) ** 2)
+        if cfg.cost in MAP_COSTS:
+            pool = jnp.concatenate([states, others], axis=1)  # [B, L, D]
+            env = tr.EnvParams()
+            pixel = lambda q: jnp.clip(jnp.floor(q + 0.5).astype(jnp.int32), 0, self.side - 1)
+            at = pixel(positions)  # [B, L, 2] (x, y) of each state's agent
+            where = self.location(heads["loc"], pool).reshape(pool.shape[:2] + (-1,))
+            flat = (at[..., 1] * self.side + at[..., 0])[..., None]
+            locate = -jnp.mean(jnp.log(jnp.take_along_axis(where, flat, axis=-1) + 1e-12))
+            keys = jax.random.split(key, layouts.kind.shape + (cfg.map_visits,))
+            places = jax.vmap(
+                lambda k, lay: jax.vmap(lambda q: tr.random_position(q, lay, env))(k)
+            )(keys, layouts)
+            cell = pixel(places)
+            rows = jnp.broadcast_to(jnp.arange(places.shape[0])[:, None], places.shape[:2])
+            visits = jnp.zeros((places.shape[0], self.side, self.side))
+            visits = visits.at[rows, cell[..., 1], cell[..., 0]].add(1.0)
+            walls = jax.vmap(lambda lay: tr.wall_image(lay, env))(layouts)
+            loss, metrics = critic.map_loss(
+                self.traversal_cost(heads["map"], walls),
+                visits,
+                unit=cfg.critic_step,
+                penalty=cfg.map_penalty,
+                cap=cfg.map_cap,
+            )
+            total = loss + locate + wall_err
+            return total, {**metrics, "locate": locate, "wall_mse": wall_err}
+        psi = lambda x: self.critic.apply(heads["psi"], x)
+        loss, metrics = critic.loss(
+            psi(states),
+            psi(others),
+            step=cfg.critic_step,
+            penalty=cfg.critic_penalty,
+            cap=200 * cfg.critic_step,
+        )
+        return loss + wall_err, {**metrics, "wall_mse": wall_err}
+
+
+def _map_rows(fn, positions, layouts, chunk: int = 256) -> jax.Array:
+    """jit(fn)(positions, layouts) `chunk` rows at a time, so that rendered frames never all
+    sit in memory; the results concatenated."""
+    fn = jax.jit(fn)
+    rows = lambda tree, i: jax.tree_util.tree_map(lambda x: x[i : i + chunk], tree)
+    starts = range(0, positions.shape[0], chunk)
+    return jnp.concatenate([fn(rows(positions, i), rows(layouts, i)) for i in starts])
+
+
+def encode_batches(
+    model: Model, enc, positions: jax.Array, layouts: tr.Layout, chunk: int = 256
+) -> jax.Array:
+    """States [N, L, D] of positions [N, L, 2] (layout leaves [N, ...]), `chunk` rows at a
+    time (the rendered frames never all sit in memory)."""
+    _check_paths("encode_batches", positions, layouts)
+    chunk = _checks.integer("encode_batches", "chunk", chunk, fix="pass rows per call >= 1")
+    embed = lambda p, lay: model.embed(enc, model.frames(p, lay))
+    return _map_rows(embed, positions, layouts, chunk)
+
+
+def _wall_proximity(positions, layouts, margin: int) -> jax.Array:
+    """two_rooms.wall_proximity of the full-size observation at each position: [N, L]."""
+    env = tr.EnvParams()
+    one = lambda q, lay: tr.wall_proximity(tr.render_position(q, lay, env), margin)
+    return _map_rows(
+        lambda p, lay: jax.vmap(lambda r, l1: jax.vmap(lambda q: one(q, l1))(r))(p, lay),
+        positions,
+        layouts,
+    )
+
+
+def train_critic(
+    model: Model,
+    params: dict,
+    data: tr.Trajectories,
+    loop: train.LoopConfig,
+    key: jax.Array,
+    *,
+    learning_rate: float = 1e-3,
+    config: dict | None = None,
+    desc: str = "critic",
+) -> train.TrainResult:
+    """The critic (`model.cfg.cost` "critic", or a map cost) on the trained world model's
+    frozen states: every trajectory of `data` (positions [N, T+1, 2], layouts [N]), and
+    `critic_others` random places of its layout (observations of the same environment: pushed
+    apart from it, or where its agents were); and the wall head, which learns to predict the
+    intrinsic cost `two_rooms.wall_proximity` of each observation from its state
+    (`Model.critic_loss`). Adam with a cosine decay from `learning_rate` over `loop.steps`;
+    `config` and `desc` as in `hj.train.train`.
+    -> hj.train's result; its params {"psi", "wall"} or {"loc", "map", "wall"}."""
+    fn = "train_critic"
+    _check_paths(fn, data.positions, data.layouts)
+    _checks.one_of(fn, "model.cfg.cost", model.cfg.cost, ("critic",) + MAP_COSTS, "no critic")
+    _checks.positive(fn, "learning_rate", learning_rate, "pass a learning rate > 0, e.g. 1e-3")
+    k_places, k_init, k_train = jax.random.split(key, 3)
+    env = tr.EnvParams()
+    n, m = data.positions.shape[0], model.cfg.critic_others
+    keys = jax.random.split(k_places, n * m).reshape(n, m, -1)
+    places = jax.vmap(lambda k, lay: jax.vmap(lambda q: tr.random_position(q, lay, env))(k))(
+        keys, data.layouts
+    )
+    states = encode_batches(model, params["enc"], data.positions, data.layouts)
+    others = encode_batches(model, params["enc"], places, data.layouts)
+    near = _wall_proximity(data.positions, data.layouts, model.cfg.wall_margin)
+    k_psi, k_wall = jax.random.split(k_init)
+    s0 = jnp.zeros(model.state_dim)
+    init = {"wall": model.wall_head.init(k_wall, s0)}
+    if model.cfg.cost in MAP_COSTS:
+        k_loc, k_map = jax.random.split(k_psi)
+        walls = jnp.zeros((model.side, model.side, 1))
+        init.update(loc=model.locator.init(k_loc, s0), map=model.cost_map.init(k_map, walls))
+    else:
+        init["psi"] = model.critic.init(k_psi, s0)
+    positions = jnp.concatenate([data.positions, places], axis=1)
+    return train.train(
+        model.critic_loss,
+        init,
+        optax.adam(optax.cosine_decay_schedule(learning_rate, loop.steps)),
+        (states, others, near, positions, data.layouts),
+        loop=loop,
+        key=k_train,
+        config=config,
+        desc=desc,
+    )
+
+
+# -------------------------------------------------------------------------------- planning
+
+
+def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
+    """`plan(s [D], goal, key, warm) -> (actions [replan_every, 2], warm)` of planner `name`
+    (one of PLANNERS) on the model's cost, and the initial warm start; goal from
+    `Model.goal` (g [D], or a MapGoal for the map costs)."""
+    _checks.one_of("make_planner", "name", name, PLANNERS, "pick one of them")
+    _common.config_of("make_planner", "cfg", cfg, PlannerConfig)
+    bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
+    pred, kind = params["pred"], model.cfg.cost
+    shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
+    cost = model.cost(params, kind, cfg.wall_cost)
+    sample_kw = dict(
+        cost=cost,
+        horizon=h,
+        action_dim=2,
+        bound=bound,
+        samples=cfg.samples,
+        iterations=cfg.iterations,
+        init_std=cfg.init_std,
+        discount=cfg.discount,
+    )
+
+    def descend(s, g, warm, cost):  # gradient MPC from the warm start
+        out = planning.gradient_mpc(
+            model.predict,
+            pred,
+            s,
+            g,
+            warm,
+            bound=bound,
+            steps=cfg.gd_steps,
+            optimizer=optax.adam(cfg.gd_lr),
+            cost=cost,
+            discount=cfg.discount,
+            unroll=model.cfg.state == "spatial",
+        )
+        return out.actions[:r], shift(out.actions)
+
+    if name == "gradient_mpc":
+        return (lambda s, g, key, warm: descend(s, g, warm, cost)), jnp.zeros((h, 2))
+    if name == "cem":
+
+        def plan(s, g, key, warm):
+            out = planning.cem(
+                model.predict, pred, s, g, key, elites=cfg.elites, mean0=warm, **sample_kw
+            )
+            return out.actions[:r], shift(out.actions)
+
+        return plan, jnp.zeros((h, 2))
+    if name == "mppi":
+
+        def plan(s, g, key, warm):
+            temperature = cfg.mppi_temperature
+            out = planning.mppi(
+                model.predict, pred, s, g, key, temperature=temperature, mean0=warm, **sample_kw
+            )
+            return out.actions[:r], shift(out.actions)
+
+        return plan, jnp.zeros((h, 2))
+    if name in ("hierarchical", "level1") and kind in MAP_COSTS:
+        local = model.cost(params, "straight", cfg.wall_cost)
+        moves = cfg.waypoint_moves
+        aim = (lambda g, s: model.subgoal(params, g, s, moves)) if name == "hierarchical" else None
+
+        def plan(s, g, key, warm):  # level 2: the map's waypoint; level 1: gradient MPC
+            return descend(s, aim(g, s) if aim else g, warm, local)
+
+        return plan, jnp.zeros((cfg.hier_horizon, 2))
+
+    low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
+
+    def low_level(s, goal, key, mean0):  # CEM of horizon hier_horizon toward goal
+        return planning.cem(model.predict, pred, s, goal, key, mean0=mean0, **low_kw)
+
+    if name == "level1":
+
+        def plan(s, g, key, warm):
+            out = low_level(s, g, key, warm)
+            return out.actions[:r], shift(out.actions)
+
+        return plan, jnp.zeros((cfg.hier_horizon, 2))
+    if name == "hierarchical":
+
+        def plan(s, g, key, warm):
+            macro0, fine0 = warm
+            out = planning.hierarchical(
+                model.predict,
+                pred,
+                s,
+                g,
+                key,
+                macro_steps=cfg.macro_steps,
+                macro_horizon=cfg.macro_horizon,
+                macro_discount=cfg.discount,
+                macro_mean0=macro0,
+                mean0=fine0,
+                low_level=low_level,
+                **low_kw,
+            )
+            return out.actions[:r], (out.macro_actions, shift(out.actions))
+
+        return plan, (jnp.zeros((cfg.macro_horizon, 2)), jnp.zeros((cfg.hier_horizon, 2)))
+
+    def plan(s, g, key, warm):  # random
+        return jax.random.uniform(key, (r, 2), minval=-bound, maxval=bound), warm
+
+    return plan, jnp.zeros(())
+
+
+def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
+    """Jitted `evaluate(keys [N, 2], layouts [N]) -> (positions [N, max_steps+1, 2],
+    goals [N, 2], success [N], steps [N])` of `planner`, one episode per key and layout.
+
+    Every `replan_every` env steps the planner sees Enc(o_t) and the goal (`Model.goal` of
+    Enc(goal_obs)) only, plans, and the first `replan_every` actions are executed; the plan is
+    warm-started from the previous one shifted. Episodes run `eval_chunk` at a time (vmap
+    within a chunk, a loop over chunks); a chunk stops replanning once all its episodes
+    reached the goal. A finished episode repeats its last position, so the result equals
+    running every episode for max_steps."""
+    env = tr.EnvParams(max_steps=cfg.max_steps)
+    plan, warm0 = make_planner(planner, model, params, cfg)
+    n_plans, r = cfg.max_steps // cfg.replan_every, cfg.replan_every
+    enc = params["enc"]
+
+    def episode(key, layout):
+        k_reset, k_plan = jax.random.split(key)
+        state, _ = tr.reset(k_reset, env, layout)
+        frame = tr.render_position(state.goal, layout, env)
+        goal = model.goal(params, model.encode(enc, state.goal, layout), frame, model.cfg.cost)
+        plan_keys = jax.random.split(k_plan, n_plans)
+
+        def act(c, a):
+            state, done, steps = c
+            new, _, info = tr.step(state, a, env)
+            state = jax.tree_util.tree_map(lambda o, n: jnp.where(done, o, n), state, new)
+            steps = steps + (~done).astype(jnp.int32)
+            return (state, done | info["success"], steps), state.position
+
+        def replan(carry):
+            i, state, done, steps, warm, path = carry
+            s = model.encode(enc, state.position, layout)
+            actions, warm = plan(s, goal, plan_keys[i], warm)
+            (state, done, steps), pos = jax.lax.scan(act, (state, done, steps), actions)
+            path = jax.lax.dynamic_update_slice(path, pos, (i * r, 0))
+            return i + 1, state, done, steps, warm, path
+
+        path = jnp.zeros((n_plans * r, 2))
+        init = (0, state, jnp.zeros((), bool), jnp.zeros((), jnp.int32), warm0, path)
+        i, last, done, steps, _, path = jax.lax.while_loop(
+            lambda c: (c[0] < n_plans) & ~c[2], replan, init
+        )
+        path = jnp.where((jnp.arange(n_plans * r) < i * r)[:, None], path, last.position)
+        return jnp.concatenate([state.position[None], path]), state.goal, done, steps
+
+    def evaluate(keys, layouts):
+        fix = "pass keys [N, 2] and one layout per key"
+        _checks.rank("evaluate", "keys", keys, 2, "[N, 2]", fix)
+        _checks.shape("evaluate", "layouts.kind", layouts.kind, keys.shape[:1], "[N]", fix)
+        return jax.lax.map(lambda a: episode(*a), (keys, layouts), batch_size=cfg.eval_chunk)
+
+    return jax.jit(evaluate)
+
+
+class Episodes(NamedTuple):
+    """What `run_episodes` returns, numpy arrays of N episodes: positions [N, max_steps+1, 2],
+    goals [N, 2], success [N] bool, steps [N] (env steps taken), wall_x and door_y [N, 2]
+    (NaN for a missing second wall), and seconds: the compiled batch's wall time / N."""
+
+    positions: np.ndarray
+    goals: np.ndarray
+    success: np.ndarray
+    steps: np.ndarray
+    wall_x: np.ndarray
+    door_y: np.ndarray
+    seconds: float
+
+
+def tasks(key: jax.Array, setting: str, episodes: int) -> tuple[jax.Array, tr.Layout]:
+    """The task keys [N, 2] and layouts [N] of `episodes` episodes in `setting` (a key of
+    SETTINGS): split from fold_in(key, the setting's index), so each setting's tasks are the
+    same whichever others run."""
+    _checks.one_of("tasks", "setting", setting, tuple(SETTINGS), "pick one of them")
+    episodes = _checks.integer("tasks", "episodes", episodes, fix="pass at least one episode")
+    keys = jax.random.split(jax.random.fold_in(key, list(SETTINGS).index(setting)), episodes)
+    return keys, jax.vmap(SETTINGS[setting])(keys)
+
+
+def run_episodes(
+    model: Model, params: dict, cfg: PlannerConfig, planner: str, keys, layouts
+) -> Episodes:
+    """`make_evaluate`'s episodes of keys [N, 2] and layouts [N], compiled, then timed."""
+    compiled = make_evaluate(model, params, cfg, planner).lower(keys, layouts).compile()
+    start = time.perf_counter()
+    pos, goals, done, steps = jax.block_until_ready(compiled(keys, layouts))
+    seconds = (time.perf_counter() - start) / keys.shape[0]
+    on = np.asarray(layouts.wall_on)
+    wall_x = np.where(on, np.asarray(layouts.wall_x), np.nan)
+    door_y = np.where(on, np.asarray(layouts.door_y), np.nan)
+    done, steps = np.asarray(done), np.asarray(steps)
+    return Episodes(np.asarray(pos), np.asarray(goals), done, steps, wall_x, door_y, seconds)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+
+class Probe(NamedTuple):
+    """What `probe` returns: r2 and rmse (pixels) of the positions decoded from the held-out
+    rows' states, rollout_rmse that of the world model's predicted rollouts decoded, true
+    [N - fit, T+1, 2] those rows' positions and predicted [N - fit, T, 2] the decoded
+    rollouts from their first state under their actions."""
+
+    r2: float
+    rmse: float
+    rollout_rmse: float
+    true: np.ndarray
+    predicted: np.ndarray
+
+
+def _fit_probe(x: np.ndarray, y: np.ndarray, alpha: float = 1.0):
+    """Ridge weights from states [N, D] (with a bias) to positions [N, 2]: -> decode(x)."""
+    x = np.asarray(x, np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    x1 = np.concatenate([(x - mean) / std, np.ones((len(x), 1))], 1)
+    reg = alpha * np.eye(x1.shape[1])
+    reg[-1, -1] = 0.0
+    w = np.linalg.solve(x1.T @ x1 + reg, x1.T @ np.asarray(y, np.float64))
+    return lambda z: np.concatenate([(np.asarray(z) - mean) / std, np.ones((len(z), 1))], 1) @ w
+
+
+def probe(model: Model, params: dict, data: tr.Trajectories, fit: int) -> Probe:
+    """A ridge probe from frozen states to positions, fitted on every frame of the first `fit`
+    trajectories of `data` (positions [N, T+1, 2], actions [N, T, 2], layouts [N]), scored
+    on the others (`hj.probes.regression_r2`), and their predicted rollouts decoded by it."""
+    n = np.shape(data.positions)[0]
+    fix = f"keep rows to score: 1 <= fit < N = {n}"
+    fit = _checks.integer("probe", "fit", fit, maximum=n - 1, fix=fix)
+    states = np.asarray(encode_batches(model, params["enc"], data.positions, data.layouts))
+    positions = np.asarray(data.positions)
+    flat_s, flat_p = states.reshape(-1, states.shape[-1]), positions.reshape(-1, 2)
+    cut = fit * positions.shape[1]
+    r2, rmse = probes.regression_r2(flat_s[:cut], flat_p[:cut], flat_s[cut:], flat_p[cut:])
+    decode = _fit_probe(flat_s[:cut], flat_p[:cut])
+    rollouts = jax.jit(
+        jax.vmap(lambda s0, a: planning.rollout(model.predict, params["pred"], s0, a))
+    )(jnp.asarray(states[fit:, 0]), data.actions[fit:])
+    pred_pos = decode(np.asarray(rollouts).reshape(-1, states.shape[-1])).reshape(
+        len(states) - fit, -1, 2
+    )
+    rollout_rmse = float(np.sqrt(np.mean((pred_pos - positions[fit:, 1:]) ** 2)))
+    return Probe(r2, rmse, rollout_rmse, positions[fit:], pred_pos)
+
+
+def path_length(start, goal, wall_x, door_y, points: int = 17) -> float:
+    """Shortest path length (pixels) from start [2] in room 0 to goal [2] in room 2 through
+    the door of every wall in wall_x [K] (NaN: no wall; door_y [K] their doors), each door a
+    segment of `points` crossing points (the walls' thickness ignored). The yardstick of the
+    planners' costs.
+
+    Example:
+      >>> from hjepa_jax.models import two_rooms
+      >>> nan = float("nan")
+      >>> two_rooms.path_length([10, 18], [50, 18], [32, nan], [18, nan])
+      40.0
+    """
+    fix = "pass one start and goal (x, y) and the walls' wall_x, door_y [K]"
+    _checks.shape("path_length", "start", start, (2,), "[2], (x, y)", fix)
+    _checks.shape("path_length", "goal", goal, (2,), "[2], (x, y)", fix)
+    _checks.shape("path_length", "door_y", door_y, np.shape(wall_x), "wall_x's [K]", fix)
+    points = _checks.integer("path_length", "points", points, fix="pass points >= 1")
+    half = tr.EnvParams().door_half_height
+    legs = [np.asarray(start, np.float64)[None]]
+    for wx, dy in zip(wall_x, door_y, strict=True):
+        if not np.isnan(wx):
+            ys = np.linspace(dy - half, dy + half, points)
+            legs.append(np.stack([np.full(points, wx), ys], -1))
+    legs.append(np.asarray(goal, np.float64)[None])
+    best = np.zeros(1)
+    for a, b in zip(legs[:-1], legs[1:], strict=True):  # dynamic programming over the doors
+        best = np.min(best[:, None] + np.linalg.norm(a[:, None] - b[None], axis=-1), axis=0)
+    return float(best[0])
+
+
+def path_lengths(starts, goals, wall_x, door_y) -> np.ndarray:
+    """`path_length` of each row: starts, goals [N, 2], wall_x, door_y [N, K]. -> [N]."""
+    rows = zip(np.asarray(starts), np.asarray(goals), wall_x, door_y, strict=True)
+    return np.array([path_length(*row) for row in rows])
+
+
+def cost_path_correlation(
+    model: Model, params: dict, key: jax.Array, setting: str = "random", wall_cost: float = 0.0
+) -> dict:
+    """Pearson correlation of each cost, between the states of 300 task starts of `setting`
+    and their goals, with the shortest path length: how well a cost tells the planners where
+    the door is. -> {"path_corr_straight_line", "path_corr_distance" (the representation
+    distance), and "path_corr_<model.cfg.cost>" (with `wall_cost`) unless that is distance}."""
+    _checks.one_of("cost_path_correlation", "setting", setting, tuple(SETTINGS), "pick one")
+    env, kind = tr.EnvParams(), model.cfg.cost
+    keys = jax.random.split(key, 300)
+    layouts = jax.vmap(SETTINGS[setting])(keys)
+    states = jax.vmap(lambda k, lay: tr.reset(k, env, lay)[0])(keys, layouts)
+    enc = lambda p, lay: model.encode(params["enc"], p, lay)
+    s = jax.vmap(enc)(states.position, layouts)
+    g = jax.vmap(enc)(states.goal, layouts)
+    wall_x = np.where(np.asarray(layouts.wall_on), np.asarray(layouts.wall_x), np.nan)
+    door_y = np.asarray(layouts.door_y)
+    start, goal = np.asarray(states.position), np.asarray(states.goal)
+    path = list(path_lengths(start, goal, wall_x, door_y))
+    costs = {
+        "straight_line": np.linalg.norm(start - goal, axis=-1),
+        "distance": np.asarray(jnp.linalg.norm(s - g, axis=-1)),
+    }
+    if kind != "distance":
+        frames = jax.vmap(lambda p, lay: tr.render_position(p, lay, env))(states.goal, layouts)
+        goals = jax.vmap(lambda g1, f: model.goal(params, g1, f, kind))(g, frames)
+        costs[kind] = np.asarray(jax.vmap(model.cost(params, kind, wall_cost))(s, goals))
+    return {f"path_corr_{k}": float(np.corrcoef(v, path)[0, 1]) for k, v in costs.items()}
+
+
+def wall_predictions(model: Model, params: dict, key: jax.Array, setting: str = "random") -> dict:
+    """Does the world model stop at the wall and pass the door? From 3 px left of the first
+    wall's face, 3 steps of a = (+2.45, 0) (to 4.35 px past it if nothing stopped them), at
+    heights outside the door (blocked) and inside it (open), 200 of each in `setting`'s
+    layouts. A prediction counts as "through" when it is nearer Enc(unblocked end) than
+    Enc(blocked end). -> {"wall_leak" (through where blocked), "door_pass" (through the
+    door)}, fractions in [0, 1]."""
+    _checks.one_of("wall_predictions", "setting", setting, tuple(SETTINGS), "pick one")
+    env = tr.EnvParams()
+    k_lay, k_y = jax.random.split(key)
+    layouts = jax.vmap(SETTINGS[setting])(jax.random.split(k_lay, 200))
+    wx, dy = layouts.wall_x[:, 0], layouts.door_y[:, 0]
+    face = wx - env.wall_half_width
+    u = jax.random.uniform(k_y, (200,))
+    y_blocked = tr.height_beside_door(u, dy, env.border_lo + 3.0, env.border_hi - 3.0, env)
+    y_open = dy + (2.0 * u - 1.0) * (env.door_half_height - 2.0)
+    actions = jnp.broadcast_to(jnp.array([env.max_action, 0.0]), (3, 2))
+    enc = jax.vmap(lambda p, lay: model.encode(params["enc"], p, lay))
+    rollout = jax.vmap(lambda s: planning.rollout(model.predict, params["pred"], s, actions))
+
+    def through(y):
+        start = jnp.stack([face - 3.0, y], -1)
+        blocked = jnp.stack([face - 1e-3, y], -1)
+        passed = start + jnp.array([3 * env.max_action, 0.0])
+        pred = rollout(enc(start, layouts))[:, -1]
+        near = lambda target: jnp.linalg.norm(pred - enc(target, layouts), axis=-1)
+        return float(jnp.mean(near(passed) < near(blocked)))
+
+    return {"wall_leak": through(y_blocked), "door_pass": through(y_open)}
