@@ -12,6 +12,8 @@ import importlib.util
 import inspect
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,3 +152,16 @@ def test_equations_name_functions_that_exist():
         if obj is None:
             missing.append(f"hj.{dotted}")
     assert not missing, missing
+
+
+def test_readme_code_runs_as_written(tmp_path):
+    """The README's Python blocks (the API tour, then the training block), in order, in a
+    fresh process and an empty folder: they run as a user pastes them."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    script = "\n".join(blocks) + "\nassert res.summary['final_loss'] < 1e-6, res.summary\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "ckpt").is_dir()  # the training block's checkpoints
