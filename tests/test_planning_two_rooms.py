@@ -304,7 +304,9 @@ def test_library_model_refuses_bad_arguments_naming_them():
         agent.ModelConfig(state="grid")
     with pytest.raises(ValueError, match="PlannerConfig: hier_horizon=1, but hier_horizon"):
         agent.PlannerConfig(hier_horizon=1, replan_every=2)
-    with pytest.raises(ValueError, match="Model: cfg='Config', but cfg must be a ModelConfig"):
+    with pytest.raises(
+        ValueError, match="Model: cfg='Config', but cfg must be an instance of ModelConfig"
+    ):
         agent.Model(TINY)
     model = agent.Model(TINY.model_config())
     with pytest.raises(ValueError, match="make_planner: name='a_star'"):
