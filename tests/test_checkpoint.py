@@ -119,13 +119,11 @@ def finish(procs: list[subprocess.Popen]) -> list[str]:
 @pytest.mark.parametrize(("path", "processes"), [("jit", 1), ("jit", 2), ("pmap", 2)])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path, processes):
     """A run (or a 2-process job) with --ckpt-dir is killed with SIGKILL after a checkpoint,
-    and the same command run again ends with the uninterrupted run's parameters, bit for bit.
+    and the same command run again ends with the parameters of an uninterrupted run (started
+    beside it, in its own folders), bit for bit.
     (A 2-process job on the pmap path crashed at its first save: "Cannot serialize host local
     jax.Array".)"""
-    logs = finish(launch(tmp_path / "full", tmp_path / "ckpt_full", path, processes))
-    if processes > 1:  # one progress log per job: process 0's
-        assert "fig4_ellipse: done in" in logs[0] and "fig4_ellipse: done in" not in logs[1]
-
+    full = launch(tmp_path / "full", tmp_path / "ckpt_full", path, processes)  # meanwhile:
     ckpt = tmp_path / "ckpt"
     procs = launch(tmp_path / "run", ckpt, path, processes)
     deadline = time.time() + 240
@@ -135,14 +133,17 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path, processe
     for p in procs:
         p.send_signal(signal.SIGKILL)
         p.wait()
+    logs = finish(full)
+    if processes > 1:  # one progress log per job: process 0's
+        assert "fig4_ellipse: done in" in logs[0] and "fig4_ellipse: done in" not in logs[1]
     killed_at = checkpoint.Checkpointer(ckpt).latest_step()
     assert killed_at is not None and killed_at < 400, killed_at
 
     finish(launch(tmp_path / "run", ckpt, path, processes))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    uninterrupted = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == killed_at
-    assert metrics["final_loss"] == full["final_loss"]
+    assert metrics["final_loss"] == uninterrupted["final_loss"]
     step_a, a = final_params(ckpt)
     step_b, b = final_params(tmp_path / "ckpt_full")
     assert step_a == step_b == 400
