@@ -29,9 +29,9 @@ RESUMABLE_FIELDS = ("steps", "log_every")
 
 
 def subdir(directory: str | Path, name: str) -> str:
-    """`directory/name` for a local folder or a gs:// bucket path (Path would mangle gs://)."""
+    """`directory/name` for a local folder or a bucket path, gs://... (Path would mangle it)."""
     directory = str(directory)
-    if directory.startswith("gs://"):
+    if "://" in directory:
         return f"{directory.rstrip('/')}/{name}"
     return str(Path(directory) / name)
 
@@ -94,7 +94,7 @@ class Checkpointer:
     def __init__(self, directory: str | Path, keep: int = 2):
         import orbax.checkpoint as ocp  # here, not at import: orbax loads tensorstore
 
-        path = directory if str(directory).startswith("gs://") else Path(directory).absolute()
+        path = directory if "://" in str(directory) else Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, cleanup_tmp_directories=True
         )
@@ -139,15 +139,18 @@ class Checkpointer:
         args = ocp.args.Composite(meta=ocp.args.JsonRestore())
         return self.manager.restore(step, args=args)["meta"]
 
-    def restore(self, step: int, target, sharding, config: dict | None = None):
+    def restore(self, step: int, target, sharding=None, config: dict | None = None):
         """Restore step `step` into the structure of `target`, strictly.
 
         Args:
           step: a saved step.
           target: a pytree with the wanted structure, shapes and dtypes (arrays or
-            ShapeDtypeStructs), e.g. the freshly initialized state.
-          sharding: the jax.sharding.Sharding given to every restored leaf (replicated on the
-            current mesh, whatever mesh the checkpoint was saved from).
+            ShapeDtypeStructs), e.g. the abstract state (`jax.eval_shape` of its init).
+          sharding: where the restored leaves go, whatever mesh the checkpoint was saved
+            from: one jax.sharding.Sharding for every leaf (e.g. replicated on the current
+            mesh), a pytree of them matching `target` (e.g. FSDP's), or None for each target
+            leaf's own `.sharding` (ShapeDtypeStructs made with one). Each process reads only
+            the shards its devices hold.
           config: when given, the settings the checkpoint must have been saved with.
 
         Returns:
@@ -173,8 +176,14 @@ class Checkpointer:
                 f"checkpoint {self.directory}/{step} does not match the model being trained: "
                 + "; ".join(diffs)
             )
+        if sharding is None:
+            shardings = jax.tree_util.tree_map(lambda x: x.sharding, target)
+        elif isinstance(sharding, jax.sharding.Sharding):
+            shardings = jax.tree_util.tree_map(lambda x: sharding, target)
+        else:
+            shardings = sharding
         abstract = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), target
+            lambda x, s: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=s), target, shardings
         )
         restored = self.manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

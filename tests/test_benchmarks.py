@@ -23,7 +23,8 @@ def test_latent_benchmark_writes_tables_and_json(tmp_path, capsys):
     assert all(r["max_abs_diff"] == 0.0 for r in result["overhead"])  # same numbers as by hand
 
 
-def test_scaling_benchmark_covers_device_counts(tmp_path):
+def test_scaling_benchmark_covers_device_counts_fsdp_and_bfloat16(tmp_path):
+    tiny_vit = ["--vit-width", "32", "--vit-depth", "1", "--vit-heads", "2", "--vit-batch", "16"]
     subprocess.run(
         [
             sys.executable,
@@ -33,6 +34,7 @@ def test_scaling_benchmark_covers_device_counts(tmp_path):
             "64",
             "--steps",
             "3",
+            *tiny_vit,
             "--out",
             str(tmp_path),
         ],
@@ -50,3 +52,10 @@ def test_scaling_benchmark_covers_device_counts(tmp_path):
         ("pmap", 8),
     ]
     assert all(r["examples_per_s"] > 0 for r in result["rows"])
+    vit = {(r["mesh"], r["dtype"]): r for r in result["vit_rows"]}
+    assert set(vit) == {(m, d) for m in ("data=8", "fsdp=8") for d in ("float32", "bfloat16")}
+    assert all(r["examples_per_s"] > 0 for r in vit.values())
+    for dtype in ("float32", "bfloat16"):  # parameters stay float32, FSDP splits them
+        replicated = vit[("data=8", dtype)]["param_bytes_per_device"]
+        assert vit[("fsdp=8", dtype)]["param_bytes_per_device"] < replicated / 4
+        assert replicated == vit[("data=8", "float32")]["param_bytes_per_device"]

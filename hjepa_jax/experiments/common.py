@@ -1,6 +1,8 @@
 """What every experiment shares: config flags, atomic outputs, the metrics file.
 
-`atomic_write` is `hjepa_jax.io.atomic_write` (only process 0 writes; modes follow the umask).
+`atomic_write` is `hjepa_jax.io.atomic_write` (only process 0 writes; never half a file; modes
+follow the umask). An experiment's output folder `out` is an `etils.epath.Path`
+(`hjepa_jax.io.as_path`), so `out / "x.png"` may be a local file or a `gs://` object.
 """
 
 from __future__ import annotations
@@ -15,20 +17,22 @@ from typing import Annotated
 
 import matplotlib
 
-from hjepa_jax import checkpoint
+from hjepa_jax import checkpoint, parallel
 from hjepa_jax.io import atomic_write
-from hjepa_jax.train import LoopConfig
+from hjepa_jax.train import DTYPES, LoopConfig
 
 matplotlib.use("Agg")  # experiments draw to files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 # Keys every metrics.json carries, so runs compare across experiments and devices.
 REQUIRED_METRICS = ("final_loss", "steps", "examples_per_s", "wall_s", "resumed_from_step")
+# Memory keys of hj.train's summary (where known): a combined summary keeps the largest.
+MEMORY_METRICS = ("param_bytes_per_device", "step_bytes_per_device", "peak_bytes_per_device")
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Save a matplotlib figure as PNG atomically and close it."""
-    atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=120))
+    """Save a matplotlib figure as PNG atomically (local or remote `path`) and close it."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
@@ -36,16 +40,21 @@ def combined_summary(summaries: list[dict], batch_size: int, final_loss: float) 
     """The run keys of an experiment that trains several models (REQUIRED_METRICS):
 
     steps, wall time and resumed steps add up over the runs; examples/s is over all of them;
-    `final_loss` is the one the experiment names (its main model's, or a mean).
+    `final_loss` is the one the experiment names (its main model's, or a mean); the memory
+    keys (MEMORY_METRICS, where every run has them) are the largest run's.
     """
     wall = sum(s["wall_s"] for s in summaries)
-    return {
+    combined = {
         "final_loss": final_loss,
         "steps": sum(s["steps"] for s in summaries),
         "wall_s": wall,
         "examples_per_s": sum(s["steps"] * batch_size for s in summaries) / wall,
         "resumed_from_step": sum(s["resumed_from_step"] for s in summaries),
     }
+    for name in MEMORY_METRICS:
+        if summaries and all(name in s for s in summaries):
+            combined[name] = max(s[name] for s in summaries)
+    return combined
 
 
 def save_metrics(path: Path, metrics: dict, config) -> dict:
@@ -67,22 +76,28 @@ def save_metrics(path: Path, metrics: dict, config) -> dict:
         flat[name] = value
     flat["config"] = dataclasses.asdict(config)
     text = json.dumps(flat, indent=2, sort_keys=True).encode()
-    atomic_write(Path(path), lambda f: f.write(text))
+    atomic_write(path, lambda f: f.write(text))
     return flat
 
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """How to run an experiment, whatever it trains: checkpoints, logs, parallel mode."""
+    """How to run an experiment, whatever it trains: checkpoints, logs, devices, precision."""
 
     ckpt_dir: str | None = None  # resume from / save to this folder
     ckpt_every: int = 1000
     keep: int = 2  # checkpoints kept
     tensorboard: bool = False
     parallel: str = "jit"  # "jit" (shardings) or "pmap"
+    mesh: str | None = None  # "data=2,fsdp=4"; None: every device on "data"
+    dtype: str = "float32"  # computation dtype, "float32" or "bfloat16"
+    grad_accum: int = 1  # micro-batches per step
+    remat: bool = False  # recompute transformer blocks in the backward pass
+    profile_steps: tuple[int, int] | None = None  # a jax.profiler trace of steps a..b
 
     def loop(self, config, out: Path, model: str | None = None) -> LoopConfig:
-        """The LoopConfig of one trained model (`model` names it when there are several)."""
+        """The LoopConfig of one trained model (`model` names it when there are several).
+        `out` may be a local folder or a bucket (an etils.epath.Path); its logs go there."""
         ckpt_dir = self.ckpt_dir
         if ckpt_dir is not None and model is not None:
             ckpt_dir = checkpoint.subdir(ckpt_dir, model)
@@ -97,7 +112,44 @@ class RunOptions:
             keep=self.keep,
             log_dir=str(log_dir),
             tensorboard=self.tensorboard,
+            mesh=self.mesh,
+            dtype=self.dtype,
+            grad_accum=self.grad_accum,
+            remat=self.remat,
+            profile_steps=self.profile_steps,
         )
+
+
+def _flag_type(name: str, parse):
+    """An argparse `type` named `name` whose ValueError becomes argparse's one-line error
+    ("argument --flag: <message>")."""
+
+    def parse_flag(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse_flag.__name__ = name
+    return parse_flag
+
+
+def parse_mesh_flag(text: str) -> str:
+    """--mesh: "data=2,fsdp=4" checked (`hj.parallel.parse_mesh`), returned normalized."""
+    sizes = parallel.parse_mesh(text)
+    return ",".join(f"{axis}={size}" for axis, size in sizes.items())
+
+
+def parse_profile_steps(text: str) -> tuple[int, int]:
+    """--profile-steps: "A:B" -> (A, B), 1 <= A <= B."""
+    first, colon, last = text.partition(":")
+    try:
+        pair = (int(first), int(last)) if colon else None
+    except ValueError:
+        pair = None
+    if pair is None or not 1 <= pair[0] <= pair[1]:
+        raise ValueError(f"must be A:B with 1 <= A <= B (steps A to B), e.g. 10:12, got {text!r}")
+    return pair
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +172,49 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         default="jit",
         help="jit with shardings over all devices, or pmap (default jit)",
     )
+    group.add_argument(
+        "--mesh",
+        type=_flag_type("mesh", parse_mesh_flag),
+        default=None,
+        metavar="AXIS=SIZE,...",
+        help="device mesh of the jit path, axes data, fsdp, model, e.g. data=2,fsdp=4 "
+        "(fsdp > 1 shards parameters and optimizer state; data left out takes the devices "
+        "left; default: every device on data)",
+    )
+    group.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="computation dtype; bfloat16 keeps parameters, optimizer state and batch "
+        "statistics float32 (default float32)",
+    )
+    group.add_argument(
+        "--grad-accum",
+        type=count,
+        default=1,
+        metavar="N",
+        help="split each batch into N micro-batches, one update (batch statistics are then "
+        "per micro-batch; default 1)",
+    )
+    group.add_argument(
+        "--remat",
+        action="store_true",
+        help="recompute transformer blocks in the backward pass (less memory, more compute)",
+    )
+    group.add_argument(
+        "--profile-steps",
+        type=_flag_type("steps", parse_profile_steps),
+        default=None,
+        metavar="A:B",
+        help="write a jax.profiler trace of steps A to B to OUT/[MODEL/]profile",
+    )
+    group.add_argument(
+        "--batch-per-device",
+        type=count,
+        default=None,
+        metavar="N",
+        help="batch_size = N x the data-parallel devices (instead of --batch-size)",
+    )
     group.add_argument("--coordinator", default=None, help="multi-process: host:port of process 0")
     group.add_argument(
         "--num-processes", type=int, default=None, help="multi-process: number of processes"
@@ -136,6 +231,11 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         keep=args.keep,
         tensorboard=args.tensorboard,
         parallel=args.parallel,
+        mesh=args.mesh,
+        dtype=args.dtype,
+        grad_accum=args.grad_accum,
+        remat=args.remat,
+        profile_steps=args.profile_steps,
     )
 
 

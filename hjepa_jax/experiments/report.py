@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hjepa_jax.experiments.common import REQUIRED_METRICS, atomic_write
+from hjepa_jax.io import as_path
 
 
 def _fmt(value) -> str:
@@ -17,10 +18,11 @@ def write_report(out: Path, modules: dict, results: dict) -> Path:
     """Write OUT/report.md from each experiment's metrics and figures; returns its path.
 
     Args:
-      out: the folder holding one subfolder per experiment.
+      out: the folder holding one subfolder per experiment (local, or a `gs://` URL).
       modules: name -> experiment module (for TITLE and CLAIM).
       results: name -> the metrics dict written to metrics.json.
     """
+    out = as_path(out)
     lines = [
         "# hjepa_jax: reproduced figures",
         "",

@@ -6,7 +6,8 @@
 
 `hjepa-run` is the installed console script; `python -m hjepa_jax.experiments.run` is the same.
 
-Each experiment writes DIR/metrics.json (flat numbers plus "config") and DIR/*.png.
+Each experiment writes DIR/metrics.json (flat numbers plus "config") and DIR/*.png. DIR may
+be a bucket (`--out gs://bucket/run`, through `etils.epath`; gs:// needs gcsfs or TensorFlow).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from hjepa_jax.experiments import (
     planning_two_rooms,
     report,
 )
+from hjepa_jax.io import as_path, is_remote
 
 # The one place an experiment is looked up by name.
 EXPERIMENTS = {
@@ -50,11 +52,13 @@ EXPERIMENTS = {
 }
 
 log = logging.getLogger("hjepa_jax.experiments")
+OUT_HELP = "output folder, local or a bucket (gs://BUCKET/PATH)"
 
 
 def run_one(module, config, out: Path, options: common.RunOptions) -> dict:
     """Run `module` with `config`, writing its outputs under `out`. Returns metrics.json."""
-    out.mkdir(parents=True, exist_ok=True)
+    if not is_remote(out):  # a bucket has no folders to make
+        out.mkdir(parents=True, exist_ok=True)
     log.info("%s: starting, config %s", module.NAME, config)
     start = time.perf_counter()
     metrics = module.run(config, out, options)
@@ -74,7 +78,13 @@ class Parser(argparse.ArgumentParser):
 def out_problem(out: Path) -> str | None:
     """Why `out` cannot be made an output folder, or None. Creates nothing that stays: the
     deepest existing folder above it gets a temporary folder, removed at once (a permission
-    check alone would pass for root on a read-only file system)."""
+    check alone would pass for root on a read-only file system).
+
+    A bucket (`gs://...`) is not checked here: it has no folders to make, and whether this
+    machine may write there shows only at the first write (a check would need credentials
+    and a network round trip before the flags are even all read)."""
+    if is_remote(out):
+        return None
     existing = next(p for p in (out, *out.parents) if p.exists())
     if not existing.is_dir():
         return f"--out {out}: {existing} is a file, not a folder"
@@ -82,6 +92,44 @@ def out_problem(out: Path) -> str | None:
         os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".hjepa-run-check-"))
     except OSError as err:
         return f"--out {out}: cannot create folders in {existing} ({err.strerror})"
+    return None
+
+
+def run_flag_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with a combination of run flags (each flag alone was checked as it was
+    parsed), or None."""
+    if getattr(args, "batch_per_device", None) is not None and (
+        getattr(args, "batch_size", None) is not None
+    ):
+        return "--batch-per-device and --batch-size both set the batch size; give one"
+    if args.parallel == "pmap" and args.mesh is not None:
+        if parallel.parse_mesh(args.mesh).get(parallel.FSDP_AXIS, 1) > 1:
+            return "--mesh with fsdp > 1 needs --parallel jit (pmap replicates the state)"
+    return None
+
+
+def data_parallel_devices(options: common.RunOptions) -> int:
+    """How many devices a batch is split over with these options (after multi-process set-up):
+    data x fsdp of the mesh on the jit path, every device on the pmap path.
+
+    Raises:
+      ValueError: the mesh does not fit the devices (names the sizes).
+    """
+    if options.parallel == "pmap":
+        return parallel.make_mesh().size
+    try:
+        return parallel.data_size(parallel.make_mesh(spec=options.mesh))
+    except ValueError as err:
+        raise ValueError(f"--mesh {options.mesh}: {err}") from None
+
+
+def batch_problem(config, devices: int, grad_accum: int = 1) -> str | None:
+    """Why `config.batch_size` cannot be split over `devices` (and grad_accum micro-batches),
+    saying which sizes would do; None when it can."""
+    try:
+        parallel.check_batch_size(config.batch_size, devices, grad_accum)
+    except ValueError as err:
+        return str(err)
     return None
 
 
@@ -94,7 +142,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None):
     own = sub.choices[args.name]
     if unknown:
         own.error(f"unrecognized arguments: {' '.join(unknown)}")
-    problem = out_problem(args.out)
+    problem = out_problem(args.out) or run_flag_problem(args)
     if problem:
         own.error(problem)
     return args, own
@@ -108,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="name", required=True, metavar="NAME")
     every = sub.add_parser("all", help="run every experiment, then write OUT/report.md")
-    every.add_argument("--out", type=Path, required=True, help="output folder")
+    every.add_argument("--out", type=as_path, required=True, help=OUT_HELP)
     every.add_argument("--quick", action="store_true", help="the quick variant of each config")
     every.add_argument("--seed", type=int, default=None, help="seed for every experiment")
     common.add_run_flags(every)
@@ -119,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        one.add_argument("--out", type=Path, required=True, help="output folder")
+        one.add_argument("--out", type=as_path, required=True, help=OUT_HELP)
         one.add_argument("--quick", action="store_true", help="the quick variant of the config")
         common.add_config_flags(one, module.Config)
         common.add_run_flags(one)
@@ -152,6 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     if jax.process_index() != 0:  # one progress log per job, from the process that writes
         log.setLevel(logging.WARNING)
     options = common.run_options(args)
+    try:  # the checks that need the devices: the mesh, and the batch sizes on it
+        devices = data_parallel_devices(options)
+        if args.batch_per_device is not None:
+            configs = {
+                name: dataclasses.replace(config, batch_size=args.batch_per_device * devices)
+                for name, config in configs.items()
+            }
+    except ValueError as err:
+        parser.error(str(err))
+    for name, config in configs.items():
+        problem = batch_problem(config, devices, options.grad_accum)
+        if problem:
+            parser.error(problem if args.name != "all" else f"{name}: {problem}")
     if args.name != "all":
         run_one(EXPERIMENTS[args.name], configs[args.name], args.out, options)
         return 0

@@ -1,10 +1,29 @@
-"""Checks the model configs share (private): widths, counts, and the config's own type."""
+"""Checks the model configs share (private): widths, counts, and the config's own type; and
+the computation dtype a model takes from its parameters."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 from hjepa_jax import _checks
+
+
+def compute_dtype(params) -> jnp.dtype:
+    """The dtype a model computes in: that of its floating-point parameters (bfloat16 inside
+    a `--dtype bfloat16` step, where `hj.train.mixed_precision` casts them; float32 else).
+    A model casts its inputs to it, so that its layers compute in it, and casts the
+    representations it takes batch statistics of back to float32.
+
+    >>> compute_dtype({"w": jnp.ones(2, jnp.bfloat16), "n": jnp.arange(2)})
+    dtype(bfloat16)
+    """
+    for leaf in jax.tree_util.tree_leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return jnp.dtype(leaf.dtype)
+    return jnp.dtype(jnp.float32)
 
 
 def widths(fn: str, name: str, value: Any, fix: str) -> tuple[int, ...]:

@@ -131,13 +131,16 @@ class DigitsJEPA:
         )
 
     def encode(self, params, images: jax.Array) -> jax.Array:
-        """s = Enc(images): [B, H, W, C] -> [B, D]."""
-        x = images if self.cfg.encoder != "mlp" else images.reshape(len(images), -1)
+        """s = Enc(images): [B, H, W, C] -> [B, D], computed in the parameters' dtype."""
+        x = images.astype(_common.compute_dtype(params))
+        x = x if self.cfg.encoder != "mlp" else x.reshape(len(x), -1)
         return self.enc.apply(params, x)
 
     def predict(self, params, s_x: jax.Array, z: jax.Array) -> jax.Array:
-        """Pred([s_x, z]): s_x [D], z [latent_dim] -> [D]."""
-        return self.pred.apply(params, jnp.concatenate([s_x, z]))
+        """Pred([s_x, z]): s_x [D], z [latent_dim] -> [D], in the parameters' dtype."""
+        return self.pred.apply(
+            params, jnp.concatenate([s_x, z]).astype(_common.compute_dtype(params))
+        )
 
     def init(self, key: jax.Array) -> dict:
         """{"enc": the encoder's parameters, "pred": the predictor's}."""
@@ -158,6 +161,8 @@ class DigitsJEPA:
         view = lambda k: jax.vmap(augment, (0, 0, None))(
             jax.random.split(k, len(images)), images, self.cfg
         )
-        s_x = self.encode(params["enc"], view(k_a))
-        s_y = self.encode(params["enc"], view(k_b))
+        # float32 representations: VICReg's variance and covariance and the collapse metrics
+        # are batch statistics, taken in float32 whatever the encoder computes in.
+        s_x = self.encode(params["enc"], view(k_a)).astype(jnp.float32)
+        s_y = self.encode(params["enc"], view(k_b)).astype(jnp.float32)
         return jepa.loss(params["pred"], self.predict, s_x, s_y, self.jepa, k_jepa)

@@ -130,8 +130,10 @@ class EllipseModel:
         return self.net.init(key, jnp.zeros(2))
 
     def decode(self, params, z: jax.Array) -> jax.Array:
-        """z: [1] angle -> [2] point on the learned curve."""
-        return self.net.apply(params, jnp.concatenate([jnp.cos(z), jnp.sin(z)]))
+        """z: [1] angle -> [2] point on the learned curve, in the parameters' dtype (the
+        energy ||y - Dec(z)||^2 is then taken in y's float32)."""
+        features = jnp.concatenate([jnp.cos(z), jnp.sin(z)])
+        return self.net.apply(params, features.astype(_common.compute_dtype(params)))
 
     def loss(self, params, batch: jax.Array, key: jax.Array):
         """Mean F_inf over a batch [B, 2] (energy loss, E6) -> (loss, {}). The per-step energy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,6 +20,8 @@ class MLP(nn.Module):
       features: widths of each layer; the last is the output size, e.g. (64, 64, 1).
       activation: nonlinearity between layers (default GELU, smooth so that energies built on
         it have smooth gradients for inference).
+      dtype: the computation dtype of the layers (e.g. jnp.bfloat16; parameters stay
+        float32); None: that of the inputs and parameters.
 
     Shapes: x [..., D] -> [..., features[-1]].
 
@@ -34,13 +37,14 @@ class MLP(nn.Module):
 
     features: Sequence[int]
     activation: Callable[[jax.Array], jax.Array] = nn.gelu
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if not self.features:
             _checks.fail("MLP", "features", self.features, "is empty", "give >= 1 layer widths")
         for i, width in enumerate(self.features):
-            x = nn.Dense(width, name=f"dense_{i}")(x)
+            x = nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(x)
             if i < len(self.features) - 1:
                 x = self.activation(x)
         return x
