@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["digits_jepa", "ellipse", "methods", "moving_shapes", "two_rooms"]
+__all__ = ["digits_jepa", "ellipse", "ijepa", "methods", "moving_shapes", "two_rooms"]
 
 
 def __getattr__(name: str):

@@ -2,7 +2,14 @@
 
 from hjepa_jax.nn.conv import ConvEncoder, ConvPredictor
 from hjepa_jax.nn.mlp import MLP
-from hjepa_jax.nn.vit import TransformerBlock, TransformerPredictor, ViTEncoder
+from hjepa_jax.nn.vit import (
+    TransformerBlock,
+    TransformerPredictor,
+    ViTEncoder,
+    ViTPredictor,
+    ViTTokens,
+    sincos_pos_embed_2d,
+)
 
 __all__ = [
     "MLP",
@@ -11,4 +18,7 @@ __all__ = [
     "TransformerBlock",
     "TransformerPredictor",
     "ViTEncoder",
+    "ViTPredictor",
+    "ViTTokens",
+    "sincos_pos_embed_2d",
 ]
