@@ -187,7 +187,9 @@ assert {"hjepa_digits", "hjepa_moving_shapes", "hjepa_two_rooms"} <= set(
 import hjepa_jax as hj
 
 assert tfds.builder_cls("hjepa_two_rooms") is hj.data.HjepaTwoRooms
-assert sorted(hj.data.BUILDERS) == ["hjepa_digits", "hjepa_moving_shapes", "hjepa_two_rooms"]
+assert sorted(hj.data.BUILDERS) == [
+    "hjepa_digits", "hjepa_moving_shapes", "hjepa_shapes_images", "hjepa_two_rooms"
+]
 assert hj.data.BUILDERS is hj.data.sources.BUILDERS
 assert "orbax.checkpoint" not in sys.modules
 hj.checkpoint.Checkpointer(sys.argv[1]).close()

@@ -6,13 +6,15 @@
     batch = next(it)                                      # this host's rows of a global batch
 
 Nothing here downloads: our datasets are generated here (scikit-learn's bundled digits, moving
-shapes, Two Rooms trajectories); other tfds datasets are read only if prepared locally
-(array_record).
+shapes, Two Rooms trajectories, shapes images); other tfds datasets are read only if prepared
+locally (array_record).
 
 tensorflow_datasets is imported on first use, not with `hjepa_jax`: the builder modules
-(`digits`, `moving_shapes`, `two_rooms`, whose classes subclass tfds's) are imported, and so
-registered with tfds, together, the first time any of them or their names (`HjepaDigits`,
-`MovingShapesConfig`, `BUILDERS`, ...) is looked up here, or a dataset is loaded.
+(`digits`, `moving_shapes`, `two_rooms`, `shapes_images`, whose classes subclass tfds's) are
+imported, and so registered with tfds, together, the first time any of them or their names
+(`HjepaDigits`, `MovingShapesConfig`, `BUILDERS`, ...) is looked up here, or a dataset is
+loaded. `images` (the grain input pipeline for image datasets, which imports grain) is
+likewise imported when first looked up.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from hjepa_jax.data.sources import (
 )
 
 if TYPE_CHECKING:
-    from hjepa_jax.data import digits, moving_shapes, two_rooms
+    from hjepa_jax.data import digits, images, moving_shapes, shapes_images, two_rooms
     from hjepa_jax.data.digits import HjepaDigits
     from hjepa_jax.data.moving_shapes import HjepaMovingShapes, MovingShapesConfig
+    from hjepa_jax.data.shapes_images import HjepaShapesImages, ShapesImagesConfig
     from hjepa_jax.data.sources import BUILDERS
     from hjepa_jax.data.two_rooms import HjepaTwoRooms, TwoRoomsConfig
 
@@ -43,21 +46,29 @@ _LAZY = {
     "digits": None,
     "moving_shapes": None,
     "two_rooms": None,
+    "shapes_images": None,
     "HjepaDigits": "digits",
     "HjepaMovingShapes": "moving_shapes",
     "MovingShapesConfig": "moving_shapes",
     "HjepaTwoRooms": "two_rooms",
     "TwoRoomsConfig": "two_rooms",
+    "HjepaShapesImages": "shapes_images",
+    "ShapesImagesConfig": "shapes_images",
     "BUILDERS": "sources",
 }
+_BUILDER_MODULES = ("digits", "moving_shapes", "two_rooms", "shapes_images")
 
 
 def __getattr__(name: str):
-    """The tfds-backed names, imported on first use (PEP 562). Any of them imports all three
-    builder modules, so every builder of ours is registered with tfds from then on."""
+    """The tfds-backed names, imported on first use (PEP 562). Any of them imports all the
+    builder modules, so every builder of ours is registered with tfds from then on. `images`
+    (grain) is imported alone."""
+    if name == "images":
+        value = globals()[name] = importlib.import_module(f"{__name__}.images")
+        return value
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for module in ("digits", "moving_shapes", "two_rooms"):
+    for module in _BUILDER_MODULES:
         globals()[module] = importlib.import_module(f"{__name__}.{module}")
     module = _LAZY[name]
     value = globals()[name] if module is None else getattr(globals()[module], name)
@@ -66,7 +77,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"images"})
 
 
 __all__ = [
@@ -75,18 +86,22 @@ __all__ = [
     "DatasetNotPreparedError",
     "HjepaDigits",
     "HjepaMovingShapes",
+    "HjepaShapesImages",
     "HjepaTwoRooms",
     "MovingShapesConfig",
     "apply_to",
     "builder",
     "digits",
     "gaussian_noise",
+    "images",
     "load",
     "moving_shapes",
     "random_crop",
     "random_erasing",
     "read",
     "resolve_data_dir",
+    "ShapesImagesConfig",
+    "shapes_images",
     "source",
     "TwoRoomsConfig",
     "two_rooms",

@@ -4,11 +4,12 @@
     src = source("hjepa_moving_shapes", "train")      # random access, rows are dicts
     test = load("mnist", "test", data_dir="/data")    # yours, if prepared (array_record)
 
-Our datasets (`BUILDERS`: tfds names "hjepa_digits", "hjepa_moving_shapes" and
-"hjepa_two_rooms") are generated locally on first use (`download_and_prepare`,
-a few seconds) into the data dir, then read with `builder.as_data_source(split)`. Any other name
-goes through `tfds.builder(name, data_dir=...)` and must already be prepared there in a
-random-access format (array_record or parquet); it is never downloaded at run time.
+Our datasets (`BUILDERS`: tfds names "hjepa_digits", "hjepa_moving_shapes",
+"hjepa_two_rooms" and "hjepa_shapes_images") are generated locally on first use
+(`download_and_prepare`, seconds) into the data dir, then read with
+`builder.as_data_source(split)`. Any other name goes through
+`tfds.builder(name, data_dir=...)` and must already be prepared there in a random-access
+format (array_record or parquet); it is never downloaded at run time.
 
 The data dir is, in order: the `data_dir` argument, $TFDS_DATA_DIR, ~/tensorflow_datasets.
 
@@ -44,6 +45,7 @@ _OURS = {
     "hjepa_digits": ("digits", "HjepaDigits"),
     "hjepa_moving_shapes": ("moving_shapes", "HjepaMovingShapes"),
     "hjepa_two_rooms": ("two_rooms", "HjepaTwoRooms"),
+    "hjepa_shapes_images": ("shapes_images", "HjepaShapesImages"),
 }
 _RANDOM_ACCESS = ("array_record", "parquet")
 
@@ -114,17 +116,26 @@ def builder(name: str, data_dir: str | os.PathLike | None = None, **config):
     return tfds.builder(name, data_dir=root, **config)
 
 
-def source(name: str, split: str, data_dir: str | os.PathLike | None = None, **config):
+def source(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    decoders: dict | None = None,
+    **config,
+):
     """A random-access source of one split: `len(src)` rows, `src[i]` a dict of arrays.
 
-    `split` may be a tfds slice such as "train[:10%]". Raises `DatasetNotPreparedError` (with
-    the command that prepares it) for a dataset that is not ours and not prepared locally.
+    `split` may be a tfds slice such as "train[:10%]". `decoders` is passed to tfds's
+    `as_data_source` (e.g. `{"image": tfds.decode.SkipDecoding()}` keeps the encoded bytes).
+    Raises `DatasetNotPreparedError` (with the command that prepares it) for a dataset that is
+    not ours and not prepared locally.
     """
     b = builder(name, data_dir, **config)
     if name in _OURS or _readable(b):
-        return b.as_data_source(split)
+        return b.as_data_source(split, decoders=decoders)
     try:  # works under `tfds.testing.mock_data`, where nothing is prepared
-        return b.as_data_source(split)
+        return b.as_data_source(split, decoders=decoders)
     except (KeyError, NotImplementedError) as err:
         raise DatasetNotPreparedError(_not_prepared_message(name, b)) from err
 
@@ -196,8 +207,8 @@ def load(
     """A whole split as numpy arrays (built on first use if it is ours).
 
     Args:
-      name: "hjepa_digits", "hjepa_moving_shapes", "hjepa_two_rooms", or a tfds name
-        prepared locally.
+      name: "hjepa_digits", "hjepa_moving_shapes", "hjepa_two_rooms", "hjepa_shapes_images",
+        or a tfds name prepared locally.
       split: "train", "test", or a tfds slice ("train[:100]").
       data_dir: see `resolve_data_dir`.
       **config: settings of our builders, or `tfds.builder` keyword arguments.
