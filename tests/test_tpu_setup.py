@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -22,14 +23,40 @@ SETUP = ROOT / "tpu_setup"
 SCRIPTS = ["create", "install", "launch", "resume", "gpu_host", "host_install", "tpu_hosts"]
 TPU = ["--name", "hj-test", "--zone", "europe-west4-a", "--project", "my-proj"]
 CKPT = "gs://my-bucket/hjepa/fig4"
+OUT = "gs://my-bucket/runs/fig4"
+RUN = ["--experiment", "fig4_ellipse", "--out", OUT, "--ckpt-dir", CKPT]  # resume.sh's minimum
 
 FAKE_GCLOUD = """\
 #!{python}
-# Records its arguments, one JSON list a line; `describe` prints $FAKE_STATE.
+# Records its arguments, one JSON list a line. With $FAKE_PLAN, a JSON file
+# {{KEY: [[STDOUT, RC] or [STDOUT, RC, STDERR], ...]}}, a call of KEY (see `label` in the
+# tests) answers with the next entry of KEY's list, the last one repeating. Otherwise
+# `describe` prints $FAKE_STATE and every call exits with $FAKE_RC.
 import json, os, sys
+args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
-if "describe" in sys.argv and os.environ.get("FAKE_STATE"):
+    f.write(json.dumps(args) + "\\n")
+words = [a for a in args if a != "alpha"]
+key = ("qr-" if words[2:3] == ["queued-resources"] else "") + (words[3] if len(words) > 3 else "")
+if key == "ssh":
+    command = args[args.index("--command") + 1] if "--command" in args else ""
+    if "hjepa_run.exit" in command and "nohup" not in command:
+        key = "probe"  # resume.sh's look at the run's state
+plan_file = os.environ.get("FAKE_PLAN")
+plan = json.load(open(plan_file)) if plan_file else {{}}
+if key in plan:
+    counts_file = plan_file + ".counts"
+    counts = json.load(open(counts_file)) if os.path.exists(counts_file) else {{}}
+    n = counts.get(key, 0)
+    counts[key] = n + 1
+    json.dump(counts, open(counts_file, "w"))
+    out, rc, err = (list(plan[key][min(n, len(plan[key]) - 1)]) + [""])[:3]
+    if out:
+        print(out)
+    if err:
+        print(err, file=sys.stderr)
+    sys.exit(rc)
+if "describe" in args and os.environ.get("FAKE_STATE"):
     print(os.environ["FAKE_STATE"])
 sys.exit(int(os.environ.get("FAKE_RC", "0")))
 """
@@ -83,6 +110,35 @@ def gcloud_calls(env: dict) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def plan(env: dict, tmp_path: Path, **answers) -> None:
+    """Make the fake gcloud answer each KEY with the entries of answers[KEY] in turn."""
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(answers))
+    env["FAKE_PLAN"] = str(path)
+
+
+NOT_FOUND = ["", 1, "ERROR: (gcloud.compute.tpus.tpu-vm.describe) NOT_FOUND: Resource not found"]
+
+
+def label(call: list[str]) -> str:
+    """A gcloud call in short: its verb, 'qr-' before a queued resource's, 'probe' for
+    resume.sh's look at the run (an ssh command that reads hjepa_run.exit)."""
+    words = [w for w in call if w != "alpha"]
+    verb = ("qr-" if words[2] == "queued-resources" else "") + words[3]
+    if verb == "ssh":
+        command = call[call.index("--command") + 1]
+        if "hjepa_run.exit" in command and "nohup" not in command:
+            return "probe"
+    return verb
+
+
+def background_job(script: str) -> list[str]:
+    """The words of the command that a detached launch's remote script starts (before the
+    `; echo $? > ~/hjepa_run.exit` that records its exit status)."""
+    job = shlex.split(script[script.index("bash -c ") :])[2]
+    return shlex.split(job[: job.index("; echo $? > ~/hjepa_run.exit")])
+
+
 def remote(cmd: list[str]) -> str:
     """The --command of a `gcloud compute tpus tpu-vm ssh` command."""
     assert cmd[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"], cmd
@@ -126,6 +182,7 @@ def test_missing_value_is_reported(script, args, flag, env):
         ("launch", ["--ckpt-dir", CKPT], "--experiment"),
         ("launch", ["--experiment", "fig4_ellipse"], "--ckpt-dir"),
         ("resume", ["--experiment", "fig4_ellipse", "--copy"], "--ckpt-dir"),
+        ("resume", ["--experiment", "fig4_ellipse", "--ckpt-dir", CKPT], "--out"),
     ],
 )
 def test_missing_required_flag_is_reported(script, args, missing, env):
@@ -157,11 +214,14 @@ def test_install_needs_a_repo_without_an_origin_remote(env, tmp_path):
         ("launch", ["--experiment", "e", "--ckpt-dir", CKPT, "--hosts", "0"], "--hosts"),
         ("launch", ["--experiment", "e", "--ckpt-dir", CKPT, "stray"], "unexpected argument"),
         ("create", ["--spot=yes"], "--spot takes no value"),
-        (
-            "resume",
-            ["--experiment", "e", "--ckpt-dir", CKPT, "--detach", "--max-attempts", "3"],
-            "--detach",
-        ),
+        ("create", ["--best-effort"], "with --queued"),
+        ("create", ["--queued", "--preemptible"], "not --preemptible"),
+        ("create", ["--queued", "--spot", "--best-effort"], "not both"),
+        ("create", ["--accelerator-type", "v5litepod-16"], "not offered in the default zone"),
+        ("resume", [*RUN[:2], "--out", "out/x", "--ckpt-dir", CKPT], "--out out/x: give a gs://"),
+        ("resume", [*RUN[:4], "--ckpt-dir", "/tmp/c"], "--ckpt-dir /tmp/c: give a gs://"),
+        ("resume", [*RUN, "--max-retries", "-1"], "--max-retries"),
+        ("resume", [*RUN, "--detach"], "unknown flag --detach"),  # it always detaches
         ("gpu_host", [], "nothing to do"),
     ],
 )
@@ -197,20 +257,63 @@ def test_create_prints_the_gcloud_create_command(env):
 
 
 @pytest.mark.parametrize(
-    "accel, version",
+    "accel, version, zone",
     [
-        ("v4-8", "tpu-ubuntu2204-base"),
-        ("v5litepod-16", "v2-alpha-tpuv5-lite"),
-        ("v5p-8", "v2-alpha-tpuv5"),
-        ("v6e-8", "v2-alpha-tpuv6e"),
+        ("v4-8", "tpu-ubuntu2204-base", []),  # the default zone offers v4
+        ("v5litepod-16", "v2-alpha-tpuv5-lite", ["--zone", "us-west4-a"]),
+        ("v5p-8", "v2-alpha-tpuv5", ["--zone", "us-east5-a"]),
+        ("v6e-8", "v2-alpha-tpuv6e", ["--zone", "us-east1-d"]),
     ],
 )
-def test_create_picks_the_runtime_version_from_the_type(accel, version, env):
-    [cmd] = dry("create", "--accelerator-type", accel, "--preemptible", env=env)
+def test_create_picks_the_runtime_version_from_the_type(accel, version, zone, env):
+    [cmd] = dry("create", "--accelerator-type", accel, "--preemptible", *zone, env=env)
     assert f"--accelerator-type={accel}" in cmd and f"--version={version}" in cmd
-    assert "--preemptible" in cmd and "--zone=us-central2-b" in cmd  # the default zone
-    [cmd] = dry("create", f"--accelerator-type={accel}", "--version=my-runtime", env=env)
+    assert "--preemptible" in cmd and f"--zone={zone[1] if zone else 'us-central2-b'}" in cmd
+    [cmd] = dry("create", f"--accelerator-type={accel}", "--version=my-runtime", *zone, env=env)
     assert "--version=my-runtime" in cmd
+
+
+def test_create_refuses_a_type_the_default_zone_lacks(env):
+    proc = run("create", "--dry-run", "--accelerator-type", "v5litepod-8", env=env, check=False)
+    assert proc.returncode == 2 and "us-west4-a" in proc.stderr and "--zone" in proc.stderr
+    # a zone given is not second-guessed (the zone table changes)
+    [cmd] = dry("create", "--accelerator-type", "v5litepod-8", "--zone", "asia-x1-a", env=env)
+    assert "--zone=asia-x1-a" in cmd
+
+
+def test_create_queued_prints_the_queued_resource_command(env):
+    proc = run(
+        "create",
+        "--dry-run",
+        *TPU,
+        "--accelerator-type",
+        "v4-32",
+        "--queued",
+        "--spot",
+        "--",
+        "--valid-until-duration=6h",
+        env=env,
+    )
+    [cmd] = [shlex.split(line) for line in proc.stdout.splitlines() if not line.startswith("#")]
+    assert cmd == [
+        "gcloud", "compute", "tpus", "queued-resources", "create", "hj-test",
+        "--node-id=hj-test", "--zone=europe-west4-a", "--project=my-proj",
+        "--accelerator-type=v4-32", "--runtime-version=tpu-ubuntu2204-base", "--spot",
+        "--valid-until-duration=6h",
+    ]  # fmt: skip
+    assert "# the TPU VM hj-test exists once the queued resource is ACTIVE" in proc.stdout
+    [cmd] = dry("create", "--queued", "--best-effort", env=env)  # a flag of gcloud alpha only
+    assert cmd[:5] == ["gcloud", "alpha", "compute", "tpus", "queued-resources"]
+    assert cmd[-1] == "--best-effort" and "--spot" not in cmd
+
+
+def test_create_queued_recreate_prints_each_case(env):
+    cmds = dry("create", "--queued", "--spot", "--recreate", env=env)
+    assert [label(c[1:]) for c in cmds] == [
+        "describe", "qr-describe", "qr-create", "qr-delete", "qr-create", "qr-delete",
+        "qr-create", "start",
+    ]  # fmt: skip
+    assert ["--force", "--quiet"] == cmds[3][-2:] and "--format=value(state.state)" in cmds[1]
 
 
 def test_create_recreate_prints_each_case(env):
@@ -265,7 +368,7 @@ def test_install_copy_packs_tracked_and_untracked_files(env, tmp_path):
         check=True,
     ).stdout.split("\n")
     assert "tpu_setup/launch.sh" in names and "pyproject.toml" in names
-    assert not [n for n in names if n.startswith((".venv/", ".git/"))]
+    assert not [n for n in names if n.startswith((".venv", ".git/"))]
 
 
 def test_launch_runs_the_experiment_on_every_worker(env):
@@ -332,8 +435,15 @@ def test_launch_hosts_detach_and_a_local_ckpt_dir(env):
         env=env,
     )
     script = remote(cmd)
-    assert "--worker=2" in cmd and "JAX_NUM_PROCESSES=4 nohup .venv/bin/python" in script
-    assert script.endswith("> out/x/run.log 2>&1 < /dev/null & }")
+    assert "--worker=2" in cmd
+    job = shlex.split(script[script.index("bash -c ") :])[2]  # what runs in the background
+    assert job.startswith("cd hjepa_jax && mkdir -p out/x && JAX_NUM_PROCESSES=4 .venv/bin/python")
+    assert job.endswith("; echo $? > ~/hjepa_run.exit")
+    assert "setsid nohup bash -c" in script and ">> hjepa_run.log 2>&1 < /dev/null &" in script
+    assert script.endswith(
+        'echo $! > hjepa_run.pid; echo "$(hostname): started pid $!, log ~/hjepa_run.log"'
+    )
+    subprocess.run(["bash", "-n", "-c", script], check=True)
     proc = run("launch", "--dry-run", "--experiment", "e", "--ckpt-dir", "/tmp/c", env=env)
     assert "warning: --ckpt-dir /tmp/c is not a gs:// bucket" in proc.stderr
     assert (
@@ -352,31 +462,38 @@ def test_resume_composes_create_install_launch(env):
         "--copy",
         "--experiment",
         "fig3_parabola",
+        "--out",
+        OUT,
         "--ckpt-dir",
         CKPT,
-        "--max-attempts",
+        "--max-retries",
         "5",
         "--",
         "--seed",
         "7",
         env=env,
     )
-    gcloud = [c[4] for c in cmds if c[0] == "gcloud"]
-    assert gcloud == ["describe", "create", "delete", "create", "start", "scp", "ssh", "ssh"]
-    create = cmds[1]
+    gcloud = [label(c[1:]) for c in cmds if c[0] == "gcloud"]
+    assert gcloud == [
+        "describe", "describe", "create", "delete", "create", "start", "probe", "scp", "ssh", "ssh"
+    ]  # fmt: skip
+    create = cmds[2]
     assert {
         "--accelerator-type=v5litepod-16",
         "--version=v2-alpha-tpuv5-lite",
         "--spot",
         "--project=my-proj",
     } <= set(create)
-    launch = shlex.split(remote(cmds[-1]))
+    script = remote(cmds[-1])
+    assert "setsid nohup" in script  # always detached
+    launch = background_job(script)
     assert ["--ckpt-dir", CKPT] == launch[launch.index("--ckpt-dir") :][:2]
+    assert ["--out", OUT] == launch[launch.index("--out") :][:2]
     assert launch[launch.index("fig3_parabola") - 1] == "hjepa_jax.experiments.run"
-    assert "--seed" in launch and "7" in launch
-    assert all(
-        "--worker=all" in c for c in cmds if c[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"]
-    )
+    assert launch[-2:] == ["--seed", "7"] and "mkdir" not in launch  # no folder for a bucket
+    ssh = [c for c in cmds if c[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"]]
+    assert all("--worker=all" in c for c in ssh if label(c[1:]) != "probe")
+    assert [c for c in ssh if "--worker=0" in c] == [cmds[6]]  # the run is watched on worker 0
 
 
 def test_gpu_host_one_process_uses_every_gpu(env):
@@ -453,7 +570,10 @@ def test_gpu_host_one_process_per_gpu(env):
         ("install", ["--repo", "git@github.com:me/it's.git"]),
         ("install", ["--copy"]),
         ("launch", ["--experiment", "e", "--ckpt-dir", CKPT]),
-        ("resume", ["--experiment", "e", "--ckpt-dir", CKPT, "--copy"]),
+        ("resume", [*RUN, "--copy"]),
+        ("resume", [*RUN, "--copy", "--queued", "--best-effort"]),
+        ("launch", ["--experiment", "e", "--ckpt-dir", CKPT, "--out", OUT, "--detach"]),
+        ("create", ["--queued", "--recreate"]),
         ("gpu_host", ["--install", "--experiment", "e", "--processes", "2"]),
         ("host_install", []),
         ("tpu_hosts", []),
@@ -475,6 +595,9 @@ def test_dry_run_output_is_a_valid_script(script, args, env):
         ("create", [*TPU, "--accelerator-type", "v4-32", "--", "--labels=a=b c"]),
         ("launch", [*TPU, "--experiment", "fig4_ellipse", "--ckpt-dir", CKPT, "--", "--seed", "1"]),
         ("install", [*TPU, "--repo", "https://x/hjepa_jax.git"]),
+        ("create", [*TPU, "--queued", "--spot", "--accelerator-type", "v4-32"]),
+        ("create", [*TPU, "--queued", "--best-effort", "--", "--reserved"]),
+        ("launch", [*TPU, *RUN, "--detach", "--hosts", "4"]),
     ],
 )
 def test_a_real_run_calls_what_dry_run_prints(script, args, env):
@@ -504,16 +627,169 @@ def test_recreate_refuses_a_busy_tpu(env):
     assert proc.returncode == 1 and "CREATING" in proc.stderr
 
 
-def test_resume_retries_a_failed_round(env):
-    env.update(FAKE_STATE="READY", FAKE_RC="0")
-    args = ["--experiment", "e", "--ckpt-dir", CKPT, "--repo", "https://x/y.git"]
-    run("resume", *args, env=env)
-    assert [c[3] for c in gcloud_calls(env)] == ["describe", "ssh", "ssh"]
-    Path(env["FAKE_LOG"]).unlink()
-    env["FAKE_RC"] = "255"  # every gcloud call fails, as after a preemption
-    proc = run("resume", *args, "--max-attempts", "2", "--retry-wait", "0", env=env, check=False)
-    assert proc.returncode == 1 and "round 2 of 2 failed" in proc.stderr
-    assert [c[3] for c in gcloud_calls(env)] == ["describe", "create"] * 2
+def test_recreate_queued_acts_on_the_states(env, tmp_path):
+    waiting = [["WAITING_FOR_RESOURCES", 0]]
+    cases = [
+        ({"describe": [["READY", 0]]}, ["describe"]),
+        ({"describe": [["PREEMPTED", 0]]}, ["describe", "qr-delete", "qr-create"]),
+        ({"describe": [NOT_FOUND], "qr-describe": [NOT_FOUND]},
+         ["describe", "qr-describe", "qr-create"]),
+        ({"describe": [NOT_FOUND], "qr-describe": [["FAILED", 0]]},
+         ["describe", "qr-describe", "qr-delete", "qr-create"]),
+        ({"describe": [NOT_FOUND], "qr-describe": waiting}, ["describe", "qr-describe"]),
+    ]  # fmt: skip
+    for i, (answers, labels) in enumerate(cases):
+        Path(env["FAKE_LOG"]).unlink(missing_ok=True)
+        (tmp_path / str(i)).mkdir()
+        plan(env, tmp_path / str(i), **answers)
+        run("create", "--queued", "--spot", "--recreate", env=env)
+        assert [label(c) for c in gcloud_calls(env)] == labels, answers
+
+
+RESUME = [*TPU, *RUN, "--repo", "https://x/y.git", "--poll-wait", "0"]
+SEED = ["--", "--seed", "7"]  # experiment flags, last
+
+
+def test_resume_relaunches_the_same_run_after_a_preemption(env, tmp_path):
+    plan(
+        env,
+        tmp_path,
+        describe=[["READY", 0], ["PREEMPTED", 0], ["PREEMPTED", 0], ["READY", 0]],
+        probe=[["running", 0], ["none", 0], ["exit 0", 0]],
+    )
+    proc = run("resume", *RESUME, "--spot", "--accelerator-type", "v4-32", *SEED, env=env)
+    calls = gcloud_calls(env)
+    assert [label(c) for c in calls] == [
+        "describe", "probe",  # a run started earlier is going: watch it
+        "describe", "describe", "delete", "create",  # PREEMPTED: create.sh --recreate
+        "describe", "probe", "ssh", "ssh",  # READY, nothing runs: install.sh, launch.sh --detach
+        "describe", "probe",  # exit status 0: done
+    ]  # fmt: skip
+    assert {"--spot", "--accelerator-type=v4-32"} <= set(calls[5])
+    launch = remote(["gcloud", *calls[9]])
+    assert "setsid nohup bash -c" in launch and "--worker=all" in calls[9]
+    job = background_job(launch)
+    assert job[job.index("--out") :][:4] == ["--out", OUT, "--ckpt-dir", CKPT]  # the same bucket
+    assert job[-2:] == ["--seed", "7"]
+    assert "retry 1 of 10" in proc.stderr and "the run is done" in proc.stderr
+
+
+def test_resume_gives_up_when_the_retries_are_used_up(env, tmp_path):
+    plan(env, tmp_path, describe=[["PREEMPTED", 0]])
+    proc = run("resume", *RESUME, "--max-retries", "2", *SEED, env=env, check=False)
+    assert proc.returncode == 1 and "retries of --max-retries are used up" in proc.stderr
+    assert [label(c) for c in gcloud_calls(env)] == [
+        *["describe", "describe", "delete", "create"] * 2, "describe"
+    ]  # fmt: skip
+
+
+def test_resume_counts_a_failed_create_as_a_retry(env, tmp_path):
+    plan(env, tmp_path, describe=[NOT_FOUND], create=[["", 1, "ERROR: no more capacity"]])
+    proc = run("resume", *RESUME, "--max-retries", "1", *SEED, env=env, check=False)
+    assert proc.returncode == 1 and "creating hj-test failed" in proc.stderr
+    assert [label(c) for c in gcloud_calls(env)] == ["describe", "describe", "create"] * 2 + [
+        "describe"
+    ]
+
+
+def test_resume_fails_at_once_when_gcloud_cannot_tell_the_state(env, tmp_path):
+    plan(env, tmp_path, describe=[["", 1, "ERROR: (gcloud) PERMISSION_DENIED: no"]])
+    proc = run("resume", *RESUME, *SEED, env=env, check=False)
+    assert proc.returncode == 1 and "PERMISSION_DENIED" in proc.stderr
+    assert "gcloud compute tpus tpu-vm describe hj-test" in proc.stderr
+    assert [label(c) for c in gcloud_calls(env)] == ["describe"]
+
+
+def test_resume_stops_on_a_run_that_failed_on_a_ready_tpu(env, tmp_path):
+    plan(env, tmp_path, describe=[["READY", 0]], probe=[["running", 0], ["exit 3", 0]])
+    proc = run("resume", *RESUME, *SEED, env=env, check=False)
+    assert proc.returncode == 1 and "the run stopped (exit 3)" in proc.stderr
+    assert "tail -n 50 ~/hjepa_run.log" in proc.stderr  # where to look
+    assert [label(c) for c in gcloud_calls(env)] == ["describe", "probe"] * 3
+
+
+def test_resume_once_launches_and_returns(env, tmp_path):
+    plan(env, tmp_path, describe=[["READY", 0]], probe=[["none", 0]])
+    proc = run("resume", *RESUME, "--once", *SEED, env=env)
+    assert [label(c) for c in gcloud_calls(env)] == ["describe", "probe", "ssh", "ssh"]
+    assert "--once: not waiting" in proc.stderr
+
+
+def test_resume_queued_waits_for_the_request(env, tmp_path):
+    plan(
+        env,
+        tmp_path,
+        describe=[NOT_FOUND, NOT_FOUND, NOT_FOUND, ["READY", 0]],
+        **{"qr-describe": [NOT_FOUND, NOT_FOUND, ["WAITING_FOR_RESOURCES", 0]]},
+        probe=[["none", 0], ["exit 0", 0]],
+    )
+    run("resume", *RESUME, "--queued", "--spot", *SEED, env=env)
+    assert [label(c) for c in gcloud_calls(env)] == [
+        "describe", "qr-describe",  # nothing yet: request it (create.sh --recreate --queued)
+        "describe", "qr-describe", "qr-create",
+        "describe", "qr-describe",  # WAITING_FOR_RESOURCES: wait
+        "describe", "probe", "ssh", "ssh",  # READY: install, launch
+        "describe", "probe",  # done
+    ]  # fmt: skip
+
+
+# ---- the detached run and resume.sh's look at it, run here with a stand-in for the worker ----
+
+
+def test_detached_launch_and_the_run_state_on_the_worker(env, tmp_path):
+    home = tmp_path / "home"
+    venv_bin = home / "hjepa_jax" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    _executable(
+        venv_bin / "python",
+        '#!/usr/bin/env bash\necho "python $*"\nsleep "${SLEEP:-0}"\nexit "${RC:-0}"\n',
+    )
+    [launch] = dry("launch", "--experiment", "e", "--ckpt-dir", CKPT, "--detach", env=env)
+    [probe] = [c for c in dry("resume", *RUN, "--repo", "r", env=env) if "probe" == label(c[1:])]
+    worker = {**env, "HOME": str(home)}
+
+    def on_worker(cmd, **extra):
+        return subprocess.run(
+            ["bash", "-c", remote(cmd)], env={**worker, **extra}, capture_output=True,
+            text=True, timeout=20,
+        )  # fmt: skip
+
+    def state():
+        return on_worker(probe).stdout.strip()
+
+    def wait_for_exit():
+        for _ in range(200):
+            if (home / "hjepa_run.exit").exists() and (home / "hjepa_run.exit").read_text():
+                return
+            time.sleep(0.05)
+        raise AssertionError("no exit status")
+
+    assert state() == "none"
+    start = time.perf_counter()
+    first = on_worker(launch, SLEEP="30")
+    assert first.returncode == 0 and "started pid" in first.stdout
+    assert time.perf_counter() - start < 10  # it returns at once
+    pid = int((home / "hjepa_run.pid").read_text())
+    try:
+        assert state() == "running"
+        again = on_worker(launch)
+        assert again.returncode == 1 and "a run is going already" in again.stderr
+    finally:
+        os.killpg(pid, signal.SIGTERM)  # its own process group (setsid)
+    for _ in range(200):
+        if state() != "running":
+            break
+        time.sleep(0.05)
+    assert state() == "none"  # killed: no exit status
+    assert on_worker(launch, RC="3").returncode == 0
+    wait_for_exit()
+    assert state() == "exit 3"
+    assert on_worker(launch).returncode == 0
+    wait_for_exit()
+    assert state() == "exit 0"
+    log = (home / "hjepa_run.log").read_text()
+    assert f"python -m hjepa_jax.experiments.run e --out out/e --ckpt-dir {CKPT}" in log
+    assert (home / "hjepa_jax" / "out" / "e").is_dir()
 
 
 def test_tpu_hosts_counts_the_workers(env, tmp_path):

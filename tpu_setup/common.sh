@@ -6,6 +6,7 @@
 #   hj_run_shell LINE    the same for a command line that needs a shell (a pipe, redirections)
 #   hj_note TEXT         a remark: stderr when running, a `# TEXT` line under --dry-run
 #   hj_tpu_init          after hj_parse: defaults of --name/--zone, and the gcloud prefix arrays
+#   hj_zones_for TYPE    the zones that offer an accelerator type's family (empty: not listed)
 #
 # Under --dry-run the printed lines are the exact commands, in order, and nothing runs (gcloud
 # need not be installed); lines starting with # are remarks, so the output is itself a script.
@@ -21,7 +22,13 @@ HJ_REST=()
 # Shared between scripts so that resume.sh can accept and forward the flags of the others.
 
 HJ_DEFAULT_NAME=hjepa
-HJ_DEFAULT_ZONE=us-central2-b
+HJ_DEFAULT_ZONE=us-central2-b  # offers v4, as create.sh's default type (v4-8); see hj_zones_for
+
+# A detached run's files on each worker, in the home folder (launch.sh --detach, resume.sh):
+# its output, the pid of its process group, and its exit status once it has ended.
+HJ_RUN_LOG=hjepa_run.log
+HJ_RUN_PID=hjepa_run.pid
+HJ_RUN_EXIT=hjepa_run.exit
 
 # Which TPU VM (every script that calls gcloud).
 HJ_SPEC_TPU='--name O_NAME
@@ -32,7 +39,9 @@ HJ_SPEC_TPU='--name O_NAME
 HJ_SPEC_CREATE='--accelerator-type O_ACCEL
 --version O_VERSION
 --preemptible O_PREEMPTIBLE switch
---spot O_SPOT switch'
+--spot O_SPOT switch
+--queued O_QUEUED switch
+--best-effort O_BEST_EFFORT switch'
 
 # Where on the workers (install.sh and launch.sh).
 HJ_SPEC_REMOTE='--worker O_WORKER
@@ -204,4 +213,16 @@ hj_tpu_init() {
   HJ_GCLOUD=(gcloud compute tpus tpu-vm)
   HJ_WHERE=("--zone=$O_ZONE")
   if [[ -n $O_PROJECT ]]; then HJ_WHERE+=("--project=$O_PROJECT"); fi
+}
+
+# hj_zones_for TYPE: the zones whose Cloud TPU offer includes TYPE's family, as listed at
+# https://cloud.google.com/tpu/docs/regions-zones (US and europe-west4; the list there is
+# longer and changes); nothing for a family not listed here.
+hj_zones_for() {
+  case $1 in
+    v4-*) echo us-central2-b ;;
+    v5litepod-* | v5e-*) echo us-central1-a us-south1-a us-west1-c us-west4-a europe-west4-b ;;
+    v5p-*) echo us-central1-a us-east5-a ;;
+    v6e-*) echo us-central1-b us-east1-d us-east5-a us-east5-b europe-west4-a ;;
+  esac
 }

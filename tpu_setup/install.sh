@@ -68,8 +68,10 @@ host_install="bash $dir/tpu_setup/host_install.sh $(hj_quote --dir "$O_DIR" --py
 
 if ((O_COPY)); then
   tarball=${TMPDIR:-/tmp}/$TARBALL_NAME
+  # Not any venv at the top (.venv, .venv-*), even one that .gitignore misses.
   hj_run_shell "git -C $(hj_quote "$HJ_REPO_ROOT") ls-files -z --cached --others \
---exclude-standard | tar -czf $(hj_quote "$tarball") -C $(hj_quote "$HJ_REPO_ROOT") --null -T -"
+--exclude-standard -- . ':!.venv*' | tar -czf $(hj_quote "$tarball") -C $(hj_quote "$HJ_REPO_ROOT") \
+--null -T -"
   hj_run "${HJ_GCLOUD[@]}" scp "$tarball" "$O_NAME:$TARBALL_NAME" "${HJ_WHERE[@]}" \
     "--worker=$O_WORKER"
   get="mkdir -p $dir && tar -xzf $TARBALL_NAME -C $dir && rm -f $TARBALL_NAME"
