@@ -114,6 +114,24 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
+    def reached_preemption(self, step: int) -> bool:
+        """Whether the job is being preempted and `step` is where every process stops.
+
+        True at orbax's preemption sync point: a SIGTERM (what a Spot or preemptible TPU VM
+        gets before it is taken away) reached some host, JAX's preemption notifier (set up
+        by `jax.distributed.initialize`, which `hjepa-run` calls on a TPU VM and under the
+        multi-process flags) passed the notice to all hosts, and they agreed on the step to
+        stop at: one past the largest step any host had reached. Every process then gets
+        True for that same step, so the loop saves it there and exits, and the next run
+        with the same folder resumes from it (tpu_setup/resume.sh relaunches the run once
+        the VM is recreated). False without a preemption, and always False in a process
+        that did not initialize jax.distributed (a plain single-process run).
+
+        Call it on every process after every step, with the number of steps made; the
+        sync protocol counts on each host reporting each step.
+        """
+        return bool(self.manager.reached_preemption(int(step)))
+
     def save(self, step: int, state, meta: dict) -> None:
         """Save `state` (any pytree of arrays) and `meta` (JSON-able) as step `step`.
 

@@ -7,7 +7,12 @@ standardized with the training set's statistics:
 
 `classification_accuracy` regresses one-hot targets and predicts the argmax (a ridge
 classifier); `regression_r2` regresses continuous labels (positions, velocities) and reports
-R^2 and RMSE on the test set.
+R^2 and RMSE on the test set. With more feature dimensions D than training rows N (raw
+pixels) the same W is solved in its dual form, X^T (X X^T + alpha I)^-1 (T - mean T) (the
+features are centered, so the unpenalized bias is mean T), an N x N system instead of D x D.
+
+`knn_accuracy` is the other usual probe of self-supervised features: a k-nearest-neighbour
+vote by cosine similarity, with no fitted weights.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 
 from hjepa_jax import _checks
 
-__all__ = ["classification_accuracy", "ridge_regressor", "regression_r2"]
+__all__ = ["classification_accuracy", "knn_accuracy", "ridge_regressor", "regression_r2"]
 
 
 def _check_rows(fn: str, x, y, x_name: str, y_name: str) -> None:
@@ -46,6 +51,12 @@ def _design(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _ridge(x1: np.ndarray, t: np.ndarray, alpha: float) -> np.ndarray:
+    """W [D + 1, K] for the design [X, 1] (X's columns centered) and targets t [N, K]."""
+    x = x1[:, :-1]
+    if x.shape[1] > x.shape[0] and alpha > 0:  # dual form: an N x N system
+        mean = t.mean(0)
+        w = x.T @ np.linalg.solve(x @ x.T + alpha * np.eye(len(x)), t - mean)
+        return np.concatenate([w, mean[None]], axis=0)
     reg = alpha * np.eye(x1.shape[1])
     reg[-1, -1] = 0.0  # the bias is not penalized
     return np.linalg.solve(x1.T @ x1 + reg, x1.T @ t)
@@ -81,6 +92,55 @@ def classification_accuracy(
     targets = (np.asarray(train_y)[:, None] == classes[None, :]).astype(np.float64)
     pred = classes[np.argmax(t1 @ _ridge(x1, targets, alpha), axis=1)]
     return float(np.mean(pred == np.asarray(test_y)))
+
+
+def knn_accuracy(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    k: int = 20,
+) -> float:
+    """Test accuracy of a k-nearest-neighbour vote on frozen features (cosine similarity).
+
+    Each test row takes the most frequent label among its k most similar training rows
+    (ties: the label whose neighbours are the more similar in sum).
+
+    Args:
+      train_x, test_x: [N, ...] features (flattened).
+      train_y, test_y: [N] integer labels.
+      k: neighbours, 1 <= k <= N_train.
+
+    Example:
+      >>> import numpy as np
+      >>> import hjepa_jax as hj
+      >>> x, y = np.array([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0], [0.1, 1.0]]), np.array([0, 0, 1, 1])
+      >>> hj.probes.knn_accuracy(x, y, x, y, k=2)
+      1.0
+    """
+    fn = "knn_accuracy"
+    _check_split(fn, train_x, train_y, test_x, test_y, 0.0)
+    _checks.rank(fn, "train_y", train_y, 1, "[N]", "pass integer class labels [N]")
+    _checks.rank(fn, "test_y", test_y, 1, "[N_test]", "pass integer class labels [N_test]")
+    n = len(train_x)
+    k = _checks.integer(fn, "k", k, maximum=n, fix=f"pass 1 <= k <= N_train = {n}")
+
+    def unit(a):
+        a = np.asarray(a, np.float32).reshape(len(a), -1)
+        return a / (np.linalg.norm(a, axis=1, keepdims=True) + 1e-8)
+
+    train, test = unit(train_x), unit(test_x)
+    classes, train_label = np.unique(np.asarray(train_y), return_inverse=True)
+    correct = 0
+    for start in range(0, len(test), 1024):  # [1024, N] similarities at a time
+        sim = test[start : start + 1024] @ train.T
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        votes = np.zeros((len(sim), len(classes)))
+        rows = np.arange(len(sim))[:, None]
+        np.add.at(votes, (rows, train_label[top]), 1.0 + 1e-3 * sim[rows, top])
+        pred = classes[np.argmax(votes, axis=1)]
+        correct += int(np.sum(pred == np.asarray(test_y)[start : start + 1024]))
+    return correct / len(test)
 
 
 def ridge_regressor(train_x: np.ndarray, train_y: np.ndarray, alpha: float = 1.0):

@@ -55,6 +55,7 @@ __all__ = [
     "PARALLEL_MODES",
     "LoopConfig",
     "LossFn",
+    "Preempted",
     "TrainResult",
     "TrainState",
     "accumulating",
@@ -71,6 +72,16 @@ __all__ = [
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict]]
 PARALLEL_MODES = ("jit", "pmap")
 DTYPES = ("float32", "bfloat16")
+
+
+class Preempted(RuntimeError):
+    """The job was told to stop (a SIGTERM at a preemption, seen by every host at the same
+    step once `jax.distributed` is initialized): `train` saved a checkpoint at `step` in
+    `ckpt_dir` and stopped. Rerunning the same command resumes from it."""
+
+    def __init__(self, step: int, ckpt_dir: str):
+        super().__init__(f"train: preempted; saved step {step} in {ckpt_dir}, rerun to resume.")
+        self.step, self.ckpt_dir = step, ckpt_dir
 
 
 class TrainState(NamedTuple):
@@ -97,16 +108,21 @@ class TrainResult(NamedTuple):
       history: one dict of float metrics per logged step (with "step"); a resumed run's
         starts with the last row logged before its checkpoint, so history[-1] always holds
         the final metrics, even when nothing was left to run.
-      summary: final_loss, steps, examples_per_s, wall_s, resumed_from_step (the keys every
+      summary: final_loss, steps, examples_per_s (training only: neither the first,
+        compiling step nor the evaluations), wall_s, resumed_from_step (the keys every
         experiment reports in its metrics.json); param_bytes_per_device (the bytes of the
         parameter shards one device holds), step_bytes_per_device (XLA's count of one
         compiled step's arguments, outputs and temporaries on a device; jit path) and, where
         the backend reports it (`device.memory_stats()`: GPU, TPU), peak_bytes_per_device.
+      evaluations: one dict per evaluation (`train(evaluate=...)`, every
+        `loop.eval_every` steps and at the end), each with "step"; kept in the checkpoints,
+        so a resumed run's list starts with those made before it stopped.
     """
 
     state: TrainState
     history: list[dict]
     summary: dict
+    evaluations: list[dict] = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +148,8 @@ class LoopConfig:
       remat: recompute transformer blocks' activations in the backward pass.
       profile_steps: (a, b): a `jax.profiler` trace of steps a..b (1-based, as the "step" of
         train_log.jsonl) in log_dir/profile; None: no trace.
+      eval_every: steps between calls of `train(evaluate=...)` (and one at the end); None:
+        only at the end.
     """
 
     steps: int
@@ -148,9 +166,11 @@ class LoopConfig:
     grad_accum: int = 1
     remat: bool = False
     profile_steps: tuple[int, int] | None = None
+    eval_every: int | None = None
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "ckpt_every", "keep", "grad_accum"):
+        names = ("steps", "batch_size", "log_every", "ckpt_every", "keep", "grad_accum")
+        for name in names + (("eval_every",) if self.eval_every is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"train: {name} must be an integer >= 1, got {value!r}.")
@@ -393,8 +413,13 @@ def _jit_runner(loss_fn, tx, loop: LoopConfig, mesh, stream: bool, shardings) ->
 
         def step(state, batches):
             local = next(batches)
-            batch = jax.tree_util.tree_map(
-                lambda x: jax.make_array_from_process_local_data(shard, np.asarray(x)), local
+            batch = jax.tree_util.tree_map(  # host rows -> global arrays (placed ones stay)
+                lambda x: (
+                    x
+                    if isinstance(x, jax.Array) and x.sharding == shard
+                    else jax.make_array_from_process_local_data(shard, np.asarray(x))
+                ),
+                local,
             )
             return compiled(state, batch)
 
@@ -603,6 +628,7 @@ def train(
     config: dict | None = None,
     mesh=None,
     desc: str = "train",
+    evaluate: Callable[[Any], dict] | None = None,
 ) -> TrainResult:
     """Train `params` with the compiled step, logging, checkpoints and a progress bar.
 
@@ -624,10 +650,16 @@ def train(
       mesh: the device mesh of the jit path (default: `loop.mesh`, else every device on the
         data axis).
       desc: progress bar label.
+      evaluate: `evaluate(params) -> {name: float}`, run on every process every
+        `loop.eval_every` steps and after the last step (e.g. a probe of frozen features);
+        each result, with "step", goes to `TrainResult.evaluations`, train_log.jsonl (names
+        prefixed "eval_") and the checkpoints.
 
     Raises:
       ValueError: bad settings, or a checkpoint that does not match `config` / `params`.
       FloatingPointError: the loss became NaN or infinite (names the step).
+      Preempted: with `loop.ckpt_dir`, the job reached orbax's preemption sync point; the
+        state was saved at that step first.
     """
     if not isinstance(loop, LoopConfig):
         raise TypeError(f"train: loop must be a LoopConfig, got {type(loop).__name__}.")
@@ -648,7 +680,7 @@ def train(
     else:
         runner = _pmap_runner(loss_fn, tx, loop, mesh, stream)
 
-    meta = {"config": config or {}, "metrics": {}}
+    meta = {"config": config or {}, "metrics": {}, "evaluations": []}
     ckpt = state = None
     if loop.ckpt_dir is not None:
         ckpt = checkpoint.Checkpointer(loop.ckpt_dir, keep=loop.keep)
@@ -661,6 +693,7 @@ def train(
         if latest is not None:  # straight into the shardings: no fresh state is made
             state, saved = ckpt.restore(latest, abstract, shardings, meta["config"])
             meta["metrics"] = saved.get("metrics", {})
+            meta["evaluations"] = saved.get("evaluations", [])
             if stream:
                 data.set_state(saved["data_state"])
     if state is None:
@@ -673,6 +706,7 @@ def train(
     profile = _Profile(loop, resumed_from)
     history: list[dict] = [meta["metrics"]] if meta["metrics"] else []  # the checkpoint's row
     start = first_done = time.perf_counter()
+    eval_s = 0.0  # time in `evaluate`, left out of the throughput
     try:
         with (
             vit.remat_blocks(loop.remat) if loop.remat else contextlib.nullcontext(),
@@ -693,6 +727,7 @@ def train(
                 if t == resumed_from:
                     jax.block_until_ready(placed)
                     first_done = time.perf_counter()  # compile time excluded from throughput
+                    eval_s = 0.0
                 profile.after(done, placed)
                 if done % loop.log_every == 0 or done == loop.steps:
                     row = {"step": done, **{k: float(np.mean(v)) for k, v in metrics.items()}}
@@ -702,10 +737,25 @@ def train(
                     log.write(row)
                     meta["metrics"] = row
                     bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
-                if ckpt is not None and (done % loop.ckpt_every == 0 or done == loop.steps):
+                if evaluate is not None and (
+                    done == loop.steps or (loop.eval_every and done % loop.eval_every == 0)
+                ):
+                    began = time.perf_counter()
+                    scores = evaluate(runner.unplace(placed).params)
+                    scores = {k: float(v) for k, v in scores.items()}
+                    eval_s += time.perf_counter() - began
+                    meta["evaluations"].append({"step": done, **scores})
+                    log.write({"step": done, **{f"eval_{k}": v for k, v in scores.items()}})
+                # every process asks at every step: orbax agrees on one step for all hosts
+                preempted = ckpt is not None and ckpt.reached_preemption(done)
+                if ckpt is not None and (
+                    preempted or done % loop.ckpt_every == 0 or done == loop.steps
+                ):
                     if stream:
                         meta["data_state"] = data.get_state()
                     ckpt.save(done, runner.unplace(placed), meta)
+                if preempted:
+                    raise Preempted(done, loop.ckpt_dir)
                 bar.update(1)
             jax.block_until_ready(placed)
     finally:
@@ -718,7 +768,7 @@ def train(
     summary = {
         "final_loss": meta["metrics"].get("loss", float("nan")),
         "steps": loop.steps,
-        "examples_per_s": loop.batch_size * max(ran - 1, 1) / max(end - first_done, 1e-9),
+        "examples_per_s": loop.batch_size * max(ran - 1, 1) / max(end - first_done - eval_s, 1e-9),
         "wall_s": end - start,
         "resumed_from_step": resumed_from,
         "param_bytes_per_device": parallel.bytes_per_device(abstract.params, shardings.params),
@@ -729,4 +779,4 @@ def train(
     ):
         if value is not None:
             summary[name] = value
-    return TrainResult(runner.unplace(placed), history, summary)
+    return TrainResult(runner.unplace(placed), history, summary, meta["evaluations"])

@@ -30,6 +30,10 @@ TINY = {
     "planning_two_rooms": "--trajectories 256 --steps 30 --batch-size 8 --log-every 10 "
     "--episodes 4 --max-steps 8 --horizon-plan 4 --samples 16 --elites 4 --iterations 2 "
     "--gd-steps 3 --macro-horizon 3 --hier-horizon 4 --critic-steps 20 --critic-batch 8",
+    "ijepa_images": "--num-train 64 --num-test 32 --image-size 32 --patch-size 8 --width 16 "
+    "--depth 1 --heads 2 --pred-width 8 --pred-depth 1 --pred-heads 2 --steps 4 "
+    "--warmup-steps 1 --batch-size 8 --eval-every 2 --probe-train 32 --probe-test 32 "
+    "--knn-k 5 --log-every 2",
 }
 
 
@@ -151,6 +155,10 @@ def test_help_lists_config_fields_with_defaults():
         (["jepa_digits", "--encoder", "resnet"], "argument --encoder: invalid choice: 'resnet'"),
         (["planning_two_rooms", "--horizon-plan", "1"], "must be >= replan_every (2)"),
         (["planning_two_rooms", "--planners", "cem,astar"], "planners must be among"),
+        (["ijepa_images", "--quick", "--preset", "vit_b16_imagenet"], "--quick and --preset"),
+        (["ijepa_images", "--preset", "vit_h14"], "argument --preset: invalid choice"),
+        (["ijepa_images", "--patch-size", "7"], "patch_size=7 must divide image_size=64"),
+        (["ijepa_images", "--width", "100"], "heads=3 does not divide width=100"),
         (["all", "--bogus"], "hjepa-run all: error: unrecognized arguments: --bogus"),
         (["fig9_unknown"], "invalid choice: 'fig9_unknown'"),
     ],

@@ -44,6 +44,7 @@ import os
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ArraySource",
+    "BatchStream",
     "CenterCrop",
     "DevicePrefetch",
     "EvalLoader",
@@ -63,6 +65,7 @@ __all__ = [
     "center_crop_box",
     "crop_resize",
     "eval_loader",
+    "head",
     "image_source",
     "open_image",
     "parse_dataset",
@@ -509,6 +512,13 @@ class _Slice:
         return f"_Slice({self.src!r}, {self.start}, {self.stop})"
 
 
+def head(src, n: int) -> _Slice:
+    """The first `n` rows of a source (all of them if it has fewer), as a source."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"head: n must be an integer >= 1, got {n!r}")
+    return _Slice(src, 0, min(n, len(src)))
+
+
 class EvalLoader:
     """One ordered pass over this host's slice in fixed-shape batches (see `eval_loader`).
 
@@ -733,3 +743,53 @@ class DevicePrefetch:
 def prefetch_to_device(iterator, size: int = 2, sharding=None) -> DevicePrefetch:
     """`DevicePrefetch(iterator, size, sharding)`: batches put on the devices ahead of use."""
     return DevicePrefetch(iterator, size, sharding)
+
+
+class BatchStream:
+    """A batch iterator as `hj.train.train` takes one (`hj.train.is_stream`), timing its waits.
+
+    Args:
+      iterator: yields this process's rows of each global batch (host arrays, or global
+        jax arrays from `prefetch_to_device` with the train step's data sharding) and has
+        `get_state()` / `set_state(state)` (a grain iterator, `DevicePrefetch`).
+      global_batch_size: B, the rows of a batch over all processes.
+
+    `waits` holds the seconds each `next` spent waiting for its batch: the loop waits on
+    data for `sum(waits)` of its time. `get_state()` is a str (JSON, as checkpoints keep it).
+
+    Example:
+      >>> import numpy as np
+      >>> from hjepa_jax.data import images
+      >>> src = images.ArraySource(np.zeros((8, 16, 16, 3), np.uint8), [0] * 8)
+      >>> loader = images.train_loader(src, batch_size=4, image_size=8, seed=0,
+      ...                              process_index=0, process_count=1)
+      >>> stream = images.BatchStream(iter(loader), 4)
+      >>> next(stream)["image"].shape, len(stream.waits)
+      ((4, 8, 8, 3), 1)
+    """
+
+    def __init__(self, iterator, global_batch_size: int):
+        self.iterator = iterator
+        self.global_batch_size = global_batch_size
+        self.waits: list[float] = []
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self):
+        start = time.perf_counter()
+        batch = next(self.iterator)
+        self.waits.append(time.perf_counter() - start)
+        return batch
+
+    def get_state(self) -> str:
+        state = self.iterator.get_state()
+        return state.decode() if isinstance(state, bytes) else state
+
+    def set_state(self, state) -> None:
+        self.iterator.set_state(state.encode() if isinstance(state, str) else state)
+
+    def close(self) -> None:
+        """Stop a prefetching iterator's thread (nothing else to release)."""
+        if hasattr(self.iterator, "close"):
+            self.iterator.close()

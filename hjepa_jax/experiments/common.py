@@ -255,6 +255,7 @@ class AtLeast:
 Count = Annotated[int, AtLeast(1)]  # sizes, steps, numbers of things
 Positive = Annotated[float, AtLeast(0.0, strict=True)]  # learning rates, scales, temperatures
 NonNegative = Annotated[float, AtLeast(0.0)]  # weights and noise levels that may be 0
+Whole = Annotated[int, AtLeast(0)]  # counts where 0 means none (or "only at the end")
 
 
 def field_problem(kind, value) -> str | None:
@@ -348,10 +349,19 @@ def _parse_field(name: str, kind):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
-    """One `--field-name` flag per dataclass field, help showing the default.
+    """One `--field-name` flag per dataclass field, help showing the default, and `--preset`
+    where the config has named presets (a class attribute `PRESETS: {name: {field: value}}`).
 
-    Flags default to None so that only the ones given override the (quick) config.
+    Flags default to None so that only the ones given override the (quick or preset) config.
     """
+    presets = getattr(config_cls, "PRESETS", {})
+    if presets:
+        parser.add_argument(
+            "--preset",
+            choices=sorted(presets),
+            default=None,
+            help="start from a named set of fields (other flags still override them)",
+        )
     defaults = config_cls()
     hints = typing.get_type_hints(config_cls, include_extras=True)
     for field in dataclasses.fields(config_cls):
@@ -368,8 +378,17 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls) -> None:
 
 
 def config_from_args(config_cls, args: argparse.Namespace, quick: bool):
-    """The default (or quick) config with the given flags applied."""
+    """The default (or quick, or preset) config with the given flags applied.
+
+    Raises:
+      ValueError: both --quick and --preset, or a preset whose fields the config refuses.
+    """
+    preset = getattr(args, "preset", None)
+    if preset is not None and quick:
+        raise ValueError("--quick and --preset each pick a config; give one")
     config = config_cls().quick() if quick else config_cls()
+    if preset is not None:
+        config = dataclasses.replace(config, **config_cls.PRESETS[preset])
     given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(config_cls)

@@ -30,12 +30,14 @@ from hjepa_jax.experiments import (
     fig4_ellipse,
     fig5_collapse,
     hjepa_moving_shapes,
+    ijepa_images,
     jepa_digits,
     methods_landscapes,
     planning_two_rooms,
     report,
 )
 from hjepa_jax.io import as_path, is_remote
+from hjepa_jax.train import Preempted
 
 # The one place an experiment is looked up by name.
 EXPERIMENTS = {
@@ -48,10 +50,12 @@ EXPERIMENTS = {
         jepa_digits,
         hjepa_moving_shapes,
         planning_two_rooms,
+        ijepa_images,
     )
 }
 
 log = logging.getLogger("hjepa_jax.experiments")
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: stopped and saved, not done
 OUT_HELP = "output folder, local or a bucket (gs://BUCKET/PATH)"
 
 
@@ -213,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         problem = batch_problem(config, devices, options.grad_accum)
         if problem:
             parser.error(problem if args.name != "all" else f"{name}: {problem}")
+    try:
+        return run_all(args, configs, options)
+    except Preempted as err:  # saved; a scheduler (tpu_setup/resume.sh) reruns the command
+        log.warning("%s", err)
+        return PREEMPTED_EXIT
+
+
+def run_all(args: argparse.Namespace, configs: dict, options: common.RunOptions) -> int:
+    """Run the experiment `args.name` names (or all of them and the report)."""
     if args.name != "all":
         run_one(EXPERIMENTS[args.name], configs[args.name], args.out, options)
         return 0
