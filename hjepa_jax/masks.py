@@ -15,6 +15,10 @@ patch is removed, as in I-JEPA's `MaskCollator` (`src/masks/multiblock.py`):
     targets first, then the context, minus the targets;
   * index lists are row-major (ascending) and truncated to common lengths: T for every
     target block, C for the context, as the reference truncates to the batch's minimum.
+    The reference keeps the first C context patches, i.e. the top rows of the context;
+    `context_subset="random"` keeps C of them drawn uniformly instead, so that the context
+    still covers the whole block when C is a small share of it (small grids: on 8 x 8, C is
+    11 of a context of about 20).
 
 Fixed shapes: T and C are static (`multiblock_sizes`), not the minimum of each batch, so
 one compiled program serves every batch. T is the smallest block size the ranges allow (a
@@ -52,6 +56,7 @@ __all__ = [
     "sample_multiblock",
 ]
 
+CONTEXT_SUBSETS = ("first", "random")
 _SIM_BATCHES, _SIM_BATCH, _SIM_QUANTILE = 64, 64, 0.01  # how the default C is estimated
 
 
@@ -97,6 +102,8 @@ class MultiBlockSpec:
       num_context_patches: C; None: the 1% quantile of the context size (module doc).
       candidates: draws per image to find one with at least C context patches.
       tied_draw: draw a block's scale and aspect from one uniform number, as I-JEPA does.
+      context_subset: which C context patches are kept: "first" (row-major, the
+        reference's truncation) or "random" (uniform among the context's).
 
     Raises:
       ValueError: a bad field (named in the message), or T or C larger than the smallest
@@ -113,6 +120,7 @@ class MultiBlockSpec:
     num_context_patches: int | None = None
     candidates: int = 8
     tied_draw: bool = True
+    context_subset: str = "first"
 
     def __post_init__(self):
         fn = "MultiBlockSpec"
@@ -124,6 +132,7 @@ class MultiBlockSpec:
         if len(grid) != 2 or min(grid) < 2:
             _checks.broken(fn, "grid", self.grid, "a pair of integers >= 2", fix)
         object.__setattr__(self, "grid", grid)
+        _checks.one_of(fn, "context_subset", self.context_subset, CONTEXT_SUBSETS, "pick one")
         for name in ("num_targets", "candidates"):
             value = _checks.integer(fn, name, getattr(self, name), fix=f"pass {name} >= 1")
             object.__setattr__(self, name, value)
@@ -229,10 +238,14 @@ def _draw_size(uv, spec: MultiBlockSpec, which: str):
     return block_size(u, v, spec.grid, scale, aspect)
 
 
-def _indices(mask: jax.Array, size: int) -> jax.Array:
-    """[..., size] int32: the first `size` set entries of mask [..., K], ascending; if fewer
-    are set, the first one fills the rest."""
-    idx = jnp.argsort(~mask, axis=-1, stable=True)[..., :size].astype(jnp.int32)
+def _indices(mask: jax.Array, size: int, priority: jax.Array | None = None) -> jax.Array:
+    """[..., size] int32: `size` set entries of mask [..., K], ascending: the first ones, or
+    those of lowest `priority` [..., K] (uniform numbers: a uniform subset); if fewer are
+    set, the first one fills the rest."""
+    rank = (~mask).astype(jnp.float32) if priority is None else jnp.where(mask, priority, 2.0)
+    idx = jnp.argsort(rank, axis=-1, stable=True)[..., :size].astype(jnp.int32)
+    order = jnp.where(jnp.take_along_axis(mask, idx, -1), idx, mask.shape[-1] + idx)
+    idx = jnp.take_along_axis(idx, jnp.argsort(order, axis=-1), -1)  # set ones ascending
     return jnp.where(jnp.take_along_axis(mask, idx, -1), idx, idx[..., :1])
 
 
@@ -258,7 +271,10 @@ def _sample(key, batch_size: int, spec: MultiBlockSpec, t: int, c: int) -> Multi
     enough = counts >= c
     pick = jnp.where(enough.any(1), jnp.argmax(enough, 1), jnp.argmax(counts, 1))  # [B]
     rows_b = jnp.arange(batch_size)
-    context_idx = _indices(context[rows_b, pick], c)
+    priority = None
+    if spec.context_subset == "random":
+        priority = jax.random.uniform(jax.random.fold_in(key, 1), (batch_size, hh * ww))
+    context_idx = _indices(context[rows_b, pick], c, priority)
     target_idx = _indices(targets[rows_b, pick], t)
     return MultiBlockMasks(context_idx, target_idx, jnp.stack([th, tw]), jnp.stack([ch, cw]))
 

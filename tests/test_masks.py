@@ -148,3 +148,21 @@ def test_sample_rejects_bad_arguments():
         mk.sample_multiblock(jax.random.PRNGKey(0), 0, SPEC)
     with pytest.raises(ValueError, match="sample_multiblock: spec="):
         mk.sample_multiblock(jax.random.PRNGKey(0), 2, (14, 14))
+
+
+def test_a_random_context_subset_spreads_over_the_context_block():
+    """ "first" keeps the context's top rows; "random" keeps C patches from all of it: the
+    same sizes, still ascending and disjoint from the targets, and lower in the image."""
+    first = mk.MultiBlockSpec(grid=(8, 8))
+    spread = mk.MultiBlockSpec(grid=(8, 8), context_subset="random")
+    key = jax.random.PRNGKey(0)
+    a, b = mk.sample_multiblock(key, 256, first), mk.sample_multiblock(key, 256, spread)
+    assert a.context_idx.shape == b.context_idx.shape
+    ci, ti = np.asarray(b.context_idx), np.asarray(b.target_idx)
+    assert (np.diff(ci, axis=1) > 0).all()
+    assert not any(np.intersect1d(ci[i], ti[i]).size for i in range(256))
+    np.testing.assert_array_equal(a.target_idx, b.target_idx)  # only the context changes
+    rows = lambda idx: np.mean(np.asarray(idx) // 8)
+    assert rows(b.context_idx) > rows(a.context_idx) + 0.5
+    with pytest.raises(ValueError, match="context_subset"):
+        mk.MultiBlockSpec(grid=(8, 8), context_subset="last")

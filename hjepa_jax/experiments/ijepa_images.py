@@ -37,7 +37,10 @@ warmed up linearly from `start_lr` to `learning_rate` over `warmup_steps` then c
 context 0.85-1.0; crops of scale 0.3-1.0; ImageNet's mean and std. Ours differs in: the
 prediction energy is the squared error (E13), not smooth L1; pixels are normalized on the
 devices (batches travel as uint8); horizontal flips are on by default (`--flip false` for
-I-JEPA's setting, as the preset has).
+I-JEPA's setting, as the preset has); the C context patches kept are drawn uniformly from the
+context block (`--context-subset random`), where I-JEPA keeps the first C, the block's top
+rows (`--context-subset first`, as the preset has): on this default's 8 x 8 grid C is 11
+patches, and the first 11 would always be the top of the image.
 
 Writes metrics.json (probe_acc, probe_acc_random_init, probe_acc_pixels, knn_acc,
 knn_acc_random_init, embedding_std, effective_rank, images_per_s, data_wait_fraction,
@@ -102,6 +105,7 @@ class Config:
     pred_depth: Count = 3
     pred_heads: Count = 3
     collapse: Literal["ema", "vicreg"] = "ema"
+    context_subset: Literal["first", "random"] = "random"  # which C context patches are kept
     ema_start: NonNegative = 0.996
     ema_end: NonNegative = 1.0
     latent_dim: Whole = 0  # z per target block (0: none), minimized inside the step
@@ -140,6 +144,7 @@ class Config:
             steps=300 * STEPS_PER_EPOCH,
             batch_size=2048,
             warmup_steps=40 * STEPS_PER_EPOCH,
+            context_subset="first",
             workers=16,
             eval_every=12500,
             probe_train=25600,
@@ -323,7 +328,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     test_src = im.image_source(name, cfg.eval_split, data_dir, **builder_config)
 
     model = IJEPA(cfg.model_config(), (cfg.image_size, cfg.image_size, 3))
-    spec = hj.masks.MultiBlockSpec(grid=model.grid)
+    spec = hj.masks.MultiBlockSpec(grid=model.grid, context_subset=cfg.context_subset)
     k_init, k_run = jax.random.split(jax.random.PRNGKey(cfg.seed))
     loop = dataclasses.replace(options.loop(cfg, out), eval_every=cfg.eval_every or None)
     mesh = hj.parallel.make_mesh(spec=loop.mesh)
