@@ -1,8 +1,11 @@
-"""JEPA train-step benchmarks: the jepa_digits step against batch, latent steps and devices.
+"""JEPA train-step benchmarks: the jepa_digits step against batch, latent steps and devices;
+an I-JEPA ViT step, JAX against the reference PyTorch code.
 
     python -m benchmarks.jepa [--quick] [--out out/bench] [--repeats N] [--max-batch B]
         [--encoders mlp conv] [--latent-steps S ...] [--steps T] [--devices-batch B]
         [--max-devices N] [--[no-]pmap] [--devices-only]
+        [--vit tiny|small|s16|none] [--vit-only] [--vit-batch B] [--vit-repeats N]
+        [--vit-warmup N] [--torch --ijepa-src DIR] [--torch-venv DIR] [--torch-threads N]
 
 The step is `hjepa_jax.models.digits_jepa.DigitsJEPA(cfg, (8, 8, 1)).loss` (two augmented
 views, a shared MLP (256, 256, 64) or conv (32, 64 channels, stride 2) encoder, the latent
@@ -27,13 +30,46 @@ adam, on random 8x8x1 images in [0, 1] (speed does not depend on what the pixels
    unless XLA_FLAGS already names a count; parts 1-3 run on the parent's default devices).
    On a CPU the forced devices share the same cores, so it measures sharding overhead, not a
    speed-up; on a GPU / TPU host it measures the real devices.
+5. ViT step (--vit SIZE; --vit-only runs this part alone): ms and images/s of one I-JEPA train
+   step in JAX and in facebookresearch/ijepa's PyTorch code, at the same ViT, batch, image,
+   patch and mask recipe (4 target blocks, scale 0.15-0.2, aspect 0.75-1.5; one context
+   block, scale 0.85-1.0, the targets removed). Sizes (VIT_SIZES; heads of the predictor =
+   the encoder's, as the reference's init_model): small, the default (image 64, patch 8,
+   width 192, depth 6, 3 heads, predictor 96 x 3, B=32: seconds on a CPU); s16, ViT-S/16 on
+   224 (384 x 12, 6 heads, predictor 192 x 6, B=8); tiny, with --quick (a smoke size).
+   --vit-batch overrides the batch.
+   JAX: `hjepa_jax.models.ijepa.IJEPA(cfg, (H, W, 3)).loss` (EMA target, no latent, with its
+   collapse metrics) through `hj.train.make_train_step` with optax.adamw (lr 1e-3, weight
+   decay 0.04) and the EMA (`IJEPA.optimizer`), jitted with the state donated, on random
+   images and one batch of `hjepa_jax.masks.sample_multiblock` masks (C context and T target
+   patches: fixed shapes).
+   PyTorch: benchmarks/ijepa_torch.py, a child process in its own venv that imports the
+   reference's VisionTransformer, vit_predictor, MaskCollator and apply_masks from --ijepa-src
+   DIR (a checkout of facebookresearch/ijepa, whose CC-BY-NC code is not copied here) and runs
+   the step of its train.py: the target encoder (no grad) on every patch and a layer norm, the
+   context encoder on the context patches, the predictor, smooth L1, backward, AdamW, the EMA.
+   Its collator's masks are cut to the JAX side's C and T, so both run the same tokens. Weight
+   decay skips biases and norms on both sides. What still differs: our loss is L2 and
+   computes collapse metrics (about 3% of the step), and our GELU is tanh's approximation.
+   Both are timed alike: the first step (JAX compiles before it: compile_s; both in
+   first_s), --vit-warmup - 1 more, then --vit-repeats timed steps each, in alternating rounds
+   of VIT_ROUND (JAX, then PyTorch, never both at once), so that other jobs slow both alike.
+   min_ms / median_ms: the fastest and the median step; images/s and JAX/PyTorch (> 1: JAX is
+   faster) from the fastest. threads: XLA's CPU pool (one per core) and torch.set_num_threads
+   (the cores, or --torch-threads); cpu/wall: the CPU seconds each process used over the wall
+   seconds of its timed steps. PyTorch runs only with --torch and --ijepa-src: the venv
+   (--torch-venv, default .venv-torch) is then made if missing with `python3 -m venv` and `pip
+   install torch==2.13.0 numpy` (the CPU build), the only download; otherwise its row says why
+   it was skipped. hjepa_jax itself never depends on torch.
 
 Parts 1-2 compile every step first, then time them all round-robin (`time_calls`: one warm-up
 call each, then --repeats rounds), so that drift on a shared machine affects them alike;
 compile time is excluded and reported apart. examples/s, us/example and the columns of part 2
 come from the fastest call (min_ms), the one least disturbed by other jobs: on a shared CPU the
 median can be 3-4x the min. Tables go to stdout and everything to OUT/jepa.json (atomic), with
-device and jax version; the child leaves its part in OUT/jepa_devices.json.
+device and jax version (with --vit-only, part 5 alone: "vit_step"); the child leaves its part
+in OUT/jepa_devices.json, and part 5's PyTorch child its JSON and stderr in
+OUT/jepa_vit_torch.json and .log.
 
 Sample (full sweep: 1m30s on a 2-core CPU shared with other jobs, so the medians run 1.5-3x
 the mins and even the mins are +-30%; jax 0.10.2; --quick takes 45 s, compiles ~2-4 s a step):
@@ -50,6 +86,24 @@ the mins and even the mins are +-30%; jax 0.10.2; --quick takes 45 s, compiles ~
     4. hj.train.train, B=1024, 8 forced CPU devices   x1     x2     x4     x8    pmap x8
        examples/s                                   2.3e4  1.7e4  1.1e4  4.5e3  2.9e3
        (the devices share 2 cores: the cost of sharding, not a speed-up)
+
+Sample of part 5 (jax 0.10.2 against torch 2.13.0+cpu; DIR a checkout of
+facebookresearch/ijepa), on the same shared 2-core CPU while another job kept one to two of
+its cores busy throughout, so both processes were pinned to one core, where each keeps one
+thread busy (cpu/wall 0.99 on both sides); 10 timed steps each, in rounds of 5:
+
+    taskset -c 1 python -m benchmarks.jepa --vit-only [--vit s16] --torch --ijepa-src DIR
+    5. ViT step (1 thread each)    B  image   C   T   min_ms  median_ms  images/s  JAX/PyTorch
+       jax      192x6 p8, pred 96x3  32     64  11   9    268.7      279.7     119.1    0.80
+       pytorch  192x6 p8, pred 96x3  32     64  11   9    215.9      232.3     148.2
+       jax      ViT-S/16, 192x6      8    224  51  30     1861       1877     4.298    0.73
+       pytorch  ViT-S/16, 192x6      8    224  51  30     1365       1386     5.861
+    (JAX compiles in 7-10 s, excluded. Its forward is as fast as PyTorch's, its backward
+    slower: the small encoder on all 64 patches of 32 images, 1 thread, takes 81 ms against
+    94 forward, 486 against 301 forward and backward; XLA's flags for XNNPACK, oneDNN or
+    fast math changed nothing.) On both cores beside that job, each side's two threads
+    stalled on each other: 771 ms JAX against 6306 ms PyTorch at the small size (JAX/PyTorch
+    8.2, PyTorch's OpenMP suffering most), so compare 2-core numbers only on an idle machine.
 """
 
 from __future__ import annotations
@@ -64,8 +118,10 @@ if __name__ == "__main__" and "--devices-only" in sys.argv[1:]:  # before jax st
         ).strip()
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -76,7 +132,9 @@ import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
 from benchmarks.common import device_info, make_parser, table, time_calls, write_json  # noqa: E402
+from hjepa_jax.masks import MultiBlockSpec, multiblock_sizes, sample_multiblock  # noqa: E402
 from hjepa_jax.models.digits_jepa import DigitsJEPA, DigitsJEPAConfig  # noqa: E402
+from hjepa_jax.models.ijepa import IJEPA, IJEPAConfig  # noqa: E402
 
 # fmt: off
 # The (MLP, latent_batch, 5 latent steps) step of part 2 is part 1's: compiled and timed once.
@@ -108,6 +166,25 @@ MEMORY_COLUMNS = (("sweep", "sweep", 1, "s"), ("encoder", "encoder", 1, "s"),
                   ("out", "output_size_in_bytes", MIB, ".3f"),
                   ("total", "total_bytes", MIB, ".3f"),
                   ("temp KiB/ex", "temp_kib_per_example", 1, ".3g"))
+# Part 5: I-JEPA ViT sizes (pred_heads = heads, as the reference's init_model).
+VIT_SIZES = {
+    "tiny": {"label": "tiny 32x1 p4", "image": 32, "patch": 4, "width": 32, "depth": 1,
+             "heads": 2, "pred_width": 16, "pred_depth": 1, "batch": 4},
+    "small": {"label": "192x6 p8, pred 96x3", "image": 64, "patch": 8, "width": 192,
+              "depth": 6, "heads": 3, "pred_width": 96, "pred_depth": 3, "batch": 32},
+    "s16": {"label": "ViT-S/16, pred 192x6", "image": 224, "patch": 16, "width": 384,
+            "depth": 12, "heads": 6, "pred_width": 192, "pred_depth": 6, "batch": 8},
+}
+VIT_LR, VIT_WEIGHT_DECAY, VIT_EMA_STEPS = 1e-3, 0.04, 10_000  # as in benchmarks/ijepa_torch.py
+VIT_ROUND = 5  # part 5 alternates JAX and PyTorch in rounds of this many timed steps
+TORCH_VERSION = "2.13.0"  # the CPU build; a plain `pip install torch` pulls a CUDA one
+VIT_COLUMNS = (("framework", "framework", 1, "s"), ("ViT", "label", 1, "s"),
+               ("B", "batch", 1, "d"), ("image", "image", 1, "d"),
+               ("C", "context_patches", 1, "d"), ("T", "target_patches", 1, "d"),
+               ("threads", "threads", 1, "d"), ("cpu/wall", "cpu_per_wall", 1, ".2f"),
+               ("min_ms", "min_s", MS, ".4g"), ("median_ms", "median_s", MS, ".4g"),
+               ("images/s", "images_per_s", 1, ".4g"), ("JAX/PyTorch", "ratio", 1, ".2f"),
+               ("first_s", "first_s", 1, ".1f"))
 DEVICE_COLUMNS = (("parallel", "parallel", 1, "s"), ("devices", "devices", 1, "d"),
                   ("examples/s", "examples_per_s", 1, ".4g"), ("step_ms", "step_s", MS, ".4g"),
                   ("speed-up", "speedup", 1, ".2f"), ("wall_s", "wall_s", 1, ".1f"))
@@ -251,6 +328,251 @@ def devices_title(batch: int, steps: int) -> str:
     return f"4. hj.train.train, MLP encoder, global batch {batch}, {steps} steps, vs devices"
 
 
+def cores() -> int:
+    """CPU cores this process may run on (XLA's CPU thread pool has one thread per core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def timed(step, n: int, cpu: list | None = None) -> list[float]:
+    """Seconds of each of `n` calls of `step()` (which returns when the step is done): the
+    loop of benchmarks/ijepa_torch.py, so that both sides are timed alike. Adds the
+    process's CPU seconds over them to `cpu[0]`."""
+    times = []
+    start_cpu = time.process_time()
+    for _ in range(n):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    if cpu is not None:
+        cpu[0] += time.process_time() - start_cpu
+    return times
+
+
+def summary(times: list[float], cpu_s: float) -> dict:
+    """Median and min seconds, and cpu_per_wall: CPU over wall seconds (the cores kept busy)."""
+    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times,
+            "cpu_per_wall": cpu_s / sum(times)}  # fmt: skip
+
+
+def vit_model(size: dict) -> IJEPA:
+    """The I-JEPA model of a VIT_SIZES entry (EMA target, no latent)."""
+    cfg = IJEPAConfig(
+        patch_size=size["patch"],
+        width=size["width"],
+        depth=size["depth"],
+        heads=size["heads"],
+        pred_width=size["pred_width"],
+        pred_depth=size["pred_depth"],
+        pred_heads=size["heads"],
+    )
+    return IJEPA(cfg, (size["image"], size["image"], 3))
+
+
+def vit_base_row(framework: str, name: str, size: dict, batch: int) -> dict:
+    return {"framework": framework, "size": name, "label": size["label"], "batch": batch,
+            "image": size["image"], "patch": size["patch"]}  # fmt: skip
+
+
+def jax_vit_step(model: IJEPA, spec: MultiBlockSpec, batch: int) -> tuple:
+    """Part 5, JAX: `IJEPA.loss` through `hj.train.make_train_step` with adamw (weight decay on
+    the weights, not on biases and norms, as the reference; and the EMA of the target,
+    `model.optimizer`), jitted with the state donated, on random images and one
+    batch of `sample_multiblock(spec)` masks. Returns (compile_s, run, last): `run()` takes
+    one step, carrying the state, and returns when it is done; `last()` its metrics."""
+    key = jax.random.PRNGKey(SEED)
+    k_init, k_mask, k_image = jax.random.split(key, 3)
+    decay = functools.partial(jax.tree_util.tree_map, lambda x: x.ndim > 1)  # not biases, norms
+    adamw = optax.adamw(VIT_LR, weight_decay=VIT_WEIGHT_DECAY, mask=decay)
+    tx = model.optimizer(adamw, VIT_EMA_STEPS)
+    state = hj.train.init_state(jax.jit(model.init)(k_init), tx, key)
+    masks = sample_multiblock(k_mask, batch, spec)
+    images = jax.random.uniform(k_image, (batch, *model.image_shape))
+    data = {"image": images, "context_idx": masks.context_idx, "target_idx": masks.target_idx}
+    step = jax.jit(hj.train.make_train_step(model.loss, tx), donate_argnums=0)
+    start = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    carry = {"state": state, "metrics": None}
+
+    def run():
+        carry["state"], metrics = compiled(carry["state"], data)
+        carry["metrics"] = jax.block_until_ready(metrics)
+
+    return compile_s, run, lambda: (carry["state"], carry["metrics"])
+
+
+def torch_python(venv: Path) -> Path:
+    """The python of `venv` with torch and numpy, made on request: `python3 -m venv` if
+    missing, then `pip install torch==TORCH_VERSION numpy` if torch is not there."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        probe = subprocess.run([python, "-c", "import torch, numpy"], capture_output=True)
+        if probe.returncode == 0:
+            return python
+    else:
+        print(f"  creating {venv} (python3 -m venv)", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    print(f"  installing torch=={TORCH_VERSION} numpy into {venv}", flush=True)
+    pip = [python, "-m", "pip", "install", "-q", f"torch=={TORCH_VERSION}", "numpy"]
+    subprocess.run(pip, check=True)
+    return python
+
+
+class TorchChild:
+    """benchmarks/ijepa_torch.py --serve in the torch venv: it builds the reference's step,
+    takes its first and warm-up steps, then times as many steps as it is told, in turn with
+    the JAX steps. Its stderr goes to OUT/jepa_vit_torch.log, its JSON to
+    OUT/jepa_vit_torch.json."""
+
+    PROMPT = "@ijepa_torch "  # benchmarks/ijepa_torch.py's PROMPT
+
+    def __init__(self, python: Path, args, size: dict, batch: int, sizes: tuple[int, int]):
+        self.json = args.out / "jepa_vit_torch.json"
+        self.log = args.out / "jepa_vit_torch.log"
+        cmd = [str(python), str(Path(__file__).with_name("ijepa_torch.py")), "--serve"]
+        cmd += ["--ijepa-src", str(args.ijepa_src), "--out", str(self.json)]
+        for key in ("image", "patch", "width", "depth", "heads", "pred_width", "pred_depth"):
+            cmd += [f"--{key.replace('_', '-')}", str(size[key])]
+        cmd += ["--batch", str(batch), "--target-patches", str(sizes[0])]
+        cmd += ["--context-patches", str(sizes[1]), "--warmup", str(args.vit_warmup)]
+        cmd += ["--threads", str(args.torch_threads or cores())]
+        print(f"  starting {' '.join(cmd)}", flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        self.json.unlink(missing_ok=True)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+            )
+        self.reply()  # {"ready": true}: built and warmed up
+
+    def reply(self):
+        for line in self.proc.stdout:
+            if line.startswith(self.PROMPT):
+                return json.loads(line[len(self.PROMPT) :])
+        tail = self.log.read_text().strip().splitlines() or ["no output"]
+        raise RuntimeError(f"exit {self.proc.wait()}: {tail[-1]}")
+
+    def timed(self, n: int) -> list[float]:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return self.reply()
+
+    def close(self) -> dict:
+        self.proc.stdin.close()
+        self.proc.stdout.read()
+        if self.proc.wait():
+            raise RuntimeError(f"exit {self.proc.returncode}: see {self.log}")
+        return json.loads(self.json.read_text())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_torch(args, size: dict, batch: int, sizes: tuple[int, int]):
+    """(TorchChild, None) or (None, why PyTorch is not run)."""
+    src = args.ijepa_src
+    if not args.torch:
+        return None, "no --torch: PyTorch is not run"
+    if src is None:
+        return None, "no --ijepa-src DIR, a checkout of facebookresearch/ijepa"
+    if not (src / "src" / "models" / "vision_transformer.py").is_file():
+        return None, f"{src} has no src/models/vision_transformer.py"
+    python = torch_python(args.torch_venv)
+    try:
+        return TorchChild(python, args, size, batch, sizes), None
+    except RuntimeError as err:
+        print(f"  the PyTorch child failed: {err}", flush=True)
+        return None, f"the PyTorch child failed ({err})"
+
+
+def bench_vit(args) -> dict:
+    """Part 5: the PyTorch child is started and warmed up first (if --torch), then the JAX
+    step is compiled (compile_s, excluded from the timing) and warmed up, then both are timed
+    in alternating rounds of VIT_ROUND steps (never at the same time) until each has
+    --vit-repeats; images/s from the fastest step, JAX/PyTorch the ratio of those (also
+    of the medians in the JSON). PyTorch runs at the JAX side's token counts (C, T)."""
+    name = args.vit
+    size = VIT_SIZES[name]
+    batch = args.vit_batch or size["batch"]
+    model = vit_model(size)
+    spec = MultiBlockSpec(grid=model.grid)
+    t, c = multiblock_sizes(spec)  # the shapes sample_multiblock gives
+    child, why = start_torch(args, size, batch, (t, c))
+    jax_times, jax_cpu = [], [0.0]
+    try:
+        compile_s, run, last = jax_vit_step(model, spec, batch)
+        print(
+            f"  compiled the JAX step ({size['label']}, B={batch}) in {compile_s:.1f} s", flush=True
+        )
+        first_s = timed(run, 1)[0]
+        timed(run, args.vit_warmup - 1)
+        while len(jax_times) < args.vit_repeats:
+            n = min(VIT_ROUND, args.vit_repeats - len(jax_times))
+            jax_times += timed(run, n, jax_cpu)
+            if child is not None:
+                try:
+                    child.timed(n)  # it keeps its times
+                except RuntimeError as err:
+                    child.kill()
+                    child, why = None, f"the PyTorch child failed ({err})"
+        torch_res = child.close() if child is not None else None
+    finally:
+        if child is not None:
+            child.kill()
+    state, metrics = last()
+    trained = {k: v for k, v in state.params.items() if k != "target"}
+    jax_row = {
+        **vit_base_row("jax", name, size, batch),
+        "context_patches": c,
+        "target_patches": t,
+        "threads": cores(),
+        **summary(jax_times, jax_cpu[0]),
+        "images_per_s": batch / min(jax_times),
+        "compile_s": compile_s,
+        "first_s": compile_s + first_s,
+        "loss": float(metrics["loss"]),
+        "trained_params": sum(x.size for x in jax.tree_util.tree_leaves(trained)),
+        "jax_version": jax.__version__,
+    }
+    torch_row = vit_base_row("pytorch", name, size, batch)
+    if torch_res is None:
+        torch_row["skipped"] = why
+        ratio = ratio_median = None
+    else:
+        torch_row.update(torch_res, first_s=torch_res["first_step_s"])
+        torch_row["images_per_s"] = batch / torch_res["min_s"]
+        ratio = jax_row["images_per_s"] / torch_row["images_per_s"]
+        ratio_median = torch_row["median_s"] / jax_row["median_s"]
+    jax_row["ratio"], jax_row["ratio_median"] = ratio, ratio_median
+    config = {k: v for k, v in size.items() if k != "label"}
+    return {
+        "size": name,
+        "config": {**config, "batch": batch, "pred_heads": size["heads"]},
+        "masks": {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(spec).items()
+            if k != "candidates"
+        },
+        "cores": cores(),
+        "warmup": args.vit_warmup,
+        "repeats": args.vit_repeats,
+        "round": VIT_ROUND,
+        "rows": [jax_row, torch_row],
+        "ratio": ratio,
+        "ratio_median": ratio_median,
+    }
+
+
+def vit_title(vit: dict) -> str:
+    return (
+        f"5. I-JEPA ViT train step, JAX vs PyTorch ({vit['repeats']} timed steps each after "
+        f"{vit['warmup']} warm-up, in alternating rounds of {vit['round']}, {vit['cores']} "
+        "cores; JAX/PyTorch: ratio of images/s)"
+    )
+
+
 def main(argv=None) -> dict:
     parser = make_parser("jepa", __doc__, "small sweep (< 1 min on CPU)")
     parser.add_argument("--repeats", type=int, help="timed calls (default 20; 10 with --quick)")
@@ -280,7 +602,38 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--devices-only", action="store_true", help="run part 4 here, write jepa_devices.json"
     )
+    vit = parser.add_argument_group("part 5, the I-JEPA ViT step, JAX vs PyTorch")
+    vit.add_argument(
+        "--vit",
+        choices=(*VIT_SIZES, "none"),
+        help="ViT size (default small; tiny with --quick; s16: ViT-S/16 on 224; none: skip)",
+    )
+    vit.add_argument("--vit-only", action="store_true", help="run part 5 alone")
+    vit.add_argument("--vit-batch", type=int, help="batch of part 5 (default: the size's)")
+    vit.add_argument("--vit-repeats", type=int, help="timed steps of part 5 (10; 3 with --quick)")
+    vit.add_argument("--vit-warmup", type=int, default=2, help="untimed steps first (>= 1)")
+    vit.add_argument(
+        "--torch",
+        action="store_true",
+        help=f"also time PyTorch (creates --torch-venv with torch=={TORCH_VERSION} if missing)",
+    )
+    vit.add_argument(
+        "--ijepa-src", type=Path, help="a checkout of facebookresearch/ijepa (for --torch)"
+    )
+    vit.add_argument(
+        "--torch-venv",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".venv-torch",
+        help="the torch venv (default .venv-torch at the repository root)",
+    )
+    vit.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: cores)")
     args = parser.parse_args(argv)
+    args.vit = args.vit or ("tiny" if args.quick else "small")
+    args.vit_repeats = args.vit_repeats or (3 if args.quick else 10)
+    if args.vit_warmup < 1 or args.vit_repeats < 1:
+        parser.error("--vit-warmup and --vit-repeats must be >= 1")
+    if args.vit_only and args.vit == "none":
+        parser.error("--vit-only needs a --vit size")
     plan = dict(QUICK if args.quick else FULL)
     if args.max_batch is not None:
         sizes = plan["batches"]
@@ -309,6 +662,14 @@ def main(argv=None) -> dict:
         write_json(args.out / "jepa_devices.json", result)
         return result
 
+    if args.vit_only:
+        print("5. I-JEPA ViT step, JAX and PyTorch in turn", flush=True)
+        vit = bench_vit(args)
+        print("\n" + table(vit_title(vit), vit["rows"], VIT_COLUMNS))
+        result = {**device_info(), "vit_step": vit}
+        write_json(args.out / "jepa.json", result)
+        return result
+
     print("1-3. compile the steps of parts 1 and 2, then time them in turn", flush=True)
     batch_configs = [(e, b, DEFAULT_LATENT_STEPS) for e in args.encoders for b in plan["batches"]]
     latent_configs = [(args.encoders[0], plan["latent_batch"], s) for s in plan["latent_steps"]]
@@ -320,6 +681,11 @@ def main(argv=None) -> dict:
     devices = run_devices_child(
         args.out, plan["devices_batch"], plan["devices_steps"], args.max_devices, plan["pmap"]
     )
+
+    vit = None
+    if args.vit != "none":
+        print("5. I-JEPA ViT step, JAX and PyTorch in turn", flush=True)
+        vit = bench_vit(args)
 
     titles = (
         f"1. train step vs batch (latent_steps {DEFAULT_LATENT_STEPS}, {repeats} calls)",
@@ -336,6 +702,8 @@ def main(argv=None) -> dict:
         strict=True,
     ):
         print("\n" + table(title, part, columns))
+    if vit is not None:
+        print("\n" + table(vit_title(vit), vit["rows"], VIT_COLUMNS))
 
     result = {
         **device_info(),
@@ -347,6 +715,7 @@ def main(argv=None) -> dict:
         "latent_steps": latent_rows,
         "memory": mem_rows,
         "devices": devices,
+        "vit_step": vit,
     }
     write_json(args.out / "jepa.json", result)
     return result
