@@ -10,7 +10,8 @@ import pytest
 import hjepa_jax as hj
 from hjepa_jax.data import images as im
 from hjepa_jax.experiments import common, ijepa_images, run
-from hjepa_jax.models.ijepa import IJEPA
+from hjepa_jax.models import image_probe
+from hjepa_jax.models.ijepa import IJEPA, adamw_recipe, masked_image_loss
 
 
 def _stream(src) -> im.BatchStream:
@@ -87,7 +88,7 @@ def test_the_pod_preset_is_ijepa_vit_b16_on_imagenet():
 
 def test_the_schedules_follow_ijepa():
     cfg = ijepa_images.Config(steps=100, warmup_steps=10)
-    tx = ijepa_images.optimizer(cfg)
+    tx = adamw_recipe(cfg.steps, cfg.warmup_steps)
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
     state = tx.init(params)
     zero = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -98,7 +99,7 @@ def test_the_schedules_follow_ijepa():
 
 def test_pooled_pixels_average_blocks():
     x = np.arange(2 * 64 * 64 * 3, dtype=np.uint8).reshape(2, 64, 64, 3)
-    pooled = ijepa_images.pool(x)
+    pooled = image_probe.pool(x)
     assert pooled.shape == (2, 32, 32, 3)
     np.testing.assert_allclose(pooled[0, 0, 0], x[0, :2, :2].reshape(4, 3).mean(0))
 
@@ -119,7 +120,7 @@ def test_the_masked_loss_draws_masks_from_its_key(collapse):
         warmup_steps=1,
     )
     model = IJEPA(cfg.model_config(), (16, 16, 3))
-    loss = jax.jit(ijepa_images.image_loss(model, hj.masks.MultiBlockSpec(grid=model.grid)))
+    loss = jax.jit(masked_image_loss(model, hj.masks.MultiBlockSpec(grid=model.grid)))
     params = model.init(jax.random.PRNGKey(0))
     batch = {
         "image": jnp.asarray(np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)), jnp.uint8)

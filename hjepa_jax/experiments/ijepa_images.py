@@ -59,7 +59,6 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 
 import hjepa_jax as hj
 from hjepa_jax.experiments.common import (
@@ -72,7 +71,8 @@ from hjepa_jax.experiments.common import (
     config,
     save_figure,
 )
-from hjepa_jax.models.ijepa import IJEPA, IJEPAConfig
+from hjepa_jax.models import image_probe
+from hjepa_jax.models.ijepa import IJEPA, IJEPAConfig, adamw_recipe, masked_image_loss, normalize
 
 NAME = "ijepa_images"
 TITLE = "Masked-image JEPA: blocks predicted in representation space, probed frozen"
@@ -192,131 +192,6 @@ class Config:
         return IJEPAConfig(**{n: getattr(self, n) for n in names if hasattr(self, n)})
 
 
-def optimizer(cfg: Config) -> optax.GradientTransformation:
-    """I-JEPA's AdamW: warm-up then cosine learning rate, cosine-rising weight decay on the
-    matrices only (not biases, norms, position or mask tokens of rank < 2)."""
-    lr = optax.warmup_cosine_decay_schedule(
-        cfg.start_lr, cfg.learning_rate, cfg.warmup_steps, cfg.steps, cfg.final_lr
-    )
-    start, end = cfg.weight_decay, cfg.final_weight_decay
-
-    def wd(step):  # cosine from start (step 0) to end (the last step)
-        done = jnp.minimum(step / cfg.steps, 1.0)
-        return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * done))
-
-    matrices = lambda params: jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
-    return optax.adamw(lr, weight_decay=wd, mask=matrices)
-
-
-def normalize(images: jax.Array) -> jax.Array:
-    """uint8 pixels [..., 3] -> float32, ImageNet's per-channel mean and std."""
-    mean = jnp.asarray(hj.data.images.IMAGENET_MEAN, jnp.float32)
-    std = jnp.asarray(hj.data.images.IMAGENET_STD, jnp.float32)
-    return (images.astype(jnp.float32) / 255.0 - mean) / std
-
-
-def image_loss(model: IJEPA, spec: hj.masks.MultiBlockSpec):
-    """`loss_fn(params, {"image": uint8 [B, H, W, 3]}, key)`: masks drawn from the key."""
-
-    def loss(params, batch, key):
-        images = normalize(batch["image"])
-        masks = hj.masks.sample_multiblock(key, images.shape[0], spec)
-        with_masks = {
-            "image": images,
-            "context_idx": masks.context_idx,
-            "target_idx": masks.target_idx,
-        }
-        return model.loss(params, with_masks, key)
-
-    return loss
-
-
-def _host(x) -> np.ndarray:
-    """A global array (or this process's numpy rows) as numpy on every process."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
-
-
-class Probe:
-    """Frozen features of fixed probe-train and probe-test images, and the probes on them.
-
-    Every process takes its slice of each set (`hj.data.images.eval_loader`); features are
-    computed under jit with the batch split over the devices and gathered on every process.
-    """
-
-    def __init__(self, cfg: Config, model: IJEPA, train_src, test_src, sharding):
-        im = hj.data.images
-        kwargs = dict(
-            batch_size=cfg.batch_size,
-            image_size=cfg.image_size,
-            crop_fraction=cfg.eval_crop,
-            dtype="uint8",
-            worker_count=cfg.workers,
-        )
-        self.loaders = {
-            "train": im.eval_loader(im.head(train_src, cfg.probe_train), **kwargs),
-            "test": im.eval_loader(im.head(test_src, cfg.probe_test), **kwargs),
-        }
-        self.cfg, self.model, self.sharding = cfg, model, sharding
-        which = "target" if cfg.collapse == "ema" else "context"
-        self._encode = jax.jit(
-            lambda params, x: jnp.mean(model.encode(params[which], normalize(x)), axis=1)
-        )
-        self.labels, self.pixels = {}, {}
-        for name, loader in self.loaders.items():
-            rows = [self._rows(batch, lambda x: x) for batch in loader]
-            self.labels[name] = np.concatenate([r["label"] for r in rows])
-            self.pixels[name] = np.concatenate([pool(r["image"]) for r in rows])
-
-    def _rows(self, batch, fn) -> dict[str, np.ndarray]:
-        """`fn` of a batch's images (global, sharded), with labels; padding rows dropped."""
-        place = lambda x: jax.make_array_from_process_local_data(self.sharding, x)
-        mask = _host(place(batch["mask"]))
-        return {
-            "image": _host(fn(place(batch["image"])))[mask],
-            "label": _host(place(batch["label"]))[mask],
-        }
-
-    def features(self, params) -> dict[str, np.ndarray]:
-        """{"train": [N_train, D], "test": [N_test, D]} float32 features of `params`."""
-        encode = lambda x: self._encode(params, x)
-        return {
-            name: np.concatenate([self._rows(b, encode)["image"] for b in loader])
-            for name, loader in self.loaders.items()
-        }
-
-    def scores(self, features: dict[str, np.ndarray]) -> dict[str, float]:
-        """Linear probe and k-NN accuracy on the test images, and the test features' spread."""
-        y_train, y_test = self.labels["train"], self.labels["test"]
-        train, test = features["train"], features["test"]
-        stats = hj.collapse.collapse_metrics(jnp.asarray(test))
-        return {
-            "probe_acc": hj.probes.classification_accuracy(train, y_train, test, y_test),
-            "knn_acc": hj.probes.knn_accuracy(train, y_train, test, y_test, self.cfg.knn_k),
-            "embedding_std": float(stats["embedding_std"]),
-            "effective_rank": float(stats["effective_rank"]),
-        }
-
-    def pixel_accuracy(self) -> float:
-        p = self.pixels
-        return hj.probes.classification_accuracy(
-            p["train"], self.labels["train"], p["test"], self.labels["test"]
-        )
-
-
-def pool(images: np.ndarray, size: int = 32) -> np.ndarray:
-    """uint8 [B, H, W, 3] -> float32 [B, h, w, 3] average-pooled by the smallest integer
-    factor that brings the side to at most `size` (the raw-pixel baseline's features)."""
-    b, h, w, c = images.shape
-    f = -(-max(h, w) // size)
-    h2, w2 = h // f, w // f
-    x = images[:, : h2 * f, : w2 * f].astype(np.float32).reshape(b, h2, f, w2, f, c)
-    return x.mean(axis=(2, 4))
-
-
 def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train the I-JEPA, probe it over training, draw. Returns the flat metrics."""
     im = hj.data.images
@@ -334,7 +209,19 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     mesh = hj.parallel.make_mesh(spec=loop.mesh)
     sharding = hj.parallel.data_sharding(mesh)
 
-    probe = Probe(cfg, model, train_src, test_src, sharding)
+    which = "target" if cfg.collapse == "ema" else "context"
+    encode = jax.jit(lambda p, x: jnp.mean(model.encode(p[which], normalize(x)), axis=1))
+    probe = image_probe.FrozenProbe(
+        encode,
+        im.head(train_src, cfg.probe_train),
+        im.head(test_src, cfg.probe_test),
+        sharding,
+        batch_size=cfg.batch_size,
+        image_size=cfg.image_size,
+        crop_fraction=cfg.eval_crop,
+        workers=cfg.workers,
+        knn_k=cfg.knn_k,
+    )
     init = jax.jit(model.init)(k_init)
     random_init = probe.scores(probe.features(init))
     del init
@@ -362,9 +249,20 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
 
     try:
         result = hj.train.train(
-            image_loss(model, spec),
+            masked_image_loss(model, spec),
             lambda: model.init(k_init),
-            model.optimizer(optimizer(cfg), cfg.steps),
+            model.optimizer(
+                adamw_recipe(
+                    cfg.steps,
+                    cfg.warmup_steps,
+                    cfg.learning_rate,
+                    cfg.start_lr,
+                    cfg.final_lr,
+                    cfg.weight_decay,
+                    cfg.final_weight_decay,
+                ),
+                cfg.steps,
+            ),
             stream,
             loop=loop,
             key=k_run,

@@ -36,11 +36,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hjepa_jax import _checks, ijepa
+from hjepa_jax import _checks, ijepa, masks
 from hjepa_jax import nn as hj_nn
 from hjepa_jax.models import _common
 
-__all__ = ["IJEPA", "IJEPAConfig"]
+__all__ = ["IJEPA", "IJEPAConfig", "adamw_recipe", "masked_image_loss", "normalize"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel, of pixels in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,3 +347,50 @@ class IJEPA:
             "latent": inner,
             "train_step": 3 * (context + predictor) + target_cost + inner,
         }
+
+
+def adamw_recipe(
+    steps: int,
+    warmup_steps: int,
+    peak_lr: float = 1e-3,
+    start_lr: float = 2e-4,
+    final_lr: float = 1e-6,
+    weight_decay: float = 0.04,
+    final_weight_decay: float = 0.4,
+) -> optax.GradientTransformation:
+    """I-JEPA's AdamW over `steps`: the learning rate warmed up linearly from start_lr to
+    peak_lr over warmup_steps, then cosine down to final_lr; weight decay cosine from
+    weight_decay up to final_weight_decay, on the matrices only (not biases, norms, position
+    or mask tokens of rank < 2). Defaults: I-JEPA's."""
+    lr = optax.warmup_cosine_decay_schedule(start_lr, peak_lr, warmup_steps, steps, final_lr)
+    start, end = weight_decay, final_weight_decay
+
+    def wd(step):  # cosine from start (step 0) to end (the last step)
+        done = jnp.minimum(step / steps, 1.0)
+        return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+
+    matrices = lambda params: jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+    return optax.adamw(lr, weight_decay=wd, mask=matrices)
+
+
+def normalize(images: jax.Array) -> jax.Array:
+    """uint8 pixels [..., 3] -> float32, ImageNet's per-channel mean and std."""
+    mean = jnp.asarray(IMAGENET_MEAN, jnp.float32)
+    std = jnp.asarray(IMAGENET_STD, jnp.float32)
+    return (images.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def masked_image_loss(model: IJEPA, spec: masks.MultiBlockSpec):
+    """`loss_fn(params, {"image": uint8 [B, H, W, 3]}, key)`: masks drawn from the key."""
+
+    def loss(params, batch, key):
+        images = normalize(batch["image"])
+        drawn = masks.sample_multiblock(key, images.shape[0], spec)
+        with_masks = {
+            "image": images,
+            "context_idx": drawn.context_idx,
+            "target_idx": drawn.target_idx,
+        }
+        return model.loss(params, with_masks, key)
+
+    return loss
