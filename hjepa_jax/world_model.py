@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from hjepa_jax import _checks, collapse, losses, planning
 
-__all__ = ["WorldModelConfig", "multistep_energy", "loss"]
+__all__ = ["WorldModelConfig", "multistep_energy", "loss", "Trained", "load"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,3 +176,84 @@ def loss(
         **collapse.collapse_metrics(jax.lax.stop_gradient(flat)),
     }
     return total, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """A trained Two Rooms world model, as `load` returns it. Each method is pure (the
+    parameters are fixed), and jit- and vmap-compatible, so a planner of one's own can use it:
+
+      encode(obs [65, 65, 2]) -> s [D], obs as `hj.envs.two_rooms.render_position` renders it;
+      predict(s [D], action [2]) -> the next state [D];
+      distance(s [D], goal_s [D]) -> [], the planning cost of one step: the squared
+        representation distance ||s - goal_s||^2 (EB-JEPA's cost).
+
+    Attributes: model (`hjepa_jax.models.two_rooms.Model`), params ({"enc", "pred", "inv"}),
+    step (the training step saved)."""
+
+    model: Any
+    params: dict
+    step: int
+
+    def encode(self, obs: jax.Array) -> jax.Array:
+        from hjepa_jax.models import two_rooms  # here: that module builds on this one
+
+        cfg = self.model.cfg
+        return self.model.embed(self.params["enc"], two_rooms.preprocess(obs, cfg.pool, cfg.blur))
+
+    def predict(self, s: jax.Array, action: jax.Array) -> jax.Array:
+        return self.model.predict(self.params["pred"], s, action)
+
+    def distance(self, s: jax.Array, goal_s: jax.Array) -> jax.Array:
+        return planning.squared_distance(s, goal_s)
+
+
+def load(path, step: int | None = None) -> Trained:
+    """The world model that `hjepa-run planning_two_rooms --ckpt-dir PATH` trained: its
+    settings read from the checkpoint, its parameters restored (the latest step, or `step`).
+
+    Args:
+      path: the experiment's --ckpt-dir (holding `world_model/`), or that subfolder itself;
+        a local folder or a gs:// path.
+      step: a saved step; None for the latest.
+
+    Raises:
+      FileNotFoundError: no world-model checkpoint in `path` (naming it).
+
+    Example (after a run with --ckpt-dir ckpt/run):
+      >>> model = hj.world_model.load("ckpt/run")  # doctest: +SKIP
+      >>> s = model.encode(two_rooms.render_position(position, layout, params))  # doctest: +SKIP
+    """
+    import optax
+
+    from hjepa_jax import checkpoint, train
+    from hjepa_jax.models import two_rooms
+
+    path = str(path)
+    folder = (
+        path if path.rstrip("/").endswith("world_model") else checkpoint.subdir(path, "world_model")
+    )
+    if "://" not in folder and not (Path(folder).is_dir() and any(Path(folder).iterdir())):
+        raise FileNotFoundError(
+            f"world_model.load: no world-model checkpoint in {folder}; pass the --ckpt-dir of a "
+            "planning_two_rooms run (it holds world_model/)"
+        )
+    ckpt = checkpoint.Checkpointer(folder)
+    try:
+        step = ckpt.latest_step() if step is None else int(step)
+        if step is None:
+            raise FileNotFoundError(f"world_model.load: no world-model checkpoint in {folder}")
+        saved = ckpt.read_meta(step)["config"]
+        fields = {f.name for f in dataclasses.fields(two_rooms.ModelConfig)}
+        kwargs = {k: v for k, v in saved.items() if k in fields}
+        if "channels" in kwargs:
+            kwargs["channels"] = tuple(kwargs["channels"])
+        model = two_rooms.Model(two_rooms.ModelConfig(**kwargs))
+        key = jax.random.PRNGKey(0)
+        tx = optax.adam(optax.cosine_decay_schedule(1e-3, max(int(saved.get("steps", 1)), 1)))
+        abstract = jax.eval_shape(lambda k: train.init_state(model.init(k), tx, k), key)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        state, _ = ckpt.restore(step, abstract, device)
+    finally:
+        ckpt.close()
+    return Trained(model, state.params, step)

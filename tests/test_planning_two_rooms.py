@@ -1,5 +1,6 @@
 """experiments/planning_two_rooms.py end to end on a tiny config: outputs and their shapes."""
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -49,7 +50,7 @@ def test_metrics_keys_are_finite_numbers(tiny_run):
     assert m["steps"] == TINY.steps and m["resumed_from_step"] == 0
     assert np.isfinite(m["probe_position_rmse"]) and m["probe_position_rmse"] > 0
     for planner in TINY.planners:
-        assert 0.0 <= m[f"success_{planner}_fixed"] <= 1.0
+        assert 0.0 <= m[f"success_{planner}_fixed"] <= m[f"first_hit_{planner}_fixed"] <= 1.0
         assert f"steps_to_goal_{planner}_fixed" in m
         # Timed per setting; the plain name is the mean over the settings run (one here).
         assert m[f"plan_s_per_episode_{planner}_fixed"] > 0
@@ -85,12 +86,17 @@ def test_episodes_npz_can_rescore_every_episode(tiny_run):
     np.testing.assert_array_equal(ep["wall_x"][:, 0], 32.0)
     np.testing.assert_array_equal(ep["door_y"][:, 0], 18.0)
     assert np.isnan(ep["wall_x"][:, 1]).all() and np.isnan(ep["door_y"][:, 1]).all()
-    # Re-scoring from the saved trajectories gives the saved successes.
+    # Re-scoring from the saved trajectories gives the saved successes: EB-JEPA's, at the
+    # last step, and the first hit at any step (then `steps` is the first hit's).
     dist = np.linalg.norm(ep["positions"] - ep["goals"][:, None], axis=-1)
-    np.testing.assert_array_equal(np.any(dist <= 4.5, axis=1), ep["success"])
-    # Start in the left room, goal in the right room; moves respect the action bound.
+    np.testing.assert_array_equal(dist[:, -1] <= 4.5, ep["success"])
+    np.testing.assert_array_equal(np.any(dist <= 4.5, axis=1), ep["first_hit"])
+    inside = dist[:, 1:] <= 4.5
+    first = np.where(inside.any(1), inside.argmax(1) + 1, TINY.max_steps)
+    np.testing.assert_array_equal(first, ep["steps"])
+    # Start in the left room, goal in the right room; moves respect the L2 action bound.
     assert (ep["positions"][:, 0, 0] < 31).all() and (ep["goals"][:, 0] > 33).all()
-    assert np.abs(np.diff(ep["positions"], axis=1)).max() <= 2.45 + 1e-4
+    assert np.linalg.norm(np.diff(ep["positions"], axis=1), axis=-1).max() <= 2.45 + 1e-4
 
 
 def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
@@ -166,6 +172,30 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tmp_path):
     assert "success_gradient_mpc_fixed" in second and "success_random_fixed" not in second
     with pytest.raises(ValueError, match="hidden"):
         planning_two_rooms.run(dataclasses.replace(cfg, hidden=32), tmp_path / "c", options)
+
+    # Anyone can plan with the trained world model: hj.world_model.load of the --ckpt-dir.
+    trained = hj.world_model.load(tmp_path / "ckpt")
+    assert trained.step == TINY.steps
+    _, held = planning_two_rooms.offline_data(cfg)
+    probe = agent.probe(
+        trained.model,
+        trained.params,
+        hj.data.two_rooms.trajectories(held),
+        planning_two_rooms.PROBE_FIT,
+    )
+    assert probe.rmse == first["probe_position_rmse"]  # the trained parameters, restored
+    env, layout = tr.EnvParams(), tr.fixed_layout()
+    positions = jnp.array([[20.0, 40.0], [50.0, 30.0]])
+    obs = jax.vmap(lambda q: tr.render_position(q, layout, env))(positions)
+    s = jax.vmap(trained.encode)(obs)
+    direct = trained.model.encode(trained.params["enc"], positions[0], layout)
+    np.testing.assert_allclose(s[0], direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.vmap(trained.encode))(obs), s, rtol=1e-5, atol=1e-6)
+    nxt = jax.jit(trained.predict)(s[0], jnp.array([1.0, 0.0]))
+    assert nxt.shape == s[0].shape
+    np.testing.assert_allclose(trained.distance(s[0], s[1]), jnp.sum((s[0] - s[1]) ** 2), 1e-5)
+    with pytest.raises(FileNotFoundError, match="world-model checkpoint"):
+        hj.world_model.load(tmp_path / "nothing")
 
 
 def test_figure_is_a_png(tiny_run):
@@ -313,3 +343,24 @@ def test_library_model_refuses_bad_arguments_naming_them():
         agent.make_planner("a_star", model, {}, TINY.planner_config())
     with pytest.raises(ValueError, match="tasks: setting='four_rooms'"):
         agent.tasks(jax.random.PRNGKey(0), "four_rooms", 2)
+
+
+def test_ebjepa_planner_preset_sets_their_planning_settings():
+    """`--preset ebjepa_planner`: EB-JEPA's MPPI/CEM settings, so both run at equal settings;
+    other flags still override it."""
+    parser = argparse.ArgumentParser()
+    common.add_config_flags(parser, planning_two_rooms.Config)
+    args = parser.parse_args(["--preset", "ebjepa_planner", "--episodes", "3"])
+    cfg = common.config_from_args(planning_two_rooms.Config, args, quick=False)
+    assert (cfg.horizon_plan, cfg.samples, cfg.iterations, cfg.replan_every) == (90, 200, 20, 1)
+    assert cfg.episodes == 3 and cfg.max_steps == 200 and cfg.action_norm == 2.45
+
+
+def test_clip_norm_scales_long_actions_to_the_bound_and_has_a_gradient_at_zero():
+    """EB-JEPA's action clipping: an action longer than the bound is scaled down to it
+    (direction kept), a shorter one is unchanged, and gradient MPC's warm start at 0 gets a
+    finite gradient (the identity)."""
+    out = agent.clip_norm(jnp.array([[3.0, 4.0], [1.0, 1.0]]), 2.45)
+    np.testing.assert_allclose(out, [[1.47, 1.96], [1.0, 1.0]], rtol=1e-6)
+    grad = jax.grad(lambda a: jnp.sum(agent.clip_norm(a, 2.45) * jnp.array([1.0, 2.0])))
+    np.testing.assert_allclose(grad(jnp.zeros(2)), [1.0, 2.0])

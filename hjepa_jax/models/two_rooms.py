@@ -74,6 +74,7 @@ __all__ = [
     "MapGoal",
     "Model",
     "observe",
+    "preprocess",
     "encode_batches",
     "train_critic",
     "make_planner",
@@ -159,7 +160,7 @@ class PlannerConfig:
     wall_cost: float = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
     max_steps: int = 200  # env steps per episode
     replan_every: int = 2  # env steps executed per plan
-    eval_chunk: int = 10  # episodes vmapped together; a chunk stops when all reached the goal
+    eval_chunk: int = 10  # episodes vmapped together (memory, not results)
     horizon_plan: int = 8
     discount: float = 1.0
     samples: int = 64  # CEM / MPPI
@@ -173,6 +174,7 @@ class PlannerConfig:
     macro_horizon: int = 10
     hier_horizon: int = 8
     waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
+    action_norm: float = 2.45  # every action, planned and executed, clipped to this L2 norm
 
     def __post_init__(self):
         fn, fix = "PlannerConfig", "pass an integer >= 1"
@@ -180,7 +182,7 @@ class PlannerConfig:
         counts += ("iterations", "gd_steps", "macro_steps", "macro_horizon", "hier_horizon")
         _common.counts(fn, self, counts + ("waypoint_moves",), fix)
         _common.non_negatives(fn, self, ("wall_cost", "discount"), "pass a weight >= 0")
-        positives = ("init_std", "gd_lr", "mppi_temperature")
+        positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm")
         _common.positives(fn, self, positives, "pass a number > 0")
         for name in ("horizon_plan", "hier_horizon"):
             if getattr(self, name) < self.replan_every:
@@ -211,9 +213,17 @@ def observe(position: jax.Array, layout: tr.Layout, pool: int, blur: float = 0.0
       >>> two_rooms.observe(jnp.array([20.0, 40.0]), tr.fixed_layout(), pool=2, blur=1.0).shape
       (32, 32, 2)
     """
-    pool = _checks.integer("observe", "pool", pool, fix="pass a pooling factor >= 1")
-    _checks.non_negative("observe", "blur", blur, "pass a blur std >= 0 (0: none)")
-    obs = tr.render_position(position, layout, tr.EnvParams())
+    return preprocess(tr.render_position(position, layout, tr.EnvParams()), pool, blur)
+
+
+def preprocess(obs: jax.Array, pool: int, blur: float = 0.0) -> jax.Array:
+    """`observe` of a rendered observation obs [65, 65, 2] (`two_rooms.render_position`):
+    average-pooled by `pool`, the agent channel blurred by `blur` pooled pixels. -> [S, S, 2].
+    """
+    pool = _checks.integer("preprocess", "pool", pool, fix="pass a pooling factor >= 1")
+    _checks.non_negative("preprocess", "blur", blur, "pass a blur std >= 0 (0: none)")
+    fix = "pass one rendered observation, two_rooms.render_position(position, layout, params)"
+    _checks.shape("preprocess", "obs", obs, (SIDE, SIDE, 2), "[65, 65, 2]", fix)
     if pool > 1:
         s = obs.shape[0] // pool
         obs = obs[: s * pool, : s * pool]
@@ -539,6 +549,12 @@ def train_critic(
 # -------------------------------------------------------------------------------- planning
 
 
+def clip_norm(action: jax.Array, max_norm: float) -> jax.Array:
+    """action [..., 2] scaled down to L2 norm <= max_norm (EB-JEPA's action clipping)."""
+    sq = jnp.sum(action**2, axis=-1, keepdims=True)  # no norm: its gradient at 0 is NaN
+    return action * jnp.minimum(1.0, max_norm * jax.lax.rsqrt(jnp.maximum(sq, max_norm**2)))
+
+
 def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     """`plan(s [D], goal, key, warm) -> (actions [replan_every, 2], warm)` of planner `name`
     (one of PLANNERS) on the model's cost, and the initial warm start; goal from
@@ -548,6 +564,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred, kind = params["pred"], model.cfg.cost
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
+    predict = lambda p, s, a: model.predict(p, s, clip_norm(a, cfg.action_norm))
     cost = model.cost(params, kind, cfg.wall_cost)
     sample_kw = dict(
         cost=cost,
@@ -562,7 +579,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
     def descend(s, g, warm, cost):  # gradient MPC from the warm start
         out = planning.gradient_mpc(
-            model.predict,
+            predict,
             pred,
             s,
             g,
@@ -581,9 +598,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     if name == "cem":
 
         def plan(s, g, key, warm):
-            out = planning.cem(
-                model.predict, pred, s, g, key, elites=cfg.elites, mean0=warm, **sample_kw
-            )
+            out = planning.cem(predict, pred, s, g, key, elites=cfg.elites, mean0=warm, **sample_kw)
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((h, 2))
@@ -592,7 +607,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         def plan(s, g, key, warm):
             temperature = cfg.mppi_temperature
             out = planning.mppi(
-                model.predict, pred, s, g, key, temperature=temperature, mean0=warm, **sample_kw
+                predict, pred, s, g, key, temperature=temperature, mean0=warm, **sample_kw
             )
             return out.actions[:r], shift(out.actions)
 
@@ -610,7 +625,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
 
     def low_level(s, goal, key, mean0):  # CEM of horizon hier_horizon toward goal
-        return planning.cem(model.predict, pred, s, goal, key, mean0=mean0, **low_kw)
+        return planning.cem(predict, pred, s, goal, key, mean0=mean0, **low_kw)
 
     if name == "level1":
 
@@ -624,7 +639,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         def plan(s, g, key, warm):
             macro0, fine0 = warm
             out = planning.hierarchical(
-                model.predict,
+                predict,
                 pred,
                 s,
                 g,
@@ -649,14 +664,16 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
 def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
     """Jitted `evaluate(keys [N, 2], layouts [N]) -> (positions [N, max_steps+1, 2],
-    goals [N, 2], success [N], steps [N])` of `planner`, one episode per key and layout.
+    goals [N, 2], success [N], first_hit [N], steps [N])` of `planner`, one episode per key
+    and layout, on EB-JEPA's protocol.
 
     Every `replan_every` env steps the planner sees Enc(o_t) and the goal (`Model.goal` of
-    Enc(goal_obs)) only, plans, and the first `replan_every` actions are executed; the plan is
-    warm-started from the previous one shifted. Episodes run `eval_chunk` at a time (vmap
-    within a chunk, a loop over chunks); a chunk stops replanning once all its episodes
-    reached the goal. A finished episode repeats its last position, so the result equals
-    running every episode for max_steps."""
+    Enc(goal_obs)) only, plans, and the first `replan_every` actions, clipped to L2 norm
+    `action_norm`, are executed; the plan is warm-started from the previous one shifted. Every
+    episode runs all max_steps (the agent is not frozen when it reaches the goal): success is
+    the position after the last step within 4.5 px of the goal, first_hit whether any position
+    was, and steps the env steps to the first hit (max_steps if none). Episodes run
+    `eval_chunk` at a time (vmap within a chunk, a loop over chunks)."""
     env = tr.EnvParams(max_steps=cfg.max_steps)
     plan, warm0 = make_planner(planner, model, params, cfg)
     n_plans, r = cfg.max_steps // cfg.replan_every, cfg.replan_every
@@ -667,30 +684,24 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
         state, _ = tr.reset(k_reset, env, layout)
         frame = tr.render_position(state.goal, layout, env)
         goal = model.goal(params, model.encode(enc, state.goal, layout), frame, model.cfg.cost)
-        plan_keys = jax.random.split(k_plan, n_plans)
 
         def act(c, a):
-            state, done, steps = c
-            new, _, info = tr.step(state, a, env)
-            state = jax.tree_util.tree_map(lambda o, n: jnp.where(done, o, n), state, new)
-            steps = steps + (~done).astype(jnp.int32)
-            return (state, done | info["success"], steps), state.position
+            state, hit, steps = c
+            state, _, info = tr.step(state, clip_norm(a, cfg.action_norm), env)
+            steps = steps + (~hit).astype(jnp.int32)
+            return (state, hit | info["success"], steps), state.position
 
-        def replan(carry):
-            i, state, done, steps, warm, path = carry
+        def replan(carry, plan_key):
+            state, hit, steps, warm = carry
             s = model.encode(enc, state.position, layout)
-            actions, warm = plan(s, goal, plan_keys[i], warm)
-            (state, done, steps), pos = jax.lax.scan(act, (state, done, steps), actions)
-            path = jax.lax.dynamic_update_slice(path, pos, (i * r, 0))
-            return i + 1, state, done, steps, warm, path
+            actions, warm = plan(s, goal, plan_key, warm)
+            (state, hit, steps), pos = jax.lax.scan(act, (state, hit, steps), actions)
+            return (state, hit, steps, warm), pos
 
-        path = jnp.zeros((n_plans * r, 2))
-        init = (0, state, jnp.zeros((), bool), jnp.zeros((), jnp.int32), warm0, path)
-        i, last, done, steps, _, path = jax.lax.while_loop(
-            lambda c: (c[0] < n_plans) & ~c[2], replan, init
-        )
-        path = jnp.where((jnp.arange(n_plans * r) < i * r)[:, None], path, last.position)
-        return jnp.concatenate([state.position[None], path]), state.goal, done, steps
+        init = (state, jnp.zeros((), bool), jnp.zeros((), jnp.int32), warm0)
+        (last, hit, steps, _), path = jax.lax.scan(replan, init, jax.random.split(k_plan, n_plans))
+        path = jnp.concatenate([state.position[None], path.reshape(n_plans * r, 2)])
+        return path, state.goal, tr.success(last, env), hit, steps
 
     def evaluate(keys, layouts):
         fix = "pass keys [N, 2] and one layout per key"
@@ -703,12 +714,14 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
 
 class Episodes(NamedTuple):
     """What `run_episodes` returns, numpy arrays of N episodes: positions [N, max_steps+1, 2],
-    goals [N, 2], success [N] bool, steps [N] (env steps taken), wall_x and door_y [N, 2]
-    (NaN for a missing second wall), and seconds: the compiled batch's wall time / N."""
+    goals [N, 2], success [N] bool (at the last step), first_hit [N] bool (at any step), steps
+    [N] (env steps to the first hit, max_steps if none), wall_x and door_y [N, 2] (NaN for a
+    missing second wall), and seconds: the compiled batch's wall time / N."""
 
     positions: np.ndarray
     goals: np.ndarray
     success: np.ndarray
+    first_hit: np.ndarray
     steps: np.ndarray
     wall_x: np.ndarray
     door_y: np.ndarray
@@ -731,13 +744,13 @@ def run_episodes(
     """`make_evaluate`'s episodes of keys [N, 2] and layouts [N], compiled, then timed."""
     compiled = make_evaluate(model, params, cfg, planner).lower(keys, layouts).compile()
     start = time.perf_counter()
-    pos, goals, done, steps = jax.block_until_ready(compiled(keys, layouts))
+    pos, goals, done, hit, steps = jax.block_until_ready(compiled(keys, layouts))
     seconds = (time.perf_counter() - start) / keys.shape[0]
     on = np.asarray(layouts.wall_on)
     wall_x = np.where(on, np.asarray(layouts.wall_x), np.nan)
     door_y = np.where(on, np.asarray(layouts.door_y), np.nan)
-    done, steps = np.asarray(done), np.asarray(steps)
-    return Episodes(np.asarray(pos), np.asarray(goals), done, steps, wall_x, door_y, seconds)
+    arrays = (np.asarray(x) for x in (pos, goals, done, hit, steps))
+    return Episodes(*arrays, wall_x, door_y, seconds)
 
 
 # ----------------------------------------------------------------------------- diagnostics
