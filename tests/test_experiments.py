@@ -29,7 +29,8 @@ TINY = {
     "--grid 3 --hidden 16",
     "planning_two_rooms": "--trajectories 256 --steps 30 --batch-size 8 --log-every 10 "
     "--episodes 4 --max-steps 8 --horizon-plan 4 --samples 16 --elites 4 --iterations 2 "
-    "--gd-steps 3 --macro-horizon 3 --hier-horizon 4 --critic-steps 20 --critic-batch 8",
+    "--gd-steps 3 --macro-horizon 3 --hier-horizon 4 --critic-steps 20 --critic-batch 8 "
+    "--planners cem,random",  # every planner: tests/test_planning_two_rooms.py
     "ijepa_images": "--num-train 64 --num-test 32 --image-size 32 --patch-size 8 --width 16 "
     "--depth 1 --heads 2 --pred-width 8 --pred-depth 1 --pred-heads 2 --steps 4 "
     "--warmup-steps 1 --batch-size 8 --eval-every 2 --probe-train 32 --probe-test 32 "
