@@ -224,8 +224,6 @@ def load(path, step: int | None = None) -> Trained:
       >>> model = hj.world_model.load("ckpt/run")  # doctest: +SKIP
       >>> s = model.encode(two_rooms.render_position(position, layout, params))  # doctest: +SKIP
     """
-    import optax
-
     from hjepa_jax import checkpoint, train
     from hjepa_jax.models import two_rooms
 
@@ -250,7 +248,7 @@ def load(path, step: int | None = None) -> Trained:
             kwargs["channels"] = tuple(kwargs["channels"])
         model = two_rooms.Model(two_rooms.ModelConfig(**kwargs))
         key = jax.random.PRNGKey(0)
-        tx = optax.adam(optax.cosine_decay_schedule(1e-3, max(int(saved.get("steps", 1)), 1)))
+        tx = two_rooms.optimizer(saved["learning_rate"], saved["steps"])  # its state's shape
         abstract = jax.eval_shape(lambda k: train.init_state(model.init(k), tx, k), key)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         state, _ = ckpt.restore(step, abstract, device)

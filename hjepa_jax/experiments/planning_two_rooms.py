@@ -39,7 +39,6 @@ from typing import ClassVar, Literal
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
@@ -232,7 +231,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     result = hj.train.train(
         model.loss,
         model.init(k_init),
-        optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
+        agent.optimizer(cfg.learning_rate, cfg.steps),
         (data.positions, data.actions, data.layouts),
         loop=options.loop(cfg, out, "world_model"),
         key=k_train,
@@ -279,8 +278,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             ep = agent.run_episodes(model, params, cfg.planner_config(), planner, keys, layouts)
             done, name = ep.success, planner + SUFFIX[setting]
             metrics[f"success_{name}"] = float(done.mean())
-            metrics[f"first_hit_{name}"] = float(ep.first_hit.mean())
             hit = ep.first_hit
+            metrics[f"first_hit_{name}"] = float(hit.mean())
             mean_steps = float(ep.steps[hit].mean()) if hit.any() else float("nan")
             metrics[f"steps_to_goal_{name}"] = mean_steps
             metrics[f"plan_s_per_episode_{planner}_{setting}"] = ep.seconds
@@ -293,8 +292,10 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             )
     for planner in cfg.planners:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
-    names = ("positions", "goals", "planner", "layout", "success", "first_hit", "steps")
-    names += ("wall_x", "door_y")
+    names = (
+        "positions", "goals", "planner", "layout", "success", "first_hit", "steps", "wall_x",
+        "door_y",
+    )  # fmt: skip
     arrays = {k: np.concatenate([part[k] for part in parts]) for k in names}
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
     draw(cfg, out / f"{NAME}.png", arrays, probe.true, probe.predicted, metrics)

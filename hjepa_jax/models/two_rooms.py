@@ -76,6 +76,7 @@ __all__ = [
     "observe",
     "preprocess",
     "encode_batches",
+    "optimizer",
     "train_critic",
     "make_planner",
     "make_evaluate",
@@ -460,6 +461,12 @@ class Model:
         return loss + wall_err, {**metrics, "wall_mse": wall_err}
 
 
+def optimizer(learning_rate: float, steps: int) -> optax.GradientTransformation:
+    """What the world model and the critics train with: Adam, its learning rate decayed by a
+    cosine over `steps` (`hj.world_model.load` rebuilds its state's structure from it)."""
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+
+
 def _map_rows(fn, positions, layouts, chunk: int = 256) -> jax.Array:
     """jit(fn)(positions, layouts) `chunk` rows at a time, so that rendered frames never all
     sit in memory; the results concatenated."""
@@ -537,7 +544,7 @@ def train_critic(
     return train.train(
         model.critic_loss,
         init,
-        optax.adam(optax.cosine_decay_schedule(learning_rate, loop.steps)),
+        optimizer(learning_rate, loop.steps),
         (states, others, near, positions, data.layouts),
         loop=loop,
         key=k_train,
