@@ -240,6 +240,25 @@ def test_spatial_state_model_trains_and_predicts_flat_states():
         agent.Model(dataclasses.replace(TINY.model_config(), state="grid"))
 
 
+def test_same_environment_draws_only_states_seen_behind_the_same_walls():
+    """The critic's "others" come from the offline data: for every row, other rows (or
+    itself) whose wall channel is the same, at any of their T + 1 times."""
+    env = tr.EnvParams()
+    data = tr.random_trajectories(jax.random.PRNGKey(1), env, tr.random_layout, 24, 5)
+    half = jax.tree.map(lambda a: a[:12], data.layouts)  # 2 rows per layout: groups of 2
+    layouts = jax.tree.map(lambda a: jnp.concatenate([a, a]), half)
+    data = data._replace(layouts=layouts)
+    rows, times = agent.same_environment(jax.random.PRNGKey(2), data, 50)
+    assert rows.shape == times.shape == (24, 50)
+    rows, times = np.asarray(rows), np.asarray(times)
+    partner = (np.arange(24) + 12) % 24
+    assert np.all((rows == np.arange(24)[:, None]) | (rows == partner[:, None]))
+    assert np.any(rows == partner[:, None]) and np.any(rows == np.arange(24)[:, None])
+    assert times.min() == 0 and times.max() == 5
+    with pytest.raises(ValueError, match="same_environment: m"):
+        agent.same_environment(jax.random.PRNGKey(2), data, 0)
+
+
 def test_map_critic_learns_walls_and_its_steps_to_go_go_round_them(tmp_path):
     """cost="map": after a short train_critic, wall pixels cost far more than free ones, and
     value iteration over the learned map makes the pixel just across the wall from the goal

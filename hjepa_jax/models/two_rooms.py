@@ -77,6 +77,7 @@ __all__ = [
     "preprocess",
     "encode_batches",
     "optimizer",
+    "same_environment",
     "train_critic",
     "make_planner",
     "make_evaluate",
@@ -123,7 +124,7 @@ class ModelConfig:
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
     cost: str = "map"  # which critic trains, and the planners' cost: one of COSTS
     critic_dim: int = 16  # K, the "critic" embedding
-    critic_others: int = 8  # M, random places per trajectory pushed apart from it
+    critic_others: int = 8  # M, states of the same environment pushed apart from each row
     critic_penalty: float = 100.0
     critic_step: float = 0.1  # the critic's unit: one random-policy step
     map_cap: float = 20.0  # the "map" critic's cost of a never-visited pixel
@@ -498,6 +499,40 @@ def _wall_proximity(positions, layouts, margin: int) -> jax.Array:
     )
 
 
+def same_environment(key: jax.Array, data: tr.Trajectories, m: int) -> tuple[jax.Array, jax.Array]:
+    """For each trajectory of `data`, m states recorded in the same environment: (rows [N, m],
+    times [N, m]) drawn uniformly over the trajectories whose observations show the same
+    walls (equal wall channels, the trajectory itself included) and over their T + 1 steps.
+    What an observer of the offline data knows; no simulator state is read.
+
+    Example:
+      >>> import jax
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> from hjepa_jax.models import two_rooms
+      >>> key, env = jax.random.PRNGKey(0), tr.EnvParams()
+      >>> data = tr.random_trajectories(key, env, tr.fixed_layout, 3, 4)
+      >>> rows, times = two_rooms.same_environment(jax.random.PRNGKey(1), data, 5)
+      >>> rows.shape, times.shape, int(times.max()) <= 4
+      ((3, 5), (3, 5), True)
+    """
+    _check_paths("same_environment", data.positions, data.layouts)
+    m = _checks.integer("same_environment", "m", m, fix="pass a count >= 1")
+    n, steps = data.positions.shape[:2]
+    walls = jax.vmap(lambda lay: tr.wall_image(lay, tr.EnvParams()))(data.layouts)
+    seen = np.asarray(walls > 0.5).reshape(n, -1)
+    _, group = np.unique(seen, axis=0, return_inverse=True)
+    group = group.reshape(n)
+    order = np.argsort(group, kind="stable")  # rows sorted by environment
+    first = np.searchsorted(group[order], group)  # where each row's environment starts
+    size = np.bincount(group)[group]  # how many rows it has
+    k_rows, k_times = jax.random.split(key)
+    pick = jax.random.uniform(k_rows, (n, m)) * size[:, None]
+    rows = jnp.asarray(order)[
+        first[:, None] + jnp.minimum(pick.astype(jnp.int32), size[:, None] - 1)
+    ]
+    return rows, jax.random.randint(k_times, (n, m), 0, steps)
+
+
 def train_critic(
     model: Model,
     params: dict,
@@ -511,25 +546,21 @@ def train_critic(
 ) -> train.TrainResult:
     """The critic (`model.cfg.cost` "critic", or a map cost) on the trained world model's
     frozen states: every trajectory of `data` (positions [N, T+1, 2], layouts [N]), and
-    `critic_others` random places of its layout (observations of the same environment: pushed
-    apart from it, or where its agents were); and the wall head, which learns to predict the
-    intrinsic cost `two_rooms.wall_proximity` of each observation from its state
-    (`Model.critic_loss`). Adam with a cosine decay from `learning_rate` over `loop.steps`;
-    `config` and `desc` as in `hj.train.train`.
+    `critic_others` states observed elsewhere in the same environment (`same_environment`:
+    other times and other trajectories of the offline data, never a simulator sample), pushed
+    apart from it; and the wall head, which learns to predict the intrinsic cost
+    `two_rooms.wall_proximity` of each observation from its state (`Model.critic_loss`).
+    Adam with a cosine decay from `learning_rate` over `loop.steps`; `config` and `desc` as
+    in `hj.train.train`.
     -> hj.train's result; its params {"psi", "wall"} or {"loc", "map", "wall"}."""
     fn = "train_critic"
     _check_paths(fn, data.positions, data.layouts)
     _checks.one_of(fn, "model.cfg.cost", model.cfg.cost, ("critic",) + MAP_COSTS, "no critic")
     _checks.positive(fn, "learning_rate", learning_rate, "pass a learning rate > 0, e.g. 1e-3")
     k_places, k_init, k_train = jax.random.split(key, 3)
-    env = tr.EnvParams()
-    n, m = data.positions.shape[0], model.cfg.critic_others
-    keys = jax.random.split(k_places, n * m).reshape(n, m, -1)
-    places = jax.vmap(lambda k, lay: jax.vmap(lambda q: tr.random_position(q, lay, env))(k))(
-        keys, data.layouts
-    )
     states = encode_batches(model, params["enc"], data.positions, data.layouts)
-    others = encode_batches(model, params["enc"], places, data.layouts)
+    rows, times = same_environment(k_places, data, model.cfg.critic_others)
+    others = states[rows, times]
     near = _wall_proximity(data.positions, data.layouts, model.cfg.wall_margin)
     k_psi, k_wall = jax.random.split(k_init)
     s0 = jnp.zeros(model.state_dim)
@@ -540,7 +571,7 @@ def train_critic(
         init.update(loc=model.locator.init(k_loc, s0), map=model.cost_map.init(k_map, walls))
     else:
         init["psi"] = model.critic.init(k_psi, s0)
-    positions = jnp.concatenate([data.positions, places], axis=1)
+    positions = jnp.concatenate([data.positions, data.positions[rows, times]], axis=1)
     return train.train(
         model.critic_loss,
         init,
