@@ -343,6 +343,31 @@ def test_walled_trajectories_push_into_the_wall_outside_the_door():
     assert (fblocked & (np.abs(fpos[:, 1:, 0] - 32.0) < 1.5)).any(axis=1).mean() < 0.3
 
 
+def test_open_loop_walkers_keep_pushing_into_walls_and_never_pass_them():
+    """EB-JEPA's walk: actions ignore the walls, so a stopped walker keeps its heading and
+    pushes on; over twice the blocked moves of the "turn" walk, none through a wall."""
+    n, length = 512, 16
+    blocked = {}
+    for policy in tr.POLICIES:
+        data = tr.random_trajectories(
+            jax.random.PRNGKey(8), P, tr.fixed_layout, n, length, 0.0, 0.0, policy
+        )
+        pos, act = np.asarray(data.positions, np.float64), np.asarray(data.actions, np.float64)
+        wx, dy, on = walls_of(data.layouts)
+        assert not on_wall(pos, wx, dy, on).any()
+        assert not passes_wall_outside_door(pos, wx, dy, on).any()
+        moved = np.linalg.norm(np.diff(pos, axis=1), axis=-1)
+        blocked[policy] = np.sum(moved < np.linalg.norm(act, axis=-1) - 1e-3)
+        if policy == "open_loop":
+            heading = np.arctan2(act[..., 1], act[..., 0])
+            turn = np.angle(np.exp(1j * np.diff(heading, axis=1)))
+            assert 0.3 < turn.std() < 0.6  # N(0, 0.45^2) steps, also after a hit
+            assert 0.2 - 1e-6 <= np.linalg.norm(act, axis=-1).min()
+    assert blocked["open_loop"] > 2 * blocked["turn"]
+    with pytest.raises(ValueError, match="policy"):
+        tr.random_trajectories(jax.random.PRNGKey(8), P, tr.fixed_layout, 2, 3, policy="bounce")
+
+
 def test_wall_proximity_is_low_in_the_open_and_the_door_centre_high_at_walls():
     lay = tr.fixed_layout()
     cost = jax.jit(lambda p: tr.wall_proximity(tr.render_position(p, lay, P)))

@@ -1,8 +1,8 @@
 """Two Rooms offline data: random-policy trajectories as a local tfds dataset.
 
 Rows are trajectories of `hjepa_jax.envs.two_rooms.random_trajectories` (a persistent,
-slowly turning heading, steps of about 1 px; a fraction aimed through a door, a fraction
-pushing into a wall beside it), each in its own layout drawn by the config's `layout`
+slowly turning heading, steps of about 1 px; optionally a fraction aimed through a door and
+a fraction pushing into a wall beside it), each in its own layout drawn by the config's `layout`
 ("random", "fixed", "three_rooms" or "mixed": half random walls, half three rooms). No
 expert data: nothing in a trajectory knows a goal.
 
@@ -50,6 +50,7 @@ class TwoRoomsConfig(tfds.core.BuilderConfig):
     length: T, actions per trajectory (T + 1 positions).
     layout: a name in `envs.two_rooms.LAYOUTS`.
     door_frac: fraction aimed through a door; wall_frac: fraction pushing into a wall.
+    policy: the free walk, "turn" or "open_loop" (EB-JEPA's; `envs.two_rooms.POLICIES`).
     """
 
     seed: int = 0
@@ -59,6 +60,7 @@ class TwoRoomsConfig(tfds.core.BuilderConfig):
     layout: str = "mixed"
     door_frac: float = 0.3
     wall_frac: float = 0.2
+    policy: str = "turn"
 
 
 DEFAULT_CONFIG = TwoRoomsConfig(name="default", description="10000 / 400 mixed layouts, seed 0")
@@ -80,6 +82,8 @@ def _check(config: TwoRoomsConfig) -> None:
     fracs = (config.door_frac, config.wall_frac)
     if min(fracs) < 0 or sum(fracs) > 1:
         raise ValueError(f"door_frac and wall_frac must be >= 0 with sum <= 1, got {fracs}")
+    if config.policy not in env.POLICIES:
+        raise ValueError(f"policy must be among {tuple(env.POLICIES)}, got {config.policy!r}")
 
 
 def generate(split: str, config: TwoRoomsConfig = DEFAULT_CONFIG) -> dict[str, np.ndarray]:
@@ -103,6 +107,7 @@ def generate(split: str, config: TwoRoomsConfig = DEFAULT_CONFIG) -> dict[str, n
         config.length,
         config.door_frac,
         config.wall_frac,
+        config.policy,
     )
     lay = data.layouts
     return {

@@ -80,6 +80,7 @@ __all__ = [
     "goal_obs",
     "height_beside_door",
     "random_trajectories",
+    "POLICIES",
 ]
 
 MAX_WALLS = 2
@@ -594,10 +595,21 @@ def height_beside_door(
     return jnp.where(t < above, lo + t, door_y + edge + t - above)
 
 
+# The random walks of `random_trajectories`: heading noise std (rad), step length bounds (px).
+POLICIES = {"turn": (0.3, (0.1, 2.0)), "open_loop": (0.45, (0.2, 1.8))}
+
+
 def _trajectory(
-    key, params: EnvParams, layout_fn, length: int, door_frac: float, wall_frac: float = 0.0
+    key,
+    params: EnvParams,
+    layout_fn,
+    length: int,
+    door_frac: float,
+    wall_frac: float = 0.0,
+    policy: str = "turn",
 ):
     """One random-policy trajectory; see `random_trajectories`."""
+    turn, (short, long) = POLICIES[policy]
     keys = jax.random.split(key, 9)
     k_layout, k_aim, k_wall, k_side, k_room, k_pos, k_head, k_steps, k_y = keys
     layout = layout_fn(k_layout)
@@ -640,14 +652,14 @@ def _trajectory(
         target = jnp.where(phase == 0, before, after)
         to_target = jnp.arctan2(target[1] - position[1], target[0] - position[0])
         noise = jax.random.normal(k_turn)
-        heading = jnp.where(phase == 2, heading + 0.3 * noise, to_target + 0.2 * noise)
-        length_ = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len), 0.1, 2.0)
+        heading = jnp.where(phase == 2, heading + turn * noise, to_target + 0.2 * noise)
+        length_ = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len), short, long)
         action = length_ * jnp.stack([jnp.cos(heading), jnp.sin(heading)])
         action = jnp.clip(action, -params.max_action, params.max_action)
         new, hit = _move(position, action, layout, params)
-        # A free walker that hits a wall turns to a fresh random heading.
-        fresh = jax.random.uniform(k_new, minval=-jnp.pi, maxval=jnp.pi)
-        heading = jnp.where(hit & (phase == 2), fresh, heading)
+        if policy == "turn":  # a free walker that hits a wall turns to a fresh random heading
+            fresh = jax.random.uniform(k_new, minval=-jnp.pi, maxval=jnp.pi)
+            heading = jnp.where(hit & (phase == 2), fresh, heading)
         phase = jnp.where((phase == 0) & (jnp.linalg.norm(new - before) < 2.0), 1, phase)
         phase = jnp.where((phase == 1) & (side * (new[0] - wx) > hw + 2.0), 2, phase)
         return (new, heading, phase), (new, action)
@@ -667,12 +679,17 @@ def random_trajectories(
     length: int,
     door_frac: float = 0.3,
     wall_frac: float = 0.0,
+    policy: str = "turn",
 ) -> Trajectories:
     """n random-policy trajectories of `length` steps, each in its own layout_fn(key) layout.
 
-    Policy: the heading persists and turns a little each step (heading += N(0, 0.3^2)), the step
-    length is clip(N(1, 0.4^2), 0.1, 2) px, and a walker that hits a wall takes a fresh random
-    heading. A fraction door_frac of the trajectories is aimed: it starts within ~0.3 * length px
+    Policy "turn": the heading persists and turns a little each step (heading += N(0, 0.3^2)),
+    the step length is clip(N(1, 0.4^2), 0.1, 2) px, and a walker that hits a wall takes a
+    fresh random heading. Policy "open_loop", EB-JEPA's walk: heading += N(0, 0.45^2) (about
+    its von Mises noise of concentration 5), step length clip(N(1, 0.4^2), 0.2, 1.8) px, and
+    the actions never look at the walls: a walker stopped by a wall keeps pushing into it
+    until its heading turns away, so the data holds several blocked moves per contact (the
+    ones that teach a world model where the walls are). A fraction door_frac of the trajectories is aimed: it starts within ~0.3 * length px
     of a random door, on a random side, heads (noise N(0, 0.2^2) about the bearing) to a point
     4 px in front of the door, then through it to 4 px behind, then walks freely. A fraction
     wall_frac is walled: the same toward a height of the wall at least 2 px outside the door,
@@ -688,6 +705,7 @@ def random_trajectories(
       n, length: static ints.
       door_frac: fraction of aimed trajectories.
       wall_frac: fraction of walled trajectories (door_frac + wall_frac <= 1).
+      policy: the free walker's, "turn" or "open_loop" (static).
 
     Returns:
       Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, 2] leaves),
@@ -711,12 +729,13 @@ def random_trajectories(
     _checks.real(fn, "wall_frac", wall_frac, at_least=0, at_most=1, fix=fix)
     if not _checks.traced((door_frac, wall_frac)) and door_frac + wall_frac > 1:
         _checks.fail(fn, "door_frac + wall_frac", door_frac + wall_frac, "is above 1", fix)
-    return _random_trajectories(key, params, layout_fn, n, length, door_frac, wall_frac)
+    _checks.one_of(fn, "policy", policy, tuple(POLICIES), "pick one of them")
+    return _random_trajectories(key, params, layout_fn, n, length, door_frac, wall_frac, policy)
 
 
-@functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length"))
+@functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length", "policy"))
 def _random_trajectories(
-    key, params: EnvParams, layout_fn, n: int, length: int, door_frac, wall_frac
+    key, params: EnvParams, layout_fn, n: int, length: int, door_frac, wall_frac, policy
 ) -> Trajectories:
     keys = jax.random.split(key, n)
     one = functools.partial(
@@ -726,6 +745,7 @@ def _random_trajectories(
         length=length,
         door_frac=door_frac,
         wall_frac=wall_frac,
+        policy=policy,
     )
     positions, actions, layouts, aimed = jax.vmap(one)(keys)
     return Trajectories(positions, actions, layouts, aimed)
