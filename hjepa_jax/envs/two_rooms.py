@@ -689,13 +689,14 @@ def random_trajectories(
     its von Mises noise of concentration 5), step length clip(N(1, 0.4^2), 0.2, 1.8) px, and
     the actions never look at the walls: a walker stopped by a wall keeps pushing into it
     until its heading turns away, so the data holds several blocked moves per contact (the
-    ones that teach a world model where the walls are). A fraction door_frac of the trajectories is aimed: it starts within ~0.3 * length px
-    of a random door, on a random side, heads (noise N(0, 0.2^2) about the bearing) to a point
-    4 px in front of the door, then through it to 4 px behind, then walks freely. A fraction
-    wall_frac is walled: the same toward a height of the wall at least 2 px outside the door,
-    so it reaches the wall and keeps pushing into it (the contacts a world model must learn
-    to stop at). Moves go through
-    the same collision rule as `step`. Observations are not stored: render them on demand with
+    ones that teach a world model where the walls are). A fraction door_frac of the
+    trajectories is aimed: it starts within ~0.3 * length px of a random door, on a random
+    side, heads (noise N(0, 0.2^2) about the bearing) to a point 4 px in front of the door,
+    then through it to 4 px behind, then walks freely. A fraction wall_frac is walled: the
+    same toward a height of the wall at least 2 px outside the door, so it reaches the wall
+    and keeps pushing into it. Aimed and walled trajectories steer by the door's coordinates:
+    leave both at 0 for reward-free data. Moves go through the same collision rule as
+    `step`. Observations are not stored: render them on demand with
     `jax.vmap(render_position)(positions, layouts, ...)`.
 
     Args:
