@@ -56,6 +56,10 @@ def test_metrics_keys_are_finite_numbers(tiny_run):
         assert m[f"plan_s_per_episode_{planner}_fixed"] > 0
         assert m[f"plan_s_per_episode_{planner}"] == m[f"plan_s_per_episode_{planner}_fixed"]
         assert f"success_{planner}" not in m  # no random-wall episodes in this setting
+        evals = agent.evaluations_per_episode(planner, TINY.planner_config(), TINY.cost)
+        assert m[f"plan_evals_per_episode_{planner}"] == evals
+    for k in (8, 30, 90):
+        assert np.isfinite(m[f"rollout_rmse_{k}"]) and m[f"rollout_rmse_{k}"] > 0
     assert json.loads((out / "metrics.json").read_text())["config"]["settings"] == ["fixed"]
 
 
@@ -70,6 +74,7 @@ def test_offline_data_is_the_local_tfds_dataset(tiny_run):
     name = hj.data.two_rooms.make_config(
         seed=TINY.seed, num_train=TINY.trajectories, num_test=400, length=TINY.length,
         layout=TINY.train_layout, door_frac=TINY.door_frac, wall_frac=TINY.wall_frac,
+        policy=TINY.policy,
     ).name  # fmt: skip
     assert (root / name / "1.0.0").is_dir()
 
@@ -96,7 +101,8 @@ def test_episodes_npz_can_rescore_every_episode(tiny_run):
     np.testing.assert_array_equal(first, ep["steps"])
     # Start in the left room, goal in the right room; moves respect the L2 action bound.
     assert (ep["positions"][:, 0, 0] < 31).all() and (ep["goals"][:, 0] > 33).all()
-    assert np.linalg.norm(np.diff(ep["positions"], axis=1), axis=-1).max() <= 2.45 + 1e-4
+    moves = np.linalg.norm(np.diff(ep["positions"], axis=1), axis=-1)
+    assert moves.max() <= TINY.action_norm + 1e-4 and TINY.action_norm <= 2.45
 
 
 def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
@@ -238,6 +244,23 @@ def test_spatial_state_model_trains_and_predicts_flat_states():
     assert model.predict(params["pred"], s, data.actions[0, 0]).shape == (256,)
     with pytest.raises(ValueError, match="state must be"):
         agent.Model(dataclasses.replace(TINY.model_config(), state="grid"))
+
+
+def test_evaluations_per_episode_count_each_planners_predictor_steps():
+    cfg = agent.PlannerConfig(
+        max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,
+        macro_steps=3, macro_horizon=2, hier_horizon=6,
+    )  # fmt: skip
+    plans = 4  # ceil(10 / 3)
+    count = lambda name, cost="critic": agent.evaluations_per_episode(name, cfg, cost)
+    assert count("cem") == count("mppi") == plans * 7 * 2 * 5
+    assert count("gradient_mpc") == plans * 4 * 5
+    assert count("level1") == plans * 7 * 2 * 6
+    assert count("hierarchical") == plans * (7 * 2 * 2 * 3 + 7 * 2 * 6)
+    assert count("hierarchical", "map") == count("level1", "map") == plans * 4 * 6
+    assert count("random") == 0
+    with pytest.raises(ValueError, match="planner"):
+        agent.evaluations_per_episode("a_star", cfg)
 
 
 def test_same_environment_draws_only_states_seen_behind_the_same_walls():

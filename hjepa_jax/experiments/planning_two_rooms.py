@@ -3,26 +3,33 @@
     hjepa-run planning_two_rooms --quick --out out/planning_two_rooms   # fixed wall, minutes
     hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1.5 h on 2 CPUs
 
-Shows that a world model trained only on random-policy pixel trajectories (the local tfds
-dataset `hjepa_two_rooms`; no reconstruction) and a trainable critic of the steps to the goal
-let planners steer an agent through the door(s) into the goal's room: gradient MPC, CEM, MPPI
-and a hierarchical planner whose level 2 is the critic's map, against its level 1 alone and
-random actions. Quick mode trains and plans on the fixed wall (vector state, the "critic"
-cost); full mode trains on random walls mixed with three rooms and plans in all three
-settings (spatial state, the "map" cost). The model, the critics and the planners are
-`hjepa_jax.models.two_rooms` (its docstring describes them); this module configures, runs,
-and draws. With `--ckpt-dir` a rerun that changes only planning fields (PLANNING_FIELDS)
-reuses the trained world model and critic and only plans.
+Shows that a world model trained only on reward-free random-walk pixel trajectories (the
+local tfds dataset `hjepa_two_rooms`; no reconstruction) and a critic of temporal distances
+learned from the same trajectories let planners steer an agent through the door(s) into the
+goal's room: gradient MPC, CEM, MPPI and a hierarchical planner, against random actions.
+Quick mode: the fixed wall, a vector state; full mode: random walls mixed with three rooms,
+a spatial state, all three settings. The model, critics and planners are
+`hjepa_jax.models.two_rooms`; this module configures, runs and draws. With `--ckpt-dir` a
+rerun that changes only planning fields (PLANNING_FIELDS) reuses the trained models.
 
-Episodes follow EB-JEPA's protocol: 200 env steps, actions clipped to L2 norm 2.45, the agent
-not frozen at the goal; success is the position after the last step within 4.5 px of the goal.
-`--preset ebjepa_planner` sets EB-JEPA's planner settings (horizon 90, 200 samples, 20
-iterations, replanning every step).
+Episodes follow EB-JEPA's protocol: 200 env steps, actions clipped to an L2 norm <= 2.45
+(here 1.8, the longest step of the training data: planners exploit the world model's guesses
+about longer moves), the agent not frozen at the goal; success is the position after the last
+step within 4.5 px of the goal. `--preset ebjepa_planner` sets EB-JEPA's planner settings
+(horizon 90, 200 samples, 20 iterations, replanning every step, actions clipped to 2.45).
+
+Learned from observations and actions only: the world model, the "critic" cost (temporal
+distances between states of the same reward-free trajectories, `two_rooms.train_critic`)
+and the intrinsic-cost head (`two_rooms.wall_proximity`, computed from a frame). Positions
+serve the probes, scoring and figures. The "map" and "straight" costs are an oracle: their
+locator and traversal costs train on simulator positions and free-floor samples.
 
 Metrics: success_<planner>[_fixed|_three_rooms] (no suffix: random walls; at the last step),
 first_hit_<planner>[_suffix] (at any step), steps_to_goal_<planner>[_suffix] (to the first
-hit), plan_s_per_episode_<planner>[_<setting>], probe_position_rmse / _r2,
-rollout_position_rmse, path_corr_<cost>, wall_leak, door_pass.
+hit), plan_s_per_episode_<planner>[_<setting>], plan_evals_per_episode_<planner> (world-model
+evaluations, `two_rooms.evaluations_per_episode`), probe_position_rmse / _r2,
+rollout_position_rmse, rollout_rmse_<k> (k = 8, 30, 90 steps), path_corr_<cost>, wall_leak,
+door_pass.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
 second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -59,8 +66,8 @@ log = logging.getLogger("hjepa_jax.experiments")
 NAME = "planning_two_rooms"
 TITLE = "Fig. 1 agent: a pixel world model and Mode-2 planning in Two Rooms"
 CLAIM = (
-    "A JEPA world model trained only on random-policy pixel trajectories, without "
-    "reconstruction, and a trainable critic of the steps to the goal let planners steer an "
+    "A JEPA world model trained only on reward-free random-walk pixel trajectories, and a "
+    "critic of temporal distances learned from the same trajectories, let planners steer an "
     "agent through the door into the other room."
 )
 
@@ -76,8 +83,9 @@ class Config:
     planners: tuple[str, ...] = PLANNERS  # a subset shortens a run (planning is most of it)
     trajectories: Count = 10000
     length: Count = 16  # T
-    door_frac: NonNegative = 0.3
-    wall_frac: NonNegative = 0.2  # trajectories that push into a wall (random_trajectories)
+    policy: str = "open_loop"  # the reward-free walk (two_rooms.POLICIES): EB-JEPA's
+    door_frac: NonNegative = 0.0  # aimed through a door (steered by the door's coordinates)
+    wall_frac: NonNegative = 0.0  # aimed into a wall beside it (idem)
     blur: NonNegative = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
     pool: Count = 2  # average-pool the 65 x 65 frames by this factor (1: none)
     channels: tuple[Count, ...] = (16, 32, 32)
@@ -86,18 +94,20 @@ class Config:
     hidden: Count = 256  # predictor / inverse-dynamics width
     horizon: Count = 4  # world-model training rollout
     inverse_dynamics: NonNegative = 1.0
-    smoothness: NonNegative = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
+    smoothness: NonNegative = 2.0  # weight of ||s_{t+1} - s_t||^2 / D (temporal similarity)
+    variance: NonNegative = 25.0  # VICReg's variance and covariance weights on the states
+    covariance: NonNegative = 1.0
     critic_steps: Count = 3000  # the critic trains after the world model, on frozen states
     critic_batch: Count = 64
     critic_dim: Count = 16  # K, the critic's embedding
     critic_others: Count = 8  # M, random places per trajectory pushed apart from it
     critic_penalty: NonNegative = 100.0
     critic_step: Positive = 0.1  # the critic's unit: one random-policy step
-    cost: str = "map"  # the flat planners' cost: "map", "straight", "critic" or "distance"
+    cost: str = "critic"  # the planners': "critic", "distance"; oracle: "map", "straight"
     map_cap: NonNegative = 20.0  # the "map" critic's cost of a never-visited pixel
     map_penalty: NonNegative = 1000.0
     map_visits: Count = 256  # random places per layout (and row) that count as visited
-    wall_cost: NonNegative = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    wall_cost: NonNegative = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
     wall_margin: int = 2  # its dilation of the walls, in pixels
     steps: Count = 1500
     batch_size: Count = 32
@@ -121,13 +131,15 @@ class Config:
     macro_horizon: Count = 10
     hier_horizon: Count = 8
     waypoint_moves: Count = 5  # map costs: the hierarchical subgoal, pixels down V_g
-    action_norm: Positive = 2.45  # planned and executed actions clipped to this L2 norm
+    # Planned and executed actions clipped to this L2 norm: within the protocol's 2.45, and
+    # the open-loop walk's longest step, beyond which the world model never saw a move.
+    action_norm: Positive = 1.8
 
     # EB-JEPA's planner settings (planning_mppi.yaml), to compare at equal settings.
     PRESETS: ClassVar[dict[str, dict]] = {
         "ebjepa_planner": dict(
             horizon_plan=90, samples=200, iterations=20, elites=20, replan_every=1,
-            init_std=2.0, hier_horizon=90, max_steps=200,
+            init_std=2.0, hier_horizon=90, max_steps=200, action_norm=2.45,
         ),
     }  # fmt: skip
 
@@ -140,11 +152,8 @@ class Config:
             embed_dim=8,
             blur=10.0,
             trajectories=4000,
-            steps=800,
+            steps=2000,
             episodes=20,
-            max_steps=100,
-            cost="critic",
-            wall_cost=2.5,
             critic_steps=4000,
             samples=128,  # a vector state: samples are cheap
             elites=32,
@@ -160,6 +169,7 @@ class Config:
             ("settings", self.settings, tuple(SETTINGS)),
             ("train_layout", (self.train_layout,), tuple(tr.LAYOUTS)),
             ("cost", (self.cost,), COSTS),
+            ("policy", (self.policy,), tuple(tr.POLICIES)),
         ):
             if not given or set(given) - set(known):
                 raise ValueError(f"{NAME}: {name} must be among {known}, got {given!r}")
@@ -210,15 +220,9 @@ def offline_data(cfg: Config) -> tuple[dict, dict]:
     """The train split (`trajectories` rows) and the probe's held-out test split (400 rows:
     the probe fits 300, scores 100) of the local tfds dataset `hjepa_two_rooms`, built on
     first use from the config's seed and data settings."""
-    settings = dict(
-        seed=cfg.seed,
-        num_train=cfg.trajectories,
-        num_test=PROBE_TRAJECTORIES,
-        length=cfg.length,
-        layout=cfg.train_layout,
-        door_frac=cfg.door_frac,
-        wall_frac=cfg.wall_frac,
-    )
+    settings = {f: getattr(cfg, f) for f in ("seed", "length", "door_frac", "wall_frac", "policy")}
+    settings.update(num_train=cfg.trajectories, num_test=PROBE_TRAJECTORIES)
+    settings["layout"] = cfg.train_layout
     return tuple(hj.data.load("hjepa_two_rooms", split, **settings) for split in ("train", "test"))
 
 
@@ -267,6 +271,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     metrics["probe_position_r2"], metrics["probe_position_rmse"] = probe.r2, probe.rmse
     metrics["rollout_position_rmse"] = probe.rollout_rmse
     first = cfg.settings[0]
+    metrics.update(agent.rollout_errors(model, params, probe.decode, k_probe, first))
     metrics.update(agent.cost_path_correlation(model, params, k_probe, first, cfg.wall_cost))
     metrics.update(agent.wall_predictions(model, params, k_probe, first))
 
@@ -280,16 +285,15 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             metrics[f"success_{name}"] = float(done.mean())
             hit = ep.first_hit
             metrics[f"first_hit_{name}"] = float(hit.mean())
-            mean_steps = float(ep.steps[hit].mean()) if hit.any() else float("nan")
-            metrics[f"steps_to_goal_{name}"] = mean_steps
+            metrics[f"steps_to_goal_{name}"] = float(ep.steps[hit].mean()) if hit.any() else np.nan
             metrics[f"plan_s_per_episode_{planner}_{setting}"] = ep.seconds
+            evals = agent.evaluations_per_episode(planner, cfg.planner_config(), cfg.cost)
+            metrics[f"plan_evals_per_episode_{planner}"] = evals
             what = "%s %s: success %.3f (first hit %.3f), %d episodes, %.2f s of planning each"
             log.info(what, planner, setting, done.mean(), hit.mean(), cfg.episodes, ep.seconds)
             plan_s[planner].append(ep.seconds)
-            n = cfg.episodes
-            parts.append(
-                {**ep._asdict(), "planner": np.full(n, planner), "layout": np.full(n, setting)}
-            )
+            tags = {"planner": planner, "layout": setting}
+            parts.append({**ep._asdict(), **{k: np.full(cfg.episodes, v) for k, v in tags.items()}})
     for planner in cfg.planners:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
     names = (

@@ -80,12 +80,14 @@ __all__ = [
     "same_environment",
     "train_critic",
     "make_planner",
+    "evaluations_per_episode",
     "make_evaluate",
     "Episodes",
     "tasks",
     "run_episodes",
     "Probe",
     "probe",
+    "rollout_errors",
     "path_length",
     "path_lengths",
     "cost_path_correlation",
@@ -122,7 +124,9 @@ class ModelConfig:
     horizon: int = 4  # world-model training rollout
     inverse_dynamics: float = 1.0
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
-    cost: str = "map"  # which critic trains, and the planners' cost: one of COSTS
+    variance: float = 25.0  # VICReg's variance and covariance weights on the states
+    covariance: float = 1.0
+    cost: str = "critic"  # which critic trains, and the planners' cost: one of COSTS
     critic_dim: int = 16  # K, the "critic" embedding
     critic_others: int = 8  # M, states of the same environment pushed apart from each row
     critic_penalty: float = 100.0
@@ -139,8 +143,10 @@ class ModelConfig:
         _common.counts(fn, self, ("wall_margin",), "pass a margin >= 0 in pixels", minimum=0)
         channels = _common.widths(fn, "channels", self.channels, "pass widths, e.g. (16, 32)")
         object.__setattr__(self, "channels", channels)
-        weights = ("blur", "inverse_dynamics", "smoothness", "critic_penalty", "map_cap")
-        _common.non_negatives(fn, self, weights + ("map_penalty",), "pass a number >= 0")
+        weights = ("blur", "inverse_dynamics", "smoothness", "variance", "covariance")
+        _common.non_negatives(
+            fn, self, weights + ("critic_penalty", "map_cap", "map_penalty"), "pass a number >= 0"
+        )
         _common.positives(fn, self, ("critic_step",), "pass a step > 0, e.g. 0.1")
         _checks.one_of(fn, "state", self.state, ("vector", "spatial"), "pick one of them")
         _checks.one_of(fn, "cost", self.cost, COSTS, "pick one of them")
@@ -159,7 +165,7 @@ class PlannerConfig:
       ValueError: a field out of its range, or a horizon shorter than replan_every, naming it.
     """
 
-    wall_cost: float = 0.0  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    wall_cost: float = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
     max_steps: int = 200  # env steps per episode
     replan_every: int = 2  # env steps executed per plan
     eval_chunk: int = 10  # episodes vmapped together (memory, not results)
@@ -176,7 +182,7 @@ class PlannerConfig:
     macro_horizon: int = 10
     hier_horizon: int = 8
     waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
-    action_norm: float = 2.45  # every action, planned and executed, clipped to this L2 norm
+    action_norm: float = 1.8  # every action, planned and executed, clipped to this L2 norm
 
     def __post_init__(self):
         fn, fix = "PlannerConfig", "pass an integer >= 1"
@@ -281,6 +287,8 @@ class Model:
             horizon=cfg.horizon,
             inverse_dynamics=cfg.inverse_dynamics,
             smoothness=cfg.smoothness,
+            variance=cfg.variance,
+            covariance=cfg.covariance,
             unroll=cfg.state == "spatial",
         )
         self.scale = tr.EnvParams().max_action
@@ -700,6 +708,40 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     return plan, jnp.zeros(())
 
 
+def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
+    """World-model evaluations (one predictor step each) that `planner` spends on an episode
+    of `cfg.max_steps` env steps with `cost`: a machine-free measure of planning compute.
+    CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_steps x
+    horizon_plan (each a forward step and its backward pass); hierarchical: its level 2
+    (samples x iterations x macro_horizon x macro_steps) plus its level-1 CEM (samples x
+    iterations x hier_horizon), or with a map cost gradient MPC over hier_horizon; level1
+    its level-1 planner alone; random 0. Times the plans, ceil(max_steps / replan_every).
+
+    Example:
+      >>> from hjepa_jax.models import two_rooms
+      >>> cfg = two_rooms.PlannerConfig(horizon_plan=90, samples=200, iterations=20,
+      ...                               replan_every=1, max_steps=200)
+      >>> two_rooms.evaluations_per_episode("mppi", cfg)  # EB-JEPA's MPPI: 72 M
+      72000000
+    """
+    fn = "evaluations_per_episode"
+    _checks.one_of(fn, "planner", planner, PLANNERS, "pick one of them")
+    _checks.one_of(fn, "cost", cost, COSTS, "pick one of them")
+    _common.config_of(fn, "cfg", cfg, PlannerConfig)
+    sampled = cfg.samples * cfg.iterations
+    low = cfg.gd_steps * cfg.hier_horizon if cost in MAP_COSTS else sampled * cfg.hier_horizon
+    per_plan = {
+        "gradient_mpc": cfg.gd_steps * cfg.horizon_plan,
+        "cem": sampled * cfg.horizon_plan,
+        "mppi": sampled * cfg.horizon_plan,
+        "level1": low,
+        "hierarchical": low
+        + (0 if cost in MAP_COSTS else sampled * cfg.macro_horizon * cfg.macro_steps),
+        "random": 0,
+    }[planner]
+    return per_plan * -(-cfg.max_steps // cfg.replan_every)
+
+
 def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
     """Jitted `evaluate(keys [N, 2], layouts [N]) -> (positions [N, max_steps+1, 2],
     goals [N, 2], success [N], first_hit [N], steps [N])` of `planner`, one episode per key
@@ -797,14 +839,16 @@ def run_episodes(
 class Probe(NamedTuple):
     """What `probe` returns: r2 and rmse (pixels) of the positions decoded from the held-out
     rows' states, rollout_rmse that of the world model's predicted rollouts decoded, true
-    [N - fit, T+1, 2] those rows' positions and predicted [N - fit, T, 2] the decoded
-    rollouts from their first state under their actions."""
+    [N - fit, T+1, 2] those rows' positions, predicted [N - fit, T, 2] the decoded
+    rollouts from their first state under their actions, and decode the probe itself
+    (states [M, D] -> positions [M, 2], numpy)."""
 
     r2: float
     rmse: float
     rollout_rmse: float
     true: np.ndarray
     predicted: np.ndarray
+    decode: Callable[[np.ndarray], np.ndarray]
 
 
 def _fit_probe(x: np.ndarray, y: np.ndarray, alpha: float = 1.0):
@@ -838,7 +882,37 @@ def probe(model: Model, params: dict, data: tr.Trajectories, fit: int) -> Probe:
         len(states) - fit, -1, 2
     )
     rollout_rmse = float(np.sqrt(np.mean((pred_pos - positions[fit:, 1:]) ** 2)))
-    return Probe(r2, rmse, rollout_rmse, positions[fit:], pred_pos)
+    return Probe(r2, rmse, rollout_rmse, positions[fit:], pred_pos, decode)
+
+
+def rollout_errors(
+    model: Model,
+    params: dict,
+    decode: Callable[[np.ndarray], np.ndarray],
+    key: jax.Array,
+    setting: str = "random",
+    at: tuple[int, ...] = (8, 30, 90),
+    n: int = 100,
+) -> dict:
+    """How far the world model predicts: n fresh reward-free trajectories ("open_loop"
+    walk) of max(at) steps in `setting`'s layouts, rolled out from their first state under
+    their actions, the rollouts decoded by a position probe (`Probe.decode`).
+    -> {"rollout_rmse_<k>": RMSE in pixels of the decoded position after k steps}."""
+    fn = "rollout_errors"
+    _checks.one_of(fn, "setting", setting, tuple(SETTINGS), "pick one of them")
+    _checks.function(fn, "decode", decode, "(states [M, D]) -> positions [M, 2]")
+    at = tuple(_checks.integer(fn, "at", k, fix="pass step counts >= 1") for k in at)
+    data = tr.random_trajectories(
+        key, tr.EnvParams(), SETTINGS[setting], n, max(at), 0.0, 0.0, "open_loop"
+    )
+    first = encode_batches(model, params["enc"], data.positions[:, :1], data.layouts)[:, 0]
+    roll = jax.jit(jax.vmap(lambda s0, a: planning.rollout(model.predict, params["pred"], s0, a)))
+    states = np.asarray(roll(first, data.actions))  # [n, max(at), D]
+    out = {}
+    for k in at:
+        err = decode(states[:, k - 1]) - np.asarray(data.positions[:, k])
+        out[f"rollout_rmse_{k}"] = float(np.sqrt(np.mean(np.sum(err**2, -1))))
+    return out
 
 
 def path_length(start, goal, wall_x, door_y, points: int = 17) -> float:
