@@ -186,10 +186,14 @@ class Trained:
       encode(obs [65, 65, 2]) -> s [D], obs as `hj.envs.two_rooms.render_position` renders it;
       predict(s [D], action [2]) -> the next state [D];
       distance(s [D], goal_s [D]) -> [], the planning cost of one step: the squared
-        representation distance ||s - goal_s||^2 (EB-JEPA's cost).
+        representation distance ||s - goal_s||^2 (EB-JEPA's cost);
+      cost(s [D], goal_s [D], wall_cost=2.5) -> [], the experiment's own cost when the run
+        trained the "critic" (learned from the same reward-free trajectories): the temporal
+        distance d(s, goal_s) in random-walk steps plus wall_cost times the intrinsic cost
+        predicted from s (`hjepa_jax.models.two_rooms.Model.cost`).
 
-    Attributes: model (`hjepa_jax.models.two_rooms.Model`), params ({"enc", "pred", "inv"}),
-    step (the training step saved)."""
+    Attributes: model (`hjepa_jax.models.two_rooms.Model`), params ({"enc", "pred", "inv"},
+    and "critic" where the checkpoint folder holds one), step (the training step saved)."""
 
     model: Any
     params: dict
@@ -206,6 +210,14 @@ class Trained:
 
     def distance(self, s: jax.Array, goal_s: jax.Array) -> jax.Array:
         return planning.squared_distance(s, goal_s)
+
+    def cost(self, s: jax.Array, goal_s: jax.Array, wall_cost: float = 2.5) -> jax.Array:
+        if "critic" not in self.params or self.model.cfg.cost != "critic":
+            raise ValueError(
+                f"Trained.cost: this checkpoint has no 'critic' (cost={self.model.cfg.cost!r}); "
+                "use distance(s, goal_s), or load the --ckpt-dir of a run with --cost critic"
+            )
+        return self.model.cost(self.params, "critic", wall_cost)(s, goal_s)
 
 
 def load(path, step: int | None = None) -> Trained:
@@ -224,34 +236,51 @@ def load(path, step: int | None = None) -> Trained:
       >>> model = hj.world_model.load("ckpt/run")  # doctest: +SKIP
       >>> s = model.encode(two_rooms.render_position(position, layout, params))  # doctest: +SKIP
     """
-    from hjepa_jax import checkpoint, train
-    from hjepa_jax.models import two_rooms
+    from hjepa_jax import checkpoint
 
     path = str(path)
     folder = (
         path if path.rstrip("/").endswith("world_model") else checkpoint.subdir(path, "world_model")
     )
-    if "://" not in folder and not (Path(folder).is_dir() and any(Path(folder).iterdir())):
+    found = _restore(folder, step, "world_model")
+    if found is None:
         raise FileNotFoundError(
             f"world_model.load: no world-model checkpoint in {folder}; pass the --ckpt-dir of a "
             "planning_two_rooms run (it holds world_model/)"
         )
+    model, params, step = found
+    critic = _restore(folder.rstrip("/")[: -len("world_model")] + "critic", None, "critic")
+    if critic is not None and critic[0].cfg.cost == "critic":  # a map critic is an oracle
+        model, params = critic[0], {**params, "critic": critic[1]}
+    return Trained(model, params, step)
+
+
+def _restore(folder: str, step: int | None, what: str):
+    """(Model, params, step) of the `what` ("world_model" or "critic") checkpoint in `folder`
+    at `step` (None: the latest), the Model built from the settings saved with it; None when
+    the folder holds none."""
+    from hjepa_jax import checkpoint, train
+    from hjepa_jax.models import two_rooms
+
+    if "://" not in folder and not (Path(folder).is_dir() and any(Path(folder).iterdir())):
+        return None
     ckpt = checkpoint.Checkpointer(folder)
     try:
         step = ckpt.latest_step() if step is None else int(step)
         if step is None:
-            raise FileNotFoundError(f"world_model.load: no world-model checkpoint in {folder}")
+            return None
         saved = ckpt.read_meta(step)["config"]
         fields = {f.name for f in dataclasses.fields(two_rooms.ModelConfig)}
         kwargs = {k: v for k, v in saved.items() if k in fields}
         if "channels" in kwargs:
             kwargs["channels"] = tuple(kwargs["channels"])
         model = two_rooms.Model(two_rooms.ModelConfig(**kwargs))
-        key = jax.random.PRNGKey(0)
+        init = model.init if what == "world_model" else model.init_critic
         tx = two_rooms.optimizer(saved["learning_rate"], saved["steps"])  # its state's shape
-        abstract = jax.eval_shape(lambda k: train.init_state(model.init(k), tx, k), key)
+        key = jax.random.PRNGKey(0)
+        abstract = jax.eval_shape(lambda k: train.init_state(init(k), tx, k), key)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         state, _ = ckpt.restore(step, abstract, device)
     finally:
         ckpt.close()
-    return Trained(model, state.params, step)
+    return model, dict(state.params), step

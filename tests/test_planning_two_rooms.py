@@ -200,6 +200,12 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tmp_path):
     nxt = jax.jit(trained.predict)(s[0], jnp.array([1.0, 0.0]))
     assert nxt.shape == s[0].shape
     np.testing.assert_allclose(trained.distance(s[0], s[1]), jnp.sum((s[0] - s[1]) ** 2), 1e-5)
+    # The run's own cost: its critic restored from ckpt/critic (trained, not re-initialized).
+    fresh = trained.model.init_critic(jax.random.PRNGKey(0))
+    restored = jax.tree.leaves(trained.params["critic"])
+    assert any(not np.allclose(a, b) for a, b in zip(restored, jax.tree.leaves(fresh), strict=True))
+    np.testing.assert_allclose(jax.jit(trained.cost)(s[0], s[1]), trained.cost(s[0], s[1]), 1e-5)
+    assert float(trained.cost(s[0], s[1], 0.0)) > float(trained.cost(s[0], s[0], 0.0)) >= 0.0
     with pytest.raises(FileNotFoundError, match="world-model checkpoint"):
         hj.world_model.load(tmp_path / "nothing")
 

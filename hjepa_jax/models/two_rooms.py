@@ -293,6 +293,21 @@ class Model:
         )
         self.scale = tr.EnvParams().max_action
 
+    def init_critic(self, key: jax.Array) -> dict:
+        """The critic's initial parameters, params["critic"] (`train_critic` trains them):
+        {"psi", "wall"} for cost "critic" or "distance", {"loc", "map", "wall"} for a map
+        cost."""
+        k_psi, k_wall = jax.random.split(key)
+        s0 = jnp.zeros(self.state_dim)
+        init = {"wall": self.wall_head.init(k_wall, s0)}
+        if self.cfg.cost in MAP_COSTS:
+            k_loc, k_map = jax.random.split(k_psi)
+            walls = jnp.zeros((self.side, self.side, 1))
+            init.update(loc=self.locator.init(k_loc, s0), map=self.cost_map.init(k_map, walls))
+        else:
+            init["psi"] = self.critic.init(k_psi, s0)
+        return init
+
     def init(self, key: jax.Array) -> dict:
         """The world model's parameters {"enc", "pred", "inv"} (the critic's: `train_critic`)."""
         k_enc, k_pred, k_inv = jax.random.split(key, 3)
@@ -570,19 +585,10 @@ def train_critic(
     rows, times = same_environment(k_places, data, model.cfg.critic_others)
     others = states[rows, times]
     near = _wall_proximity(data.positions, data.layouts, model.cfg.wall_margin)
-    k_psi, k_wall = jax.random.split(k_init)
-    s0 = jnp.zeros(model.state_dim)
-    init = {"wall": model.wall_head.init(k_wall, s0)}
-    if model.cfg.cost in MAP_COSTS:
-        k_loc, k_map = jax.random.split(k_psi)
-        walls = jnp.zeros((model.side, model.side, 1))
-        init.update(loc=model.locator.init(k_loc, s0), map=model.cost_map.init(k_map, walls))
-    else:
-        init["psi"] = model.critic.init(k_psi, s0)
     positions = jnp.concatenate([data.positions, data.positions[rows, times]], axis=1)
     return train.train(
         model.critic_loss,
-        init,
+        model.init_critic(k_init),
         optimizer(learning_rate, loop.steps),
         (states, others, near, positions, data.layouts),
         loop=loop,
