@@ -14,9 +14,13 @@ Model, full-mode ModelConfig: render, pool and encode 17-frame trajectories on m
 multi-step prediction, VICReg, inverse dynamics; one jitted Adam step), in trajectories and
 frames per second against the batch.
 Compile time is excluded (one warm-up call). Prints tables, writes OUT/planning.json.
+--episodes, --horizons, --samples and --batches replace a sweep's sizes (the tests' smoke run:
+one or two sizes each).
 """
 
 from __future__ import annotations
+
+import argparse
 
 import jax
 import jax.numpy as jnp
@@ -136,14 +140,30 @@ def measure_training(batch: int, repeats: int) -> dict:
     }
 
 
+def positive(text: str) -> int:
+    """A size flag's value: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv=None) -> dict:
     parser = make_parser("planning", __doc__, "a smaller sweep")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls (5 / 2)")
+    sweeps = parser.add_argument_group("the sizes of each sweep (default: full; --quick: smaller)")
+    for flag, metavar, sizes in (
+        ("--episodes", "E", "part 1 (8 64 256 1024; --quick: 8 64)"),
+        ("--horizons", "H", "part 2 (8 16 32 64; --quick: 8 16)"),
+        ("--samples", "N", "part 3 (64 256 1024; --quick: 64 256)"),
+        ("--batches", "B", "part 4 (16 64 256; --quick: 8 32)"),
+    ):
+        sweeps.add_argument(flag, type=positive, nargs="+", metavar=metavar, help=sizes)
     args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 5)
-    episodes = (8, 64) if args.quick else (8, 64, 256, 1024)
-    horizons = (8, 16) if args.quick else (8, 16, 32, 64)
-    samples = (64, 256) if args.quick else (64, 256, 1024)
+    episodes = args.episodes or ((8, 64) if args.quick else (8, 64, 256, 1024))
+    horizons = args.horizons or ((8, 16) if args.quick else (8, 16, 32, 64))
+    samples = args.samples or ((64, 256) if args.quick else (64, 256, 1024))
     planners = ("gradient_mpc", "cem", "mppi")
     print(device_info(), flush=True)
     parts = {
@@ -153,7 +173,7 @@ def main(argv=None) -> dict:
     }
     for title, rows in parts.items():
         print("\n" + table(f"planning vs {title} ({ITERATIONS} iterations)", rows, COLUMNS))
-    batches = (8, 32) if args.quick else (16, 64, 256)
+    batches = args.batches or ((8, 32) if args.quick else (16, 64, 256))
     parts["world_model_training"] = [measure_training(b, repeats) for b in batches]
     print("\n" + table("world-model training", parts["world_model_training"], TRAIN_COLUMNS))
     result = {**device_info(), "iterations": ITERATIONS, **parts}

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hjepa_jax import checkpoint, parallel
+from hjepa_jax.experiments import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,24 +39,15 @@ def final_params(ckpt: Path):
 
 def test_other_config_is_refused_naming_the_field(tmp_path):
     ckpt = tmp_path / "ckpt"
-    base = [
-        sys.executable,
-        "-m",
-        "hjepa_jax.experiments.run",
-        "fig4_ellipse",
-        "--quick",
-        "--steps",
-        "20",
-        "--grid",
-        "11",
-        "--out",
-        str(tmp_path / "o"),
-        "--ckpt-dir",
-        str(ckpt),
-    ]
-    subprocess.run(base, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    args = ["fig4_ellipse", "--quick", "--steps", "20", "--grid", "11"]
+    args += ["--out", str(tmp_path / "o"), "--ckpt-dir", str(ckpt)]
+    assert run.main(args) == 0  # in this process; the rerun is the user's command
     res = subprocess.run(
-        [*base, "--hidden", "32,32"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "hjepa_jax.experiments.run", *args, "--hidden", "32,32"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode != 0
     assert "hidden: checkpoint [64, 64] != now [32, 32]" in res.stderr
@@ -80,8 +72,11 @@ def test_partial_save_is_never_listed_and_restore_reshards(tmp_path):
     c.close()
 
 
-ARGS = [  # fig4_ellipse at a small size, a checkpoint every 20 of its 400 steps
-    *("fig4_ellipse", "--quick", "--steps", "400", "--n-train", "64", "--hidden", "8,8"),
+# fig4_ellipse at a small size, a checkpoint every 20 of its 160 steps: the kill comes as soon
+# as the first checkpoint is listed, 140 steps (seconds) before the last one
+STEPS = 160
+ARGS = [
+    *("fig4_ellipse", "--quick", "--steps", str(STEPS), "--n-train", "64", "--hidden", "8,8"),
     *("--n-starts", "2", "--inner-steps", "5", "--grid", "11"),
     *("--log-every", "10", "--ckpt-every", "20"),
 ]
@@ -128,7 +123,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path):
     deadline = time.time() + 240
     while time.time() < deadline and not any(p.name.isdigit() for p in ckpt.glob("*")):
         assert all(p.poll() is None for p in procs), [p.communicate()[0] for p in procs]
-        time.sleep(0.05)
+        time.sleep(0.01)
     for p in procs:
         p.send_signal(signal.SIGKILL)
         p.wait()
@@ -136,7 +131,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path):
     # one progress log per job: process 0's
     assert "fig4_ellipse: done in" in logs[0] and "fig4_ellipse: done in" not in logs[1]
     killed_at = checkpoint.Checkpointer(ckpt).latest_step()
-    assert killed_at is not None and killed_at < 400, killed_at
+    assert killed_at is not None and killed_at < STEPS, killed_at
 
     finish(launch(tmp_path / "run", ckpt, path))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -145,8 +140,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, path):
     assert metrics["final_loss"] == uninterrupted["final_loss"]
     step_a, a = final_params(ckpt)
     step_b, b = final_params(tmp_path / "ckpt_full")
-    assert step_a == step_b == 400
+    assert step_a == step_b == STEPS
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
-    assert json.loads(log[-1])["step"] == 400
+    assert json.loads(log[-1])["step"] == STEPS

@@ -12,21 +12,25 @@ import pytest
 
 from hjepa_jax.experiments import common, report, run
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cli_outputs  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # Each experiment at a tiny size: a few steps and small grids, to check that it runs end to end
-# from the command line and writes what a user reads. How well each learns is checked at the
-# quick size by `make reproduce` and by the tests that name a trained model's numbers.
+# from the command line and writes what a user reads (cli_outputs.check). How well each learns
+# is checked at the quick size by `make reproduce` and by the tests that name a trained
+# model's numbers. Where a quick run goes through the command line anyway, it stands in for
+# the tiny run (which would check nothing more, and cost as much again): for the experiments
+# in QUICK, run here to check what they learn, and for those in ELSEWHERE, whose test modules
+# run their quick size through the command line and check its outputs the same way.
+QUICK = ("fig3_parabola", "fig4_ellipse", "methods_landscapes", "jepa_digits")
+ELSEWHERE = {
+    "fig5_collapse": "test_fig5_collapse.py",
+    "hjepa_moving_shapes": "test_hjepa_moving_shapes.py",
+}
 TINY = {
-    "fig3_parabola": "--steps 20 --infer-steps 10 --grid 11 --n-train 64 --n-test 32",
-    "fig4_ellipse": "--steps 20 --grid 11 --n-train 64 --n-test 32 --inner-steps 5 --n-starts 2",
-    "fig5_collapse": "--steps 20 --n-train 256 --n-test 128 --log-every 10 --hidden 16",
-    "methods_landscapes": "--steps 10 --n-train 128 --n-test 64 --grid 11 --langevin-steps 3 "
-    "--ista-steps 5 --hidden 16",
-    "jepa_digits": "--steps 10 --hidden 32 --embed-dim 8 --batch-size 32 --log-every 5",
-    "hjepa_moving_shapes": "--num-train 16 --num-test 16 --steps 5 --batch-size 4 --log-every 5 "
-    "--grid 3 --hidden 16",
     "planning_two_rooms": "--trajectories 256 --steps 30 --batch-size 8 --log-every 10 "
     "--episodes 4 --max-steps 8 --horizon-plan 4 --samples 16 --elites 4 --iterations 2 "
     "--gd-steps 3 --macro-horizon 3 --hier-horizon 4 --critic-steps 20 --critic-batch 8 "
@@ -36,78 +40,82 @@ TINY = {
     "--warmup-steps 1 --batch-size 8 --eval-every 2 --probe-train 32 --probe-test 32 "
     "--knn-k 5 --log-every 2",
 }
+HERE = [name for name in run.EXPERIMENTS if name not in ELSEWHERE]
 
 
-def test_every_experiment_has_a_tiny_size():
-    assert set(TINY) == set(run.EXPERIMENTS)
-
-
-@pytest.fixture(scope="module")
-def tiny_all(tmp_path_factory):
-    """Every experiment at its tiny size through the command line, then the report."""
-    out = tmp_path_factory.mktemp("out")
-    results = {}
-    for name, flags in TINY.items():
-        assert run.main([name, "--quick", "--out", str(out / name), *flags.split()]) == 0
-        results[name] = metrics(out, name)
-    report.write_report(out, run.EXPERIMENTS, results)
-    return out
-
-
-def metrics(out: Path, name: str) -> dict:
-    return json.loads((out / name / "metrics.json").read_text())
-
-
-@pytest.mark.parametrize("name", sorted(run.EXPERIMENTS))
-def test_tiny_run_writes_metrics_and_figures(tiny_all, name):
-    m = metrics(tiny_all, name)
-    assert set(common.REQUIRED_METRICS) <= set(m)
-    assert m["resumed_from_step"] == 0 and m["steps"] > 0 and m["examples_per_s"] > 0
-    assert m["config"] == m["config"] | {"seed": 0}
-    pngs = list((tiny_all / name).glob("*.png"))
-    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
-    assert not list((tiny_all / name).glob(".*.tmp"))  # nothing half-written left behind
-
-
-def test_report_shows_each_figure_claim_and_numbers(tiny_all):
-    report_md = (tiny_all / "report.md").read_text()
-    for name, module in run.EXPERIMENTS.items():
-        assert module.CLAIM in report_md
-        assert f"({name}/{name}.png)" in report_md
-        assert f"| final_loss | {metrics(tiny_all, name)['final_loss']:.4g} |" in report_md
-
-
-def test_outputs_follow_the_umask(tiny_all):
-    """metrics.json and the figures are written as open() would (0644 under umask 022), not
-    with the 0600 of a temporary file."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    for path in [
-        tiny_all / "report.md",
-        *tiny_all.glob("*/metrics.json"),
-        *tiny_all.glob("*/*.png"),
-    ]:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+def test_every_experiment_runs_from_the_command_line():
+    assert sorted([*QUICK, *ELSEWHERE, *TINY]) == sorted(run.EXPERIMENTS)  # each in one group
+    for name, module in ELSEWHERE.items():
+        source = (ROOT / "tests" / module).read_text()
+        assert f'run.main(["{name}", "--quick"' in source and "cli_outputs.check(" in source
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def outputs(tmp_path_factory):
+    """The output folder of this module's command-line runs, one subfolder per experiment."""
+    return tmp_path_factory.mktemp("out")
+
+
+@pytest.fixture(scope="module")
+def quick(outputs):
     """quick(NAME): the output folder of `hjepa-run NAME --quick`, run once for this module.
 
     The experiments that take seconds at their quick size are checked here for what they
     learn; the others (fig5_collapse, hjepa_moving_shapes) have test modules of their own, and
     planning_two_rooms's quick run (minutes) is `make reproduce`'s.
     """
-    out = tmp_path_factory.mktemp("quick")
     done = set()
 
     def get(name: str) -> Path:
+        assert name in QUICK, name  # the others' folders hold tiny runs
         if name not in done:
-            assert run.main([name, "--quick", "--out", str(out / name)]) == 0
+            assert run.main([name, "--quick", "--out", str(outputs / name)]) == 0
             done.add(name)
-        return out
+        return outputs
 
     return get
+
+
+@pytest.fixture(scope="module")
+def tiny_all(outputs, quick):
+    """The experiments of this module through the command line, at their tiny size (at their
+    quick size for those in QUICK), then the report."""
+    results = {}
+    for name in HERE:
+        if name in QUICK:
+            quick(name)
+        else:
+            flags = TINY[name].split()
+            assert run.main([name, "--quick", "--out", str(outputs / name), *flags]) == 0
+        results[name] = metrics(outputs, name)
+    report.write_report(outputs, run.EXPERIMENTS, results)
+    return outputs
+
+
+def metrics(out: Path, name: str) -> dict:
+    return json.loads((out / name / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(HERE))
+def test_tiny_run_writes_metrics_and_figures(tiny_all, name):
+    cli_outputs.check(tiny_all / name)
+
+
+def test_report_shows_each_figure_claim_and_numbers(tiny_all):
+    report_md = (tiny_all / "report.md").read_text()
+    for name in HERE:
+        assert run.EXPERIMENTS[name].CLAIM in report_md
+        assert f"({name}/{name}.png)" in report_md
+        assert f"| final_loss | {metrics(tiny_all, name)['final_loss']:.4g} |" in report_md
+    assert all(module.CLAIM and module.TITLE for module in run.EXPERIMENTS.values())
+
+
+def test_the_report_follows_the_umask(tiny_all):
+    """report.md is written as open() would (0644 under umask 022), as are metrics.json and
+    the figures (cli_outputs.check)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((tiny_all / "report.md").stat().st_mode) == 0o666 & ~mask
 
 
 def test_fig4_quick_learns_the_ellipse(quick):
@@ -220,34 +228,17 @@ def test_titles_and_help_cite_no_tracker():
         assert "Issue" not in module.TITLE and "Issue" not in module.__doc__, name
 
 
-def test_flags_override_the_config(tmp_path):
-    args = [
-        "fig4_ellipse",
-        "--out",
-        str(tmp_path),
-        "--quick",
-        "--steps",
-        "3",
-        "--grid",
-        "11",
-        "--hidden",
-        "8,8",
-        "--seed",
-        "2",
-    ]
-    assert run.main(args) == 0
-    config = metrics(tmp_path.parent, tmp_path.name)["config"]
-    assert config["steps"] == 3 and config["hidden"] == [8, 8] and config["seed"] == 2
-    assert config["n_train"] == 256  # untouched fields keep their (quick) defaults
-
-
-def test_cli_logs_progress(tmp_path):
-    """The command line shows what it runs and when it finishes (INFO lines on stderr)."""
+def test_flags_override_the_config_and_the_cli_logs_progress(tmp_path):
+    """Flags set config fields, the others keep their (quick) defaults; the command line shows
+    what it runs and when it finishes (INFO lines on stderr)."""
     args = ["fig4_ellipse", "--quick", "--steps", "3", "--grid", "11", "--hidden", "8,8"]
-    res = cli(*args, "--out", str(tmp_path / "fig4"))
+    res = cli(*args, "--seed", "2", "--out", str(tmp_path / "fig4"))
     assert res.returncode == 0, res.stderr
     assert "fig4_ellipse: starting, config" in res.stderr
     assert "fig4_ellipse: done in" in res.stderr
+    config = metrics(tmp_path, "fig4")["config"]
+    assert config["steps"] == 3 and config["hidden"] == [8, 8] and config["seed"] == 2
+    assert config["n_train"] == 256  # untouched fields keep their (quick) defaults
 
 
 def test_save_metrics_refuses_missing_keys_and_leaves_no_file(tmp_path):
