@@ -12,10 +12,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_latent_benchmark_writes_tables_and_json(tmp_path, capsys):
-    result = latent.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    # --max-cost: one train step of part 1 is timed (B=256, S=10), the others are skipped
+    args = ["--quick", "--repeats", "1", "--max-cost", "2560", "--out", str(tmp_path)]
+    result = latent.main(args)
     assert json.loads((tmp_path / "latent.json").read_text()) == json.loads(json.dumps(result))
     printed = capsys.readouterr().out
     assert "1. train step time" in printed and "3. overhead" in printed
+    timed, *skipped = result["train_step"]
+    assert (timed["batch"], timed["inner_steps"]) == (256, 10) and timed["median_s"] > 0
+    assert [(r["batch"], r["inner_steps"]) for r in skipped] == [
+        (256, 100),
+        (1024, 10),
+        (1024, 100),
+    ]
+    assert all(r["skipped"].endswith("> max_cost") and "median_s" not in r for r in skipped)
+    assert printed.count("skipped (B*S = ") == 3
     memory = {(r["inner_steps"], r["grad"]): r["temp_size_in_bytes"] for r in result["memory"]}
     if None not in memory.values():  # the backend reports buffer sizes
         assert memory[(1000, "envelope")] == memory[(10, "envelope")]

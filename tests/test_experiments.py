@@ -295,9 +295,9 @@ def test_jepa_digits_encoders_are_configurable(encoder):
 
     cfg = jepa_digits.Config(encoder=encoder, embed_dim=8, hidden=(16,))
     model = DigitsJEPA(cfg.model_config(), (8, 8, 1))
-    params = model.init(jax.random.PRNGKey(0))
+    params = jax.jit(model.init)(jax.random.PRNGKey(0))  # jitted, as trained: one compile
     images = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 1))
-    loss, m = model.loss(params, (images, jnp.zeros(4)), jax.random.PRNGKey(2))
+    loss, m = jax.jit(model.loss)(params, (images, jnp.zeros(4)), jax.random.PRNGKey(2))
     assert jnp.isfinite(loss) and m["embedding_std"] > 0
     with pytest.raises(ValueError, match=r"encoder must be one of \['mlp', 'conv', 'vit'\]"):
         jepa_digits.Config(encoder="resnet")

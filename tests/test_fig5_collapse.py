@@ -6,21 +6,28 @@ collapsed std 0.008-0.013, gap 6e-4-1.2e-3, relative gap 0.26-0.32; the others s
 gap >= 25, relative gap >= 0.87.
 """
 
+import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
-from hjepa_jax.experiments import common, fig5_collapse
+from hjepa_jax.experiments import fig5_collapse, run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cli_outputs  # noqa: E402
 
 HEALTHY = ("predictor", "vicreg", "contrastive")
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """(config, out folder, metrics) of one quick run, shared by this module's tests."""
+    """(config, out folder, metrics.json) of one quick run through the command line,
+    `hjepa-run fig5_collapse --quick`, shared by this module's tests."""
     out = tmp_path_factory.mktemp("fig5_collapse")
-    cfg = fig5_collapse.Config().quick()
-    return cfg, out, fig5_collapse.run(cfg, out)
+    assert run.main(["fig5_collapse", "--quick", "--out", str(out)]) == 0
+    return fig5_collapse.Config().quick(), out, json.loads((out / "metrics.json").read_text())
 
 
 def test_energy_only_joint_embedding_collapses(quick):
@@ -57,8 +64,8 @@ def test_collapse_is_logged_while_training(quick):
 
 def test_metrics_and_figure_are_written(quick):
     cfg, out, m = quick
-    written = common.save_metrics(out / "metrics.json", m, cfg)
-    assert written["steps"] == 4 * cfg.steps and written["resumed_from_step"] == 0
-    assert written["examples_per_s"] > 0 and written["wall_s"] > 0
+    assert cli_outputs.check(out) == m  # what every experiment's command line writes
+    assert m["steps"] == 4 * cfg.steps and m["wall_s"] > 0
+    assert m["config"] == json.loads(json.dumps(dataclasses.asdict(cfg)))
     png = out / "fig5_collapse.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

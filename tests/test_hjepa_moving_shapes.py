@@ -9,20 +9,27 @@ z = 0 2.52-2.65 px; probe position R^2 level 1 0.953-0.977, random 0.42-0.65; le
 0.79-0.84, random <= 0.04; embedding std 0.98-1.01, effective rank 11.5-14.6.
 """
 
+import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hjepa_jax.experiments import common, hjepa_moving_shapes
+from hjepa_jax.experiments import hjepa_moving_shapes, run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cli_outputs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """(config, out folder, metrics) of one quick run, shared by this module's tests."""
+    """(config, out folder, metrics.json) of one quick run through the command line,
+    `hjepa-run hjepa_moving_shapes --quick`, shared by this module's tests."""
     out = tmp_path_factory.mktemp("hjepa_moving_shapes")
-    cfg = hjepa_moving_shapes.Config().quick()
-    return cfg, out, hjepa_moving_shapes.run(cfg, out)
+    assert run.main(["hjepa_moving_shapes", "--quick", "--out", str(out)]) == 0
+    return hjepa_moving_shapes.Config().quick(), out, json.loads((out / "metrics.json").read_text())
 
 
 def test_both_levels_predict_better_than_copy_last(quick):
@@ -75,7 +82,7 @@ def test_embeddings_metrics_and_figure_are_written(quick):
         assert f["test_x"].shape == (cfg.num_test * n_states, cfg.dim1)
         assert f["test_y"].shape == (cfg.num_test * n_states, 4)
         assert np.all(np.isfinite(f["test_x"]))
-    written = common.save_metrics(out / "metrics.json", m, cfg)
-    assert written["steps"] == 2 * cfg.steps and written["resumed_from_step"] == 0
-    assert written["examples_per_s"] > 0 and written["wall_s"] > 0
+    assert cli_outputs.check(out) == m  # what every experiment's command line writes
+    assert m["steps"] == 2 * cfg.steps and m["wall_s"] > 0
+    assert m["config"] == json.loads(json.dumps(dataclasses.asdict(cfg)))
     assert (out / "hjepa_moving_shapes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
