@@ -1,10 +1,10 @@
 """The PyTorch side of `benchmarks.jepa`'s ViT step: one I-JEPA train step of
-facebookresearch/ijepa, timed on this CPU.
+facebookresearch/ijepa, timed on this machine's GPU (CUDA) where torch sees one, else its CPU.
 
     .venv-torch/bin/python benchmarks/ijepa_torch.py --ijepa-src DIR --out FILE [--image 64]
         [--patch 8] [--width 192] [--depth 6] [--heads 3] [--pred-width 96] [--pred-depth 3]
         [--batch 32] [--context-patches C] [--target-patches T] [--warmup 2] [--repeats 10]
-        [--threads N] [--serve]
+        [--threads N] [--device cpu|cuda] [--serve]
 
 `python -m benchmarks.jepa --torch --ijepa-src DIR` starts it in its own venv (.venv-torch,
 torch 2.13.0 CPU): it imports no jax and no hjepa_jax, and hjepa_jax never depends on torch.
@@ -28,8 +28,9 @@ fixed sizes), collator batches are drawn until one has at least C context and T 
 patches, then truncated to C and T, so both sides run the same token counts.
 
 Timing: the first step timed apart (first_step_s), --warmup - 1 more untimed, then --repeats
-timed ones (time.perf_counter around each step); min and median seconds, and cpu_per_wall,
-the process's CPU seconds over the wall seconds of the timed steps (the cores it kept busy).
+timed ones (time.perf_counter around each step, which `loss.item()` ends on the GPU too);
+min and median seconds, and cpu_per_wall, the process's CPU seconds over the wall seconds of
+the timed steps (the cores it kept busy).
 torch.set_num_threads(--threads). With --serve (how benchmarks.jepa runs it, to alternate
 rounds of PyTorch steps with its JAX steps so that other jobs on a shared machine slow both
 alike) it prints `@ijepa_torch {"ready": true}` after the warm-up, then for each line N read
@@ -83,6 +84,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--context-patches", type=int, help="truncate the context to C patches")
     p.add_argument("--target-patches", type=int, help="truncate each target block to T")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where available")
     p.add_argument("--serve", action="store_true", help="time steps as stdin asks (see doc)")
     return p.parse_args(argv)
 
@@ -120,6 +122,9 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":  # float32 products in TF32, as XLA's default precision on GPU
+        torch.set_float32_matmul_precision("high")
 
     encoder = vit.VisionTransformer(
         img_size=[args.image],
@@ -138,6 +143,8 @@ def main(argv=None) -> dict:
         depth=args.pred_depth,
         num_heads=args.heads,  # as the reference's init_model: the encoder's heads
     )
+    encoder.to(device)
+    predictor.to(device)
     target_encoder = copy.deepcopy(encoder)
     for p in target_encoder.parameters():
         p.requires_grad = False
@@ -161,6 +168,9 @@ def main(argv=None) -> dict:
     masks_enc, masks_pred, own, draws = draw_masks(
         collator, imgs, args.context_patches, args.target_patches
     )
+    imgs = imgs.to(device)
+    masks_enc = [m.to(device) for m in masks_enc]
+    masks_pred = [m.to(device) for m in masks_pred]
     batch = len(imgs)
 
     def train_step() -> float:
@@ -211,8 +221,10 @@ def main(argv=None) -> dict:
     n_params = sum(p.numel() for m in (encoder, predictor) for p in m.parameters())
     result = {
         "framework": "pytorch",
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "interop_threads": torch.get_num_interop_threads(),
         "median_s": statistics.median(times) if times else None,
         "min_s": min(times) if times else None,

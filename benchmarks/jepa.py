@@ -60,7 +60,9 @@ adam, on random 8x8x1 images in [0, 1] (speed does not depend on what the pixels
    seconds of its timed steps. PyTorch runs only with --torch and --ijepa-src: the venv
    (--torch-venv, default .venv-torch) is then made if missing with `python3 -m venv` and `pip
    install torch==2.13.0 numpy` (the CPU build), the only download; otherwise its row says why
-   it was skipped. hjepa_jax itself never depends on torch.
+   it was skipped. hjepa_jax itself never depends on torch. Where torch sees a GPU (a
+   --torch-venv whose torch has CUDA), the child runs there, with float32 products in TF32
+   as XLA's default on GPU; a GPU sample is in docs/results.md.
 
 Parts 1-2 compile every step first, then time them all round-robin (`time_calls`: one warm-up
 call each, then --repeats rounds), so that drift on a shared machine affects them alike;
