@@ -234,8 +234,8 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
     The cast is inside the differentiated function: the gradients come back float32, for the
     float32 parameters, and the optimizer state stays float32. Layers compute in the dtype of
     their inputs and parameters (flax `dtype=None`), so a model computes in bfloat16 once its
-    inputs are cast to its parameters' dtype (the models of `hjepa_jax.models` do:
-    `hjepa_jax.models._common.compute_dtype`); its batch statistics (VICReg's variance and
+    inputs are cast to its parameters' dtype (every experiment's model does:
+    `hjepa_jax.models._common.apply`); its batch statistics (VICReg's variance and
     covariance, the collapse metrics) are taken on float32 representations. A model that
     does not cast its float32 inputs computes in float32 with bfloat16-rounded weights.
     float32 returns `loss_fn` itself.

@@ -12,8 +12,11 @@ import pytest
 
 import hjepa_jax as hj
 from hjepa_jax import checkpoint
+from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.experiments import run
+from hjepa_jax.models import two_rooms
 from hjepa_jax.models.digits_jepa import DigitsJEPA, DigitsJEPAConfig
+from hjepa_jax.models.moving_shapes import MovingShapesHJEPA, MovingShapesHJEPAConfig
 from hjepa_jax.nn import vit
 from hjepa_jax.train import LoopConfig
 
@@ -62,6 +65,35 @@ def test_bfloat16_encoders_compute_in_bfloat16_and_batch_statistics_in_float32()
     assert {str(g.dtype) for g in jax.tree_util.tree_leaves(grads)} == {"float32"}
     value, metrics = jax.eval_shape(loss, params, batch, jax.random.PRNGKey(1))
     assert value.dtype == jnp.float32 and metrics["variance"].dtype == jnp.float32
+
+
+def shapes_case():
+    cfg = MovingShapesHJEPAConfig(channels=(4,), dim1=8, dim2=8, hidden=(16,))
+    model = MovingShapesHJEPA(cfg, frame=(16, 16))
+    return model, {"video": jnp.zeros((2, 9, 16, 16, 1), jnp.uint8)}
+
+
+def two_rooms_case():
+    model = two_rooms.Model(two_rooms.ModelConfig(channels=(4, 4, 4), hidden=16))
+    data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.fixed_layout, 2, 6)
+    return model, (data.positions, data.actions, data.layouts)
+
+
+@pytest.mark.parametrize("case", [shapes_case, two_rooms_case])
+def test_bfloat16_world_models_compute_in_bfloat16_with_float32_losses(case):
+    """hjepa_moving_shapes's and planning_two_rooms's networks take their inputs in the
+    parameters' dtype (the layers compute in bfloat16), their states come back float32."""
+    model, batch = case()
+    params = model.init(jax.random.PRNGKey(0))
+    loss = hj.train.mixed_precision(model.loss, "bfloat16")
+    grad = jax.grad(lambda p: loss(p, batch, jax.random.PRNGKey(1))[0])
+    text = str(jax.make_jaxpr(grad)(params))
+    products = re.findall(r"(\w+)\[[\d,]*\] = (?:dot_general|conv_general_dilated)", text)
+    assert "bf16" in products and "f32" in products  # layers; statistics of the states
+    grads = jax.eval_shape(grad, params)
+    assert {str(g.dtype) for g in jax.tree_util.tree_leaves(grads)} == {"float32"}
+    value, metrics = jax.eval_shape(loss, params, batch, jax.random.PRNGKey(1))
+    assert {str(v.dtype) for v in jax.tree_util.tree_leaves((value, metrics))} == {"float32"}
 
 
 def regression(n=256):

@@ -39,6 +39,7 @@ from hjepa_jax.experiments.common import (
     config,
     save_figure,
 )
+from hjepa_jax.models import _common
 
 NAME = "fig3_parabola"
 TITLE = "Fig. 3b: an energy landscape learned from y = x^2"
@@ -88,11 +89,13 @@ class Energies:
         self.cfg = cfg
         self.pred_net = hj.nn.MLP((*cfg.hidden, 1))
         self.joint_net = hj.nn.MLP((*cfg.hidden, 1))
-        self.predictor = hj.energies.predictor_energy(self.pred_net.apply)
+        pred = lambda params, x: _common.apply(self.pred_net, params, x)  # params' dtype
+        self.predictor = hj.energies.predictor_energy(pred)
 
     def contrastive(self, params, y, x):
         """General energy F(x, y) = softplus(MLP([x, y])) >= 0. y, x: [1] -> []."""
-        return jax.nn.softplus(self.joint_net.apply(params, jnp.concatenate([x, y]))[0])
+        out = _common.apply(self.joint_net, params, jnp.concatenate([x, y]))
+        return jax.nn.softplus(out[0])
 
     def predictor_loss(self, params, batch, key):
         """Energy loss (E6): mean F(x, y) over data pairs."""

@@ -47,6 +47,7 @@ from hjepa_jax.experiments.common import (
     config,
     save_figure,
 )
+from hjepa_jax.models import _common
 
 NAME = "fig5_collapse"
 TITLE = "Fig. 5: a deterministic predictor cannot collapse, a joint embedding can"
@@ -151,8 +152,9 @@ class Models:
         (Pred(x), y) for the predictor, (Enc_x(x), Enc_y(y)) for the joint embeddings.
         """
         if case == "predictor":
-            return self.pred.apply(params, x), y
-        return self.enc.apply(params["enc_x"], x), self.enc.apply(params["enc_y"], y)
+            return _common.apply(self.pred, params, x), y
+        enc = lambda p, v: _common.apply(self.enc, p, v)  # in the parameters' dtype
+        return enc(params["enc_x"], x), enc(params["enc_y"], y)
 
     def loss(self, case: str):
         """The training loss of `case`: (params, (x, y), key) -> (loss, collapse stats)."""

@@ -26,6 +26,25 @@ def compute_dtype(params) -> jnp.dtype:
     return jnp.dtype(jnp.float32)
 
 
+def apply(module, params, *inputs: jax.Array) -> jax.Array:
+    """`module.apply(params, *inputs)` computed in `compute_dtype(params)` (the floating
+    inputs cast to it), the output cast back to the first input's dtype: inside a `--dtype
+    bfloat16` step the layers compute in bfloat16, and the representations the caller takes
+    batch statistics of stay float32.
+
+    >>> import flax.linen as nn
+    >>> dense = nn.Dense(2)
+    >>> w = dense.init(jax.random.PRNGKey(0), jnp.ones(3))
+    >>> half = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), w)
+    >>> str(apply(dense, half, jnp.ones(3)).dtype)
+    'float32'
+    """
+    dtype = compute_dtype(params)
+    cast = lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    out = module.apply(params, *(cast(jnp.asarray(x)) for x in inputs))
+    return out.astype(jnp.result_type(inputs[0]))
+
+
 def widths(fn: str, name: str, value: Any, fix: str) -> tuple[int, ...]:
     """`value` as a non-empty tuple of layer widths, each an integer >= 1."""
     if isinstance(value, str) or not isinstance(value, tuple | list) or not value:

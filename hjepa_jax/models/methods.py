@@ -176,7 +176,8 @@ class Method(NamedTuple):
 
 def _mlp(features) -> tuple[Callable, Callable]:
     net = hj_nn.MLP(tuple(features))
-    return net.apply, lambda key, dim: net.init(key, jnp.zeros(dim))
+    apply = lambda params, y: _common.apply(net, params, y)  # in the parameters' dtype
+    return apply, lambda key, dim: net.init(key, jnp.zeros(dim))
 
 
 def contrastive_method(name: str, cfg: MethodsConfig, data: Dataset) -> Method:

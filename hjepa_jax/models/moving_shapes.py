@@ -147,19 +147,19 @@ class MovingShapesHJEPA:
 
     def encode1(self, params, video: jax.Array) -> jax.Array:
         """s1_t = Enc_1(x_{t-c+1..t}): uint8 [..., T, H, W, 1] -> [..., T - c + 1, D1]."""
-        return self.enc1.apply(params, self.inputs(video))
+        return _common.apply(self.enc1, params, self.inputs(video))
 
     def encode2(self, params, window: jax.Array) -> jax.Array:
         """s2 = Enc_2(window): [k * D1] -> [D2]."""
-        return self.enc2.apply(params, window)
+        return _common.apply(self.enc2, params, window)
 
     def predict1(self, params, s: jax.Array, z: jax.Array) -> jax.Array:
         """Pred_1([s1, z1]): [D1], [Z1] -> [D1]."""
-        return self.pred1.apply(params, jnp.concatenate([s, z]))
+        return _common.apply(self.pred1, params, jnp.concatenate([s, z]))
 
     def predict2(self, params, s: jax.Array, z: jax.Array) -> jax.Array:
         """Pred_2([s2, z2]): [D2], [Z2] -> [D2]."""
-        return self.pred2.apply(params, jnp.concatenate([s, z]))
+        return _common.apply(self.pred2, params, jnp.concatenate([s, z]))
 
     def init(self, key: jax.Array) -> dict:
         """{"enc1", "pred1", "enc2", "pred2"}: each network's parameters."""

@@ -325,7 +325,7 @@ class Model:
 
     def embed(self, enc, frames: jax.Array) -> jax.Array:
         """States [..., D] of encoder inputs frames [..., S, S, 2] (a spatial state flattened)."""
-        out = self.enc.apply(enc, frames)
+        out = _common.apply(self.enc, enc, frames)
         if self.cfg.state == "spatial":
             out = out.reshape(out.shape[:-3] + (self.state_dim,))
         return out
@@ -343,13 +343,13 @@ class Model:
     def predict(self, pred, s: jax.Array, a: jax.Array) -> jax.Array:
         """The next state [D] of state s [D] after action a [2]."""
         if self.cfg.state == "spatial":
-            nxt = self.pred.apply(pred, s.reshape(self.map_shape), a / self.scale)
+            nxt = _common.apply(self.pred, pred, s.reshape(self.map_shape), a / self.scale)
             return nxt.reshape(s.shape)
-        return s + self.pred.apply(pred, jnp.concatenate([s, a / self.scale]))
+        return s + _common.apply(self.pred, pred, jnp.concatenate([s, a / self.scale]))
 
     def inverse(self, inv, s: jax.Array, nxt: jax.Array) -> jax.Array:
         """The action [2] read from states s, nxt [D] (the inverse-dynamics head)."""
-        return self.scale * self.inv.apply(inv, jnp.concatenate([s, nxt]))
+        return self.scale * _common.apply(self.inv, inv, jnp.concatenate([s, nxt]))
 
     def loss(self, params: dict, batch: tuple, key: jax.Array | None) -> tuple[jax.Array, dict]:
         """`hj.world_model.loss` of batch = (positions [B, L, 2], actions [B, L - 1, 2],
