@@ -21,6 +21,7 @@ In a multi-process JAX job only process 0 writes (the others compute the same ou
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -33,7 +34,7 @@ from etils import epath
 
 from hjepa_jax import _checks
 
-__all__ = ["as_path", "atomic_write", "copy_tree", "is_remote", "umask"]
+__all__ = ["as_path", "atomic_write", "copy_tree", "is_remote", "on_process_0", "umask"]
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -121,3 +122,17 @@ def copy_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     for file in sorted(p for p in src.rglob("*") if p.is_file()):
         data = file.read_bytes()
         atomic_write(dst / file.relative_to(src).as_posix(), lambda f, data=data: f.write(data))
+
+
+def on_process_0(draw):
+    """`draw` (host-side work that writes, such as an experiment's figure) run by process 0
+    alone; on the other processes of a multi-host job it returns None at once. Computations
+    on a trained model (probes, planning) run on every process: global arrays need them all."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        if jax.process_index() == 0:
+            return draw(*args, **kwargs)
+        return None
+
+    return drawn

@@ -97,3 +97,14 @@ def test_only_process_0_writes(bucket, monkeypatch):
     monkeypatch.setattr(io.jax, "process_index", lambda: 1)
     io.atomic_write("gs://bucket/x.json", lambda f: f.write(b"{}"))
     assert bucket == {}
+
+
+def test_only_process_0_draws_the_figures(monkeypatch):
+    """The other processes of a multi-host job skip each experiment's drawing itself, not
+    only its write (`hjepa_jax.io.on_process_0`)."""
+    for module in run.EXPERIMENTS.values():
+        with pytest.raises(TypeError):  # process 0 draws: here, with no arguments, it fails
+            module.draw()
+    monkeypatch.setattr(io.jax, "process_index", lambda: 1)
+    for name, module in run.EXPERIMENTS.items():
+        assert module.draw() is None, name

@@ -1,8 +1,9 @@
 """What every experiment shares: config flags, atomic outputs, the metrics file.
 
 `atomic_write` is `hjepa_jax.io.atomic_write` (only process 0 writes; never half a file; modes
-follow the umask). An experiment's output folder `out` is an `etils.epath.Path`
-(`hjepa_jax.io.as_path`), so `out / "x.png"` may be a local file or a `gs://` object.
+follow the umask); `on_process_0` marks each experiment's `draw` (only process 0 draws). An
+experiment's output folder `out` is an `etils.epath.Path` (`hjepa_jax.io.as_path`), so
+`out / "x.png"` may be a local file or a `gs://` object.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated
 import matplotlib
 
 from hjepa_jax import checkpoint, parallel
-from hjepa_jax.io import atomic_write
+from hjepa_jax.io import atomic_write, on_process_0  # noqa: F401 (for the experiments)
 from hjepa_jax.train import DTYPES, LoopConfig
 
 matplotlib.use("Agg")  # experiments draw to files only

@@ -37,6 +37,7 @@ from hjepa_jax.experiments.common import (
     RunOptions,
     combined_summary,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models import _common
@@ -183,6 +184,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, xs, ys, x_train, y_train, x_test, panels) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     titles = {

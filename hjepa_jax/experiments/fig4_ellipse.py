@@ -34,6 +34,7 @@ from hjepa_jax.experiments.common import (
     Positive,
     RunOptions,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models.ellipse import (
@@ -145,6 +146,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, train_y, curve, off, closest, y1, y2, f_grid, f_betas) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(13, 9.5))
     axes = axes.ravel()

@@ -45,6 +45,7 @@ from hjepa_jax.experiments.common import (
     RunOptions,
     combined_summary,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models import _common
@@ -231,6 +232,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, histories) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
     labels = {

@@ -30,6 +30,7 @@ col) at the state's last frame t and velocity v_{t-1}. Measured numbers: docs/re
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
@@ -47,6 +48,7 @@ from hjepa_jax.experiments.common import (
     atomic_write,
     combined_summary,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models.moving_shapes import (
@@ -137,7 +139,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         models[name] = model = MovingShapesHJEPA(cfg.model_config(), latent, frame)
         runs[name] = hj.train.train(
             model.loss,
-            model.init(k_init),
+            functools.partial(model.init, k_init),  # made sharded, under jit
             optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
             {"video": jnp.asarray(train["video"])},
             loop=options.loop(cfg, out, model=name),
@@ -214,6 +216,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, runs, metrics, decoded, cases, test) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(22, 10))
     models = {"latent": ("-", "with latents"), "no_latent": ("--", "no latent")}

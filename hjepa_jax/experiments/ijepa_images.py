@@ -69,6 +69,7 @@ from hjepa_jax.experiments.common import (
     Whole,
     atomic_write,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models import image_probe
@@ -308,6 +309,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, result, random_init, metrics, examples, masks, grid) -> None:
     fig = plt.figure(figsize=(17, 8.5))
     top = fig.subplots(1, 3, gridspec_kw={"bottom": 0.45, "wspace": 0.35})

@@ -16,6 +16,7 @@ Measured numbers: docs/results.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,7 @@ from hjepa_jax.experiments.common import (
     atomic_write,
     combined_summary,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models.digits_jepa import DigitsJEPA, DigitsJEPAConfig
@@ -92,7 +94,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         model = DigitsJEPA(cfg.model_config(), shape, regularized)
         runs[name] = hj.train.train(
             model.loss,
-            model.init(k_init),
+            functools.partial(model.init, k_init),  # made sharded, under jit
             optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
             (jnp.asarray(train_images), jnp.asarray(train["label"])),
             loop=options.loop(cfg, out, model=name),
@@ -150,6 +152,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, runs, features, acc) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     names = {"vicreg": "JEPA + VICReg", "no_vicreg": "JEPA, no VICReg (collapses)"}

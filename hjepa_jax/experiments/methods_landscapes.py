@@ -37,6 +37,7 @@ from hjepa_jax.experiments.common import (
     RunOptions,
     combined_summary,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models.methods import (
@@ -157,6 +158,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     return metrics
 
 
+@on_process_0
 def draw(cfg, path, panels, metrics) -> None:
     names = list(datasets(cfg))
     fig, axes = plt.subplots(

@@ -56,6 +56,7 @@ from hjepa_jax.experiments.common import (
     RunOptions,
     atomic_write,
     config,
+    on_process_0,
     save_figure,
 )
 from hjepa_jax.models import two_rooms as agent
@@ -234,7 +235,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     model = agent.Model(cfg.model_config())
     result = hj.train.train(
         model.loss,
-        model.init(k_init),
+        lambda: model.init(k_init),  # made sharded, under jit
         agent.optimizer(cfg.learning_rate, cfg.steps),
         (data.positions, data.actions, data.layouts),
         loop=options.loop(cfg, out, "world_model"),
@@ -252,15 +253,9 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             batch_size=cfg.critic_batch,
             log_every=max(cfg.critic_steps // 10, 1),
         )
+        settings = dict(config=trained_config(cfg, "critic"), desc=f"{NAME} critic")
         critic = agent.train_critic(
-            model,
-            params,
-            data,
-            loop,
-            k_critic,
-            learning_rate=cfg.learning_rate,
-            config=trained_config(cfg, "critic"),
-            desc=f"{NAME} critic",
+            model, params, data, loop, k_critic, learning_rate=cfg.learning_rate, **settings
         )
         params["critic"] = critic.state.params
         metrics.update({f"critic_{k}": v for k, v in critic.history[-1].items() if k != "step"})
@@ -339,6 +334,7 @@ def _draw_episodes(ax, ep, planner, setting, shown: int = 4) -> None:
         ax.plot(*ep["goals"][i], "*" if ep["success"][i] else "X", color=color, ms=9, mec="k")
 
 
+@on_process_0
 def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     """One row of episodes per setting (a column per planner), then the world model's
     rollouts, the success rates and success against the start-goal path length."""
