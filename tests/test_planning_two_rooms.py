@@ -38,8 +38,10 @@ TINY = dataclasses.replace(
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """(out folder, metrics.json) of TINY's run, its checkpoints in out / "ckpt"."""
     out = tmp_path_factory.mktemp("planning_two_rooms")
-    metrics = planning_two_rooms.run(TINY, out)
+    options = common.RunOptions(ckpt_dir=str(out / "ckpt"))
+    metrics = planning_two_rooms.run(TINY, out, options)
     written = common.save_metrics(out / "metrics.json", metrics, TINY)
     return out, written
 
@@ -162,14 +164,14 @@ def test_episodes_do_not_depend_on_how_they_are_chunked():
             np.testing.assert_array_equal(mine, first)
 
 
-def test_rerun_with_other_planners_reuses_the_trained_models(tmp_path):
-    """Same checkpoint folder, other planners and episodes: the world model and the critic
-    resume at their last step (nothing retrained, the same probe); another network width is
-    refused, naming the field."""
-    options = common.RunOptions(ckpt_dir=str(tmp_path / "ckpt"))
-    cfg = dataclasses.replace(TINY, planners=("random",))
-    first = planning_two_rooms.run(cfg, tmp_path / "a", options)
+def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path):
+    """Same checkpoint folder as TINY's run, other planners and episodes: the world model and
+    the critic resume at their last step (nothing retrained, the same probe); another network
+    width is refused, naming the field."""
+    out, first = tiny_run
+    options = common.RunOptions(ckpt_dir=str(out / "ckpt"))
     assert first["resumed_from_step"] == first["critic_resumed_from_step"] == 0
+    cfg = dataclasses.replace(TINY, planners=("random",))
     again = dataclasses.replace(cfg, planners=("gradient_mpc",), episodes=2, max_steps=4)
     second = planning_two_rooms.run(again, tmp_path / "b", options)
     assert second["resumed_from_step"] == TINY.steps
@@ -180,7 +182,7 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tmp_path):
         planning_two_rooms.run(dataclasses.replace(cfg, hidden=32), tmp_path / "c", options)
 
     # Anyone can plan with the trained world model: hj.world_model.load of the --ckpt-dir.
-    trained = hj.world_model.load(tmp_path / "ckpt")
+    trained = hj.world_model.load(out / "ckpt")
     assert trained.step == TINY.steps
     _, held = planning_two_rooms.offline_data(cfg)
     probe = agent.probe(
