@@ -40,7 +40,7 @@ import optax  # noqa: E402
 
 import hjepa_jax as hj  # noqa: E402
 from benchmarks.common import device_info, make_parser, table, write_json  # noqa: E402
-from hjepa_jax.models._common import compute_dtype  # noqa: E402
+from hjepa_jax.models import _common  # noqa: E402
 from hjepa_jax.models.ellipse import EllipseConfig, EllipseModel, ellipse_points  # noqa: E402
 
 SEED, LEARNING_RATE, N_TRAIN = 0, 3e-3, 1024  # fig4_ellipse's defaults
@@ -96,8 +96,7 @@ def vit_step(mesh: str, dtype: str, batch: int, steps: int, vit: dict) -> dict:
 
     def loss(params, data, key):  # bfloat16 params (--dtype): the layers compute in bfloat16
         x, y = data
-        pred = net.apply(params, x.astype(compute_dtype(params))).astype(jnp.float32)
-        return jnp.mean((pred - y) ** 2), {}
+        return jnp.mean((_common.apply(net, params, x) - y) ** 2), {}
 
     loop = hj.train.LoopConfig(
         steps=steps, batch_size=batch, log_every=steps, mesh=mesh, dtype=dtype
