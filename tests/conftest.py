@@ -1,7 +1,27 @@
-"""Test-session set-up: datasets built by the tests go to a fresh folder, not ~/tensorflow_datasets
-(subprocesses started by tests inherit it)."""
+"""Test-session set-up (subprocesses started by tests inherit both):
+- datasets built by the tests go to a fresh folder, not ~/tensorflow_datasets;
+- XLA's compiled programs are cached on disk (JAX's persistent compilation cache) and shared
+  by the xdist workers and the experiments the tests launch, which compile the same programs
+  again and again. The cache changes no result, only how long a repeated compile takes."""
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="hjepa_tfds_"))
+_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402  (after the environment: a plugin may have imported it already)
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+)
+jax.config.update(
+    "jax_persistent_cache_min_entry_size_bytes",
+    int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+)
