@@ -5,6 +5,13 @@ Level 2 encodes a window of k level-1 states into a more abstract state,
 s2_j = Enc_2(s1_{jk}, ..., s1_{jk+k-1}), and predicts the next window, s2_j -> s2_{j+1}:
 k frames ahead, at a coarser time scale. Both levels are JEPAs (`hj.jepa`), trained jointly:
 the level-2 loss also shapes the level-1 encoder.
+
+For planning, level 2 can instead be learned over actions (`macro_loss`): a macro-action
+b = Enc_a(a_t, ..., a_{t+k-1}) codes a k-step chunk of level-1 actions, and a level-2
+predictor s_{t+k} = Pred_2(s_t, b) in the level-1 latent space is trained by multi-step
+latent prediction at the coarse time scale, from reward-free trajectories of a frozen level 1
+(no labels). `hj.planning.hierarchical(coarse_predict=Pred_2, macro_action_dim=dim(b), ...)`
+then plans over codes b and hands the predicted subgoal to the level-1 planner.
 """
 
 from __future__ import annotations
@@ -15,9 +22,19 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from hjepa_jax import _checks, jepa
+from hjepa_jax import _checks, jepa, world_model
 
-__all__ = ["HJEPAConfig", "windows", "level2_states", "pairs", "loss", "copy_last_energy"]
+__all__ = [
+    "HJEPAConfig",
+    "windows",
+    "level2_states",
+    "pairs",
+    "loss",
+    "copy_last_energy",
+    "macro_sequences",
+    "MacroConfig",
+    "macro_loss",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,3 +187,161 @@ def copy_last_energy(s: jax.Array) -> jax.Array:
     _check_sequences("copy_last_energy", s)
     s_x, s_y = pairs(s)
     return jnp.mean(jnp.sum((s_y - s_x) ** 2, axis=-1))
+
+
+# ------------------------------------------------------ learned level 2 for planning
+
+
+def _macro_sequences(fn: str, states, actions, k: int) -> tuple[jax.Array, jax.Array]:
+    """`macro_sequences`, its errors named after `fn`."""
+    k = _checks.integer(fn, "k", k, fix="pass the level-1 steps per macro-action, e.g. k=6")
+    fix = "pass B trajectories: states [B, T + 1, D] and the T actions between them, [B, T, A]"
+    _checks.rank(fn, "states", states, 3, "[B, T + 1, D]", fix)
+    b, t1, _ = states.shape
+    _checks.shape(fn, "actions", actions, (b, t1 - 1, None), "[B, T, A], B and T as in states", fix)
+    t, a = t1 - 1, actions.shape[-1]
+    if t < k:
+        problem = f"is too small: trajectories are shorter than one macro-action of k={k} steps"
+        _checks.fail(fn, "T", t, problem, "pass longer trajectories or a smaller k")
+    j = t // k
+    return states[:, : j * k + 1 : k], actions[:, : j * k].reshape(b, j, k * a)
+
+
+def macro_sequences(states: jax.Array, actions: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """Trajectories at the coarse time scale: every k-th state and the k-step action chunks.
+
+    Args:
+      states: [B, T + 1, D] level-1 states of B trajectories; actions: [B, T, A]; T >= k.
+      k: level-1 steps per macro-action.
+
+    Returns:
+      (coarse_states [B, J + 1, D] = states[:, 0 : J k + 1 : k], chunks [B, J, k A]: the
+      actions of each k-step segment, flattened), J = T // k (the last T - J k steps dropped).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> coarse, chunks = hj.hjepa.macro_sequences(jnp.zeros((2, 8, 3)), jnp.zeros((2, 7, 2)), 3)
+      >>> coarse.shape, chunks.shape
+      ((2, 3, 3), (2, 2, 6))
+    """
+    return _macro_sequences("macro_sequences", states, actions, k)
+
+
+@dataclasses.dataclass(frozen=True)
+class MacroConfig:
+    """Attributes:
+    k: level-1 steps per macro-action.
+    horizon: macro steps each level-2 training rollout predicts.
+    prediction: weight of the level-2 multi-step prediction energy (per dimension).
+    code_variance: weight of the hinge mean_i relu(code_std - std(b_i)) on the std of each
+      code dimension across the batch: codes that collapse to a constant carry no action.
+    code_std: the std that hinge asks of each code dimension.
+
+    Example:
+      >>> import hjepa_jax as hj
+      >>> hj.hjepa.MacroConfig(k=4).horizon
+      2
+    """
+
+    k: int = 6
+    horizon: int = 2
+    prediction: float = 1.0
+    code_variance: float = 1.0
+    code_std: float = 0.5
+
+    def __post_init__(self):
+        fn = "MacroConfig"
+        _checks.integer(fn, "k", self.k, fix="pass the level-1 steps per macro-action, e.g. k=6")
+        _checks.integer(fn, "horizon", self.horizon, fix="predict >= 1 macro steps, e.g. horizon=2")
+        for name in ("prediction", "code_variance"):
+            _checks.non_negative(fn, name, getattr(self, name), "pass a weight >= 0")
+        _checks.non_negative(fn, "code_std", self.code_std, "pass a target std >= 0, e.g. 0.5")
+
+
+def macro_loss(
+    params: dict,
+    encode_actions: Callable,
+    predict2: Callable,
+    states: jax.Array,
+    actions: jax.Array,
+    cfg: MacroConfig,
+) -> tuple[jax.Array, dict]:
+    """The objective of a learned level 2 over macro-actions, from reward-free trajectories.
+
+    Each k-step action chunk is coded as a macro-action b = encode_actions(chunk), and the
+    level-2 predictor rolls the coarse states s_0, s_k, s_2k, ... forward under the codes:
+
+        loss = prediction * F2 + code_variance * mean_i relu(code_std - std_i)
+
+    F2 the multi-step energy of `hj.world_model.multistep_energy` at the coarse time scale
+    (horizon = cfg.horizon macro steps), averaged over the batch; std_i = sqrt(Var(b_i) +
+    1e-4), the std of code dimension i over all B J chunks (the 1e-4 keeps the gradient finite
+    at collapse, as in VICReg).
+
+    Args:
+      params: {"enc_a": action-encoder params, "pred2": level-2 predictor params}.
+      encode_actions: `encode_actions(enc_a, chunk [k * A]) -> b [A2]`; bound b (e.g. tanh)
+        so that a planner can sample codes in a box (`hj.planning.hierarchical`'s
+        macro_bound).
+      predict2: `predict2(pred2, s [D], b [A2]) -> [D]`, s_t -> s_{t+k}.
+      states: [B, T + 1, D] level-1 states, used as given (inputs and targets): for a frozen
+        level 1, the caller stops their gradient (`jax.lax.stop_gradient`).
+      actions: [B, T, A]; T // k >= cfg.horizon.
+      cfg: MacroConfig.
+
+    Returns:
+      (loss, metrics): "level2_energy" (F2), "level2_copy_last" (mean ||s_{t+k} - s_t||^2 / D
+      over the coarse pairs: the baseline F2 must beat) and "code_std" (mean_i std of b_i).
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> states = jnp.cumsum(jnp.ones((2, 9, 1)), axis=1)  # s_{t+1} = s_t + a_t, a_t = 1
+      >>> actions = jnp.ones((2, 8, 1))
+      >>> encode = lambda p, chunk: jnp.tanh(chunk[:1])
+      >>> predict2 = lambda p, s, b: s + p * b
+      >>> params = {"enc_a": None, "pred2": 4.0 / jnp.tanh(1.0)}
+      >>> cfg = hj.hjepa.MacroConfig(k=4, horizon=2)
+      >>> total, m = hj.hjepa.macro_loss(params, encode, predict2, states, actions, cfg)
+      >>> round(float(m["level2_energy"]), 4), float(m["level2_copy_last"])
+      (0.0, 16.0)
+    """
+    fn = "macro_loss"
+    if not isinstance(params, dict) or not {"enc_a", "pred2"} <= params.keys():
+        keys = sorted(params) if isinstance(params, dict) else type(params)
+        fix = 'pass {"enc_a": ..., "pred2": ...}'
+        _checks.fail(fn, "params keys", keys, "lack enc_a or pred2", fix)
+    _checks.function(fn, "encode_actions", encode_actions, "(enc_a, chunk [k * A]) -> b [A2]")
+    _checks.function(fn, "predict2", predict2, "(pred2, s [D], b [A2]) -> [D]")
+    coarse, chunks = _macro_sequences(fn, states, actions, cfg.k)
+    j, d = chunks.shape[1], coarse.shape[-1]
+    if j < cfg.horizon:
+        problem = f"is too small: T // k = {j} macro steps, fewer than horizon={cfg.horizon}"
+        fix = "pass longer trajectories, or a smaller k or horizon"
+        _checks.fail(fn, "T", actions.shape[1], problem, fix)
+    fix = "make encode_actions return one code vector b [A2] per chunk"
+    call = "encode_actions(enc_a, chunk [k * A])"
+    code = _checks.model_output(
+        fn, call, encode_actions, (params["enc_a"], chunks[0, 0]), None, fix
+    )
+    if len(code.shape) != 1:
+        _checks.fail(fn, f"{call}.shape", code.shape, "is not one vector [A2]", fix)
+    fix = "make predict2 map a level-1 state and a code to a level-1 state"
+    call = "predict2(pred2, s [D], b [A2])"
+    args = (params["pred2"], coarse[0, 0], jax.ShapeDtypeStruct(code.shape, code.dtype))
+    _checks.model_output(fn, call, predict2, args, (d,), fix)
+
+    codes = jax.vmap(jax.vmap(lambda c: encode_actions(params["enc_a"], c)))(chunks)
+    one = lambda s, b: world_model.multistep_energy(params["pred2"], predict2, s, b, cfg.horizon)
+    energy = jnp.mean(jax.vmap(one)(coarse, codes))
+    flat = codes.reshape(-1, codes.shape[-1])
+    hinge = jnp.mean(jax.nn.relu(cfg.code_std - jnp.sqrt(jnp.var(flat, axis=0) + 1e-4)))
+    copy_last = jnp.mean(jnp.sum((coarse[:, 1:] - coarse[:, :-1]) ** 2, axis=-1)) / d
+    metrics = {
+        "level2_energy": energy,
+        "level2_copy_last": copy_last,
+        "code_std": jnp.mean(jnp.std(flat, axis=0)),
+    }
+    return cfg.prediction * energy + cfg.code_variance * hinge, metrics

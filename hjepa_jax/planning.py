@@ -212,11 +212,20 @@ class _SamplerState(NamedTuple):
 
 
 def _sampler_args(
-    fn: str, predict, params, s0, goal, level: str = "", model: str = "predict", **kw
+    fn: str,
+    predict,
+    params,
+    s0,
+    goal,
+    level: str = "",
+    model: str = "predict",
+    own: tuple = (),
+    **kw,
 ) -> dict:
     """Check the arguments the sampling planners share; -> the integers among them as ints.
-    `level` prefixes the names of horizon, discount and mean0 ("macro_" in `hierarchical`)."""
-    name = lambda k: level + k if k in ("horizon", "discount", "mean0") else k
+    `level` prefixes the names of horizon, discount and mean0, and those in `own` ("macro_" in
+    `hierarchical`, own: ("action_dim", "bound") where the macro level has its own)."""
+    name = lambda k: level + k if k in ("horizon", "discount", "mean0", *own) else k
     fixes = {
         "horizon": f"plan at least one step, e.g. {name('horizon')}=8",
         "action_dim": "pass the model's action size A",
@@ -224,12 +233,13 @@ def _sampler_args(
         "iterations": "refit at least once, e.g. iterations=10",
     }
     ints = {k: _checks.integer(fn, name(k), kw[k], fix=fix) for k, fix in fixes.items()}
-    _checks.positive(fn, "bound", kw["bound"], _BOUND_FIX)
+    bound_fix = _BOUND_FIX.replace("bound=", name("bound") + "=")
+    _checks.positive(fn, name("bound"), kw["bound"], bound_fix)
     _checks.positive(fn, "init_std", kw["init_std"], "pass a sampling std > 0, e.g. init_std=1.0")
     _checks.non_negative(fn, name("discount"), kw["discount"], _DISCOUNT_FIX)
     if kw["mean0"] is not None:
         want = (ints["horizon"], ints["action_dim"])
-        layout = f"[{name('horizon')}, action_dim]"
+        layout = f"[{name('horizon')}, {name('action_dim')}]"
         fix = f"pass a warm start {layout}, or None for zeros"
         _checks.shape(fn, name("mean0"), kw["mean0"], want, layout, fix)
     _check_model(fn, predict, params, s0, goal, ints["action_dim"], kw["cost"], model)
@@ -451,8 +461,8 @@ def memory_bytes(fn: Callable, *args) -> int | None:
 
 class HierarchicalPlan(NamedTuple):
     """actions: [H, A] the level-1 plan toward the subgoal; cost: [] its predicted cost (to the
-    subgoal); subgoal: [D] the level-2 subgoal representation; macro_actions: [M, A] the
-    level-2 plan; macro_cost: [] its predicted cost (to the goal)."""
+    subgoal); subgoal: [D] the level-2 subgoal representation; macro_actions: [M, A2] the
+    level-2 plan (A2 = macro_action_dim); macro_cost: [] its predicted cost (to the goal)."""
 
     actions: jax.Array
     cost: jax.Array
@@ -507,6 +517,8 @@ def hierarchical(
     coarse_predict: Callable | None = None,
     coarse_params=None,
     low_level: Callable | None = None,
+    macro_action_dim: int | None = None,
+    macro_bound: float | None = None,
 ) -> HierarchicalPlan:
     """Two-level (H-JEPA) planning: a coarse plan to the goal picks a latent subgoal, a fine
     plan reaches it.
@@ -525,11 +537,15 @@ def hierarchical(
       predict, params: the level-1 world model `predict(params, s [D], a [A]) -> [D]`.
       s0, goal: [D] current state and goal representation.
       key: PRNG key (split between the two levels).
-      action_dim, bound: A and the action bound (macro-actions share it).
-      macro_mean0, mean0: warm starts [M, A] and [horizon, A] (default zeros).
-      coarse_predict, coarse_params: a learned level-2 model `(params2, s, b) -> s''`
-        replacing `macro_model` (its macro-actions must have action_dim entries in the bound).
+      action_dim, bound: A and the level-1 action bound.
+      macro_mean0, mean0: warm starts [M, A2] and [horizon, A] (default zeros).
+      coarse_predict, coarse_params: a learned level-2 model `(params2, s [D], b [A2]) -> s''`
+        replacing `macro_model` (e.g. `hj.hjepa.macro_loss`'s predict2: b a code of k
+        actions); its macro-actions b have macro_action_dim entries in
+        [-macro_bound, macro_bound].
       low_level: the level-1 planner; see above.
+      macro_action_dim, macro_bound: A2 and the box of the macro-actions (default action_dim
+        and bound, as `macro_model` needs).
 
     Returns:
       HierarchicalPlan; execute `actions[0]` (or a few) and plan again.
@@ -552,14 +568,12 @@ def hierarchical(
     learned = coarse_predict
     if coarse_predict is None:
         coarse_predict, coarse_params = macro_model(predict, macro_steps), params
-    common = dict(
-        action_dim=action_dim,
-        bound=bound,
-        samples=samples,
-        iterations=iterations,
-        init_std=init_std,
-        cost=cost,
+    own = tuple(
+        k for k, v in (("action_dim", macro_action_dim), ("bound", macro_bound)) if v is not None
     )
+    macro_action_dim = action_dim if macro_action_dim is None else macro_action_dim
+    macro_bound = bound if macro_bound is None else macro_bound
+    common = dict(samples=samples, iterations=iterations, init_std=init_std, cost=cost)
     macro_ints = _sampler_args(
         fn,
         coarse_predict,
@@ -568,20 +582,24 @@ def hierarchical(
         goal,
         "macro_",
         "predict" if learned is None else "coarse_predict",
+        own,
         horizon=macro_horizon,
         discount=macro_discount,
         mean0=macro_mean0,
+        action_dim=macro_action_dim,
+        bound=macro_bound,
         **common,
     )
-    macro_horizon = macro_ints["horizon"]
+    macro_horizon, macro_action_dim = macro_ints["horizon"], macro_ints["action_dim"]
     elites = _elites(fn, elites, macro_ints["samples"])
     fix = f"take the subgoal after 1..macro_horizon={macro_horizon} macro steps"
     subgoal_step = _checks.integer(
         fn, "subgoal_step", subgoal_step, maximum=macro_horizon, fix=fix, static=False
     )
     if low_level is None:  # the level-1 goal is the subgoal, a state
-        fine = dict(horizon=horizon, discount=discount, mean0=mean0)
-        horizon = _sampler_args(fn, predict, params, s0, s0, **fine, **common)["horizon"]
+        fine = dict(horizon=horizon, discount=discount, mean0=mean0, action_dim=action_dim)
+        fine_ints = _sampler_args(fn, predict, params, s0, s0, bound=bound, **fine, **common)
+        horizon = fine_ints["horizon"]
     else:
         _checks.function(fn, "low_level", low_level, "(s0, goal, key, mean0) -> Plan")
         fix = "plan at least one step, e.g. horizon=8"
@@ -594,8 +612,8 @@ def hierarchical(
         goal,
         k_macro,
         horizon=macro_horizon,
-        action_dim=action_dim,
-        bound=bound,
+        action_dim=macro_action_dim,
+        bound=macro_bound,
         samples=samples,
         elites=elites,
         iterations=iterations,
