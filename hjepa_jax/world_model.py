@@ -190,10 +190,14 @@ class Trained:
       cost(s [D], goal_s [D], wall_cost=2.5) -> [], the experiment's own cost when the run
         trained the "critic" (learned from the same reward-free trajectories): the temporal
         distance d(s, goal_s) in random-walk steps plus wall_cost times the intrinsic cost
-        predicted from s (`hjepa_jax.models.two_rooms.Model.cost`).
+        predicted from s (`hjepa_jax.models.two_rooms.Model.cost`);
+      predict_macro(s [D], b [A2]) -> the state [D] k steps later under the macro-action code
+        b in [-1, 1]^A2, when the run trained the learned level 2 (planner "hjepa");
+      encode_actions(chunk [k, 2]) -> the code b [A2] of k level-1 actions (idem).
 
     Attributes: model (`hjepa_jax.models.two_rooms.Model`), params ({"enc", "pred", "inv"},
-    and "critic" where the checkpoint folder holds one), step (the training step saved)."""
+    and "critic" and "level2" where the checkpoint folder holds them), step (the training
+    step saved)."""
 
     model: Any
     params: dict
@@ -218,6 +222,21 @@ class Trained:
                 "use distance(s, goal_s), or load the --ckpt-dir of a run with --cost critic"
             )
         return self.model.cost(self.params, "critic", wall_cost)(s, goal_s)
+
+    def _level2(self, fn: str) -> dict:
+        if "level2" not in self.params:
+            raise ValueError(
+                f"Trained.{fn}: this checkpoint has no learned level 2; load the --ckpt-dir of "
+                "a run whose planners include hjepa"
+            )
+        return self.params["level2"]
+
+    def predict_macro(self, s: jax.Array, b: jax.Array) -> jax.Array:
+        return self.model.predict2(self._level2("predict_macro")["pred2"], s, b)
+
+    def encode_actions(self, chunk: jax.Array) -> jax.Array:
+        enc_a = self._level2("encode_actions")["enc_a"]
+        return self.model.encode_actions(enc_a, jnp.reshape(chunk, (-1,)))
 
 
 def load(path, step: int | None = None) -> Trained:
@@ -249,16 +268,20 @@ def load(path, step: int | None = None) -> Trained:
             "planning_two_rooms run (it holds world_model/)"
         )
     model, params, step = found
-    critic = _restore(folder.rstrip("/")[: -len("world_model")] + "critic", None, "critic")
+    beside = lambda what: _restore(folder.rstrip("/")[: -len("world_model")] + what, None, what)
+    critic = beside("critic")
     if critic is not None and critic[0].cfg.cost == "critic":  # a map critic is an oracle
         model, params = critic[0], {**params, "critic": critic[1]}
+    level2 = beside("level2")
+    if level2 is not None:
+        model, params = level2[0], {**params, "level2": level2[1]}
     return Trained(model, params, step)
 
 
 def _restore(folder: str, step: int | None, what: str):
-    """(Model, params, step) of the `what` ("world_model" or "critic") checkpoint in `folder`
-    at `step` (None: the latest), the Model built from the settings saved with it; None when
-    the folder holds none."""
+    """(Model, params, step) of the `what` ("world_model", "critic" or "level2") checkpoint in
+    `folder` at `step` (None: the latest), the Model built from the settings saved with it;
+    None when the folder holds none."""
     from hjepa_jax import checkpoint, train
     from hjepa_jax.models import two_rooms
 
@@ -275,7 +298,7 @@ def _restore(folder: str, step: int | None, what: str):
         if "channels" in kwargs:
             kwargs["channels"] = tuple(kwargs["channels"])
         model = two_rooms.Model(two_rooms.ModelConfig(**kwargs))
-        init = model.init if what == "world_model" else model.init_critic
+        init = {"world_model": model.init, "critic": model.init_critic}.get(what, model.init_level2)
         tx = two_rooms.optimizer(saved["learning_rate"], saved["steps"])  # its state's shape
         key = jax.random.PRNGKey(0)
         abstract = jax.eval_shape(lambda k: train.init_state(init(k), tx, k), key)

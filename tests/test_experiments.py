@@ -24,17 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # model's numbers. Where a quick run goes through the command line anyway, it stands in for
 # the tiny run (which would check nothing more, and cost as much again): for the experiments
 # in QUICK, run here to check what they learn, and for those in ELSEWHERE, whose test modules
-# run their quick size through the command line and check its outputs the same way.
+# run their quick size (planning_two_rooms: a tiny size, for its other tests) through the
+# command line and check its outputs the same way.
 QUICK = ("fig3_parabola", "fig4_ellipse", "methods_landscapes", "jepa_digits")
 ELSEWHERE = {
     "fig5_collapse": "test_fig5_collapse.py",
     "hjepa_moving_shapes": "test_hjepa_moving_shapes.py",
+    "planning_two_rooms": "test_planning_two_rooms.py",
 }
 TINY = {
-    "planning_two_rooms": "--trajectories 256 --steps 30 --batch-size 8 --log-every 10 "
-    "--episodes 4 --max-steps 8 --horizon-plan 4 --samples 16 --elites 4 --iterations 2 "
-    "--gd-steps 3 --macro-horizon 3 --hier-horizon 4 --critic-steps 20 --critic-batch 8 "
-    "--planners cem,random",  # every planner: tests/test_planning_two_rooms.py
     "ijepa_images": "--num-train 64 --num-test 32 --image-size 32 --patch-size 8 --width 16 "
     "--depth 1 --heads 2 --pred-width 8 --pred-depth 1 --pred-heads 2 --steps 4 "
     "--warmup-steps 1 --batch-size 8 --eval-every 2 --probe-train 32 --probe-test 32 "

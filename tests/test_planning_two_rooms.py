@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -12,8 +13,11 @@ import pytest
 
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
-from hjepa_jax.experiments import common, planning_two_rooms
+from hjepa_jax.experiments import common, planning_two_rooms, run
 from hjepa_jax.models import two_rooms as agent
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cli_outputs  # noqa: E402
 
 TINY = dataclasses.replace(
     planning_two_rooms.Config().quick(),
@@ -32,18 +36,32 @@ TINY = dataclasses.replace(
     hier_horizon=4,
     critic_steps=20,
     critic_batch=8,
+    level2_steps=20,
     planners=agent.PLANNERS,  # level1 too: here a CEM toward the goal
 )
 
 
+def flags(cfg: planning_two_rooms.Config) -> list[str]:
+    """The command-line flags that turn the quick config into cfg."""
+    quick, out = planning_two_rooms.Config().quick(), []
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if value != getattr(quick, field.name):
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            out += ["--" + field.name.replace("_", "-"), text]
+    return out
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """(out folder, metrics.json) of TINY's run, its checkpoints in out / "ckpt"."""
+    """(out folder, metrics.json) of TINY's run through the command line (this experiment's
+    run for tests/test_experiments.py too), its checkpoints in out / "ckpt"."""
     out = tmp_path_factory.mktemp("planning_two_rooms")
-    options = common.RunOptions(ckpt_dir=str(out / "ckpt"))
-    metrics = planning_two_rooms.run(TINY, out, options)
-    written = common.save_metrics(out / "metrics.json", metrics, TINY)
-    return out, written
+    args = ["--out", str(out), "--ckpt-dir", str(out / "ckpt"), *flags(TINY)]
+    assert run.main(["planning_two_rooms", "--quick", *args]) == 0
+    m = cli_outputs.check(out)  # what every experiment's command line writes
+    assert m["config"] == json.loads(json.dumps(dataclasses.asdict(TINY)))
+    return out, m
 
 
 def test_metrics_keys_are_finite_numbers(tiny_run):
@@ -159,8 +177,8 @@ def test_episodes_do_not_depend_on_how_they_are_chunked():
         for c in (1, 4, 6)
     ]
     assert runs[0][0].shape == (6, cfg.max_steps + 1, 2)
-    for run in runs[1:]:
-        for mine, first in zip(run, runs[0], strict=True):
+    for other in runs[1:]:
+        for mine, first in zip(other, runs[0], strict=True):
             np.testing.assert_array_equal(mine, first)
 
 
@@ -208,8 +226,35 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path)
     assert any(not np.allclose(a, b) for a, b in zip(restored, jax.tree.leaves(fresh), strict=True))
     np.testing.assert_allclose(jax.jit(trained.cost)(s[0], s[1]), trained.cost(s[0], s[1]), 1e-5)
     assert float(trained.cost(s[0], s[1], 0.0)) > float(trained.cost(s[0], s[0], 0.0)) >= 0.0
+    # The learned level 2 (planner hjepa), restored from ckpt/level2.
+    code = jax.jit(trained.encode_actions)(jnp.ones((TINY.level2_k, 2)))
+    assert code.shape == (TINY.level2_codes,) and bool(jnp.all(jnp.abs(code) <= 1.0))
+    assert jax.vmap(trained.predict_macro)(s, jnp.stack([code, -code])).shape == s.shape
     with pytest.raises(FileNotFoundError, match="world-model checkpoint"):
         hj.world_model.load(tmp_path / "nothing")
+
+
+def test_learned_level2_predicts_k_steps_ahead_better_than_copy_last(tiny_run):
+    """The level 2 of the "hjepa" planner, trained on the frozen states of the tiny run's
+    world model and the actions of its trajectories (nothing else): its k-step prediction
+    energy ends far below that of "nothing changes", and its codes spread over their box.
+    Codes of opposite chunks predict different states (the code carries the actions)."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    data = hj.data.two_rooms.trajectories(planning_two_rooms.offline_data(TINY)[0])
+    loop = hj.train.LoopConfig(steps=300, batch_size=32, log_every=100)
+    result = agent.train_level2(
+        trained.model, trained.params, data, loop, jax.random.PRNGKey(0), learning_rate=3e-3
+    )
+    last = result.history[-1]
+    assert last["level2_energy"] < 0.3 * last["level2_copy_last"], last
+    assert last["code_std"] > 0.3, last
+    model, level2 = trained.model, result.state.params
+    s = trained.model.encode(trained.params["enc"], jnp.array([20.0, 32.0]), tr.fixed_layout())
+    code = lambda x: model.encode_actions(level2["enc_a"], jnp.tile(jnp.array([x, 0.0]), 6))
+    right, left = code(1.5), code(-1.5)
+    moved = lambda b: model.predict2(level2["pred2"], s, b)
+    assert float(jnp.sum((moved(right) - moved(left)) ** 2)) > 0.1 * float(jnp.sum(s**2)) / s.size
 
 
 def test_figure_is_a_png(tiny_run):
@@ -266,6 +311,7 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     assert count("level1") == plans * 7 * 2 * 6
     assert count("hierarchical") == plans * (7 * 2 * 2 * 3 + 7 * 2 * 6)
     assert count("hierarchical", "map") == count("level1", "map") == plans * 4 * 6
+    assert count("hjepa") == plans * (7 * 2 * 2 + 7 * 2 * 6)  # level 2 steps, then level 1
     assert count("random") == 0
     with pytest.raises(ValueError, match="planner"):
         agent.evaluations_per_episode("a_star", cfg)

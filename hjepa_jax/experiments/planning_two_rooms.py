@@ -49,6 +49,7 @@ import numpy as np
 
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
+from hjepa_jax.experiments import two_rooms_figures as figures
 from hjepa_jax.experiments.common import (
     Count,
     NonNegative,
@@ -110,6 +111,11 @@ class Config:
     map_visits: Count = 256  # random places per layout (and row) that count as visited
     wall_cost: NonNegative = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
     wall_margin: int = 2  # its dilation of the walls, in pixels
+    # the learned level 2 of the "hjepa" planner, trained when it is among the planners
+    level2_steps: Count = 3000
+    level2_k: Count = 6  # level-1 steps per macro-action
+    level2_codes: Count = 2  # the size of its macro-action codes in [-1, 1]
+    level2_horizon: Count = 2  # macro steps per training rollout (T >= level2_k x this)
     steps: Count = 1500
     batch_size: Count = 32
     learning_rate: Positive = 1e-3
@@ -203,17 +209,21 @@ CRITIC_FIELDS = (
     "critic_steps", "critic_batch", "critic_dim", "critic_others", "critic_penalty",
     "critic_step", "cost", "map_cap", "map_penalty", "map_visits", "wall_margin",
 )  # fmt: skip
+LEVEL2_FIELDS = ("level2_steps", "level2_k", "level2_codes", "level2_horizon")
 
 
 def trained_config(cfg: Config, model: str) -> dict:
-    """The config saved with (and checked against) the checkpoints of "world_model" or
-    "critic": the fields its training reads. The critic's names the world model's steps
-    `model_steps` (its `steps` are critic_steps, which a resumed run may extend)."""
+    """The config saved with (and checked against) the checkpoints of "world_model", "critic"
+    or "level2": the fields its training reads. The critic's and level 2's name the world
+    model's steps `model_steps` (their `steps` are their own, which a resumed run may
+    extend)."""
     fields = dataclasses.asdict(cfg)
-    for name in PLANNING_FIELDS + (CRITIC_FIELDS if model == "world_model" else ()):
+    skip = {"world_model": CRITIC_FIELDS + LEVEL2_FIELDS, "critic": LEVEL2_FIELDS}.get(model, ())
+    for name in PLANNING_FIELDS + skip:
         del fields[name]
-    if model == "critic":
-        fields["model_steps"], fields["steps"] = fields["steps"], cfg.critic_steps
+    if model != "world_model":
+        own = cfg.critic_steps if model == "critic" else cfg.level2_steps
+        fields["model_steps"], fields["steps"] = fields["steps"], own
     return fields
 
 
@@ -231,6 +241,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     """Train the world model, probe it, plan with every planner in every setting, draw."""
     key = jax.random.PRNGKey(cfg.seed)
     _, k_init, k_train, k_probe, k_eval, k_critic = jax.random.split(key, 6)
+    k_level2 = jax.random.fold_in(key, 7)
     data, held = (hj.data.two_rooms.trajectories(arrays) for arrays in offline_data(cfg))
     model = agent.Model(cfg.model_config())
     result = hj.train.train(
@@ -260,6 +271,18 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         params["critic"] = critic.state.params
         metrics.update({f"critic_{k}": v for k, v in critic.history[-1].items() if k != "step"})
         metrics["critic_resumed_from_step"] = critic.summary["resumed_from_step"]
+
+    if "hjepa" in cfg.planners:  # the learned level 2, on the same trajectories' states
+        loop = dataclasses.replace(
+            options.loop(cfg, out, "level2"), steps=cfg.level2_steps, log_every=cfg.log_every
+        )
+        settings = dict(config=trained_config(cfg, "level2"), desc=f"{NAME} level 2")
+        level2 = agent.train_level2(
+            model, params, data, loop, k_level2, learning_rate=cfg.learning_rate, **settings
+        )
+        params["level2"] = level2.state.params
+        last = {k.removeprefix("level2_"): v for k, v in level2.history[-1].items()}
+        metrics.update({f"level2_{k}": v for k, v in last.items() if k != "step"})
 
     # Probe: frozen states of held-out trajectories (the test split) -> positions.
     probe = agent.probe(model, params, held, PROBE_FIT)
@@ -304,36 +327,6 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
 # ---------------------------------------------------------------------------------- figure
 
 
-def _draw_map(ax) -> None:
-    lo, hi = tr.EnvParams().border_lo, tr.EnvParams().border_hi
-    ax.plot([lo, hi, hi, lo, lo], [lo, lo, hi, hi, lo], color="k", lw=1.5)
-    ax.set(xlim=(0, 64), ylim=(64, 0), aspect="equal")
-
-
-def _draw_walls(ax, wall_x, door_y, **style) -> None:
-    """The interior walls of one layout (NaN entries: no such wall), their doors left open."""
-    env = tr.EnvParams()
-    lo, hi, d = env.border_lo, env.border_hi, env.door_half_height
-    for wx, dy in zip(wall_x, door_y, strict=True):
-        if not np.isnan(wx):
-            ax.plot([wx, wx], [lo, dy - d], **style)
-            ax.plot([wx, wx], [dy + d, hi], **style)
-
-
-def _draw_episodes(ax, ep, planner, setting, shown: int = 4) -> None:
-    """The first `shown` episodes of (planner, setting), each in its own colour with its own
-    walls (side by side, 0.8 px apart, so that every episode's door shows): the start (o),
-    the path, the goal (* reached, X missed)."""
-    _draw_map(ax)
-    idx = np.flatnonzero((ep["planner"] == planner) & (ep["layout"] == setting))[:shown]
-    for k, i in enumerate(idx):
-        color, shift = f"C{k}", 0.8 * (k - (len(idx) - 1) / 2)
-        _draw_walls(ax, ep["wall_x"][i] + shift, ep["door_y"][i], color=color, lw=1.5)
-        ax.plot(*ep["positions"][i].T, color=color, lw=1.0)
-        ax.plot(*ep["positions"][i, 0], "o", color=color, ms=3)
-        ax.plot(*ep["goals"][i], "*" if ep["success"][i] else "X", color=color, ms=9, mec="k")
-
-
 @on_process_0
 def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     """One row of episodes per setting (a column per planner), then the world model's
@@ -346,14 +339,14 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     for row, setting in zip(axes, cfg.settings, strict=False):
         for ax, planner in zip(row, planners, strict=False):
             ax.axis("on")
-            _draw_episodes(ax, ep, planner, setting)
+            figures.draw_episodes(ax, ep, planner, setting)
             rate = metrics[f"success_{planner}{SUFFIX[setting]}"]
             title = f"{planner}, {setting}: success {rate:.2f}\n(* reached, X missed)"
             ax.set_title(title, fontsize=9)
     ax_roll, ax_bar, ax_path = axes[-1, :3]
     for ax in (ax_roll, ax_bar, ax_path):
         ax.axis("on")
-    _draw_map(ax_roll)
+    figures.draw_map(ax_roll)
     for i in range(6):
         (line,) = ax_roll.plot(*true_pos[i].T, lw=1.2)
         ax_roll.plot(*pred_pos[i].T, "--", color=line.get_color(), lw=1.2)
@@ -370,26 +363,7 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     ax_bar.set_xticks(range(len(cfg.planners)), cfg.planners, rotation=30, fontsize=8)
     ax_bar.set(ylim=(0, 1.2), ylabel="success", title=f"success rate ({cfg.episodes} episodes)")
     ax_bar.legend(fontsize=7, loc="upper right")
-    _draw_success_by_path(ax_path, ep, cfg.planners)
+    figures.draw_success_by_path(ax_path, ep, cfg.planners)
     fig.suptitle(f"{TITLE} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)
-
-
-def _draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
-    """Success rate against the start-goal shortest path length (quantile bins over every
-    setting's episodes), one line per planner: where flat planning gives out and hierarchy
-    does not."""
-    starts = ep["positions"][:, 0]
-    lengths = agent.path_lengths(starts, ep["goals"], ep["wall_x"], ep["door_y"])
-    edges = np.quantile(lengths, np.linspace(0, 1, bins + 1))
-    which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, bins - 1)
-    average = lambda x, f=np.mean: f(x) if x.size else np.nan  # NaN: an empty bin
-    centres = [average(lengths[which == b], np.median) for b in range(bins)]
-    for planner in planners:
-        mine = ep["planner"] == planner
-        rates = [average(ep["success"][mine & (which == b)]) for b in range(bins)]
-        ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)
-    xlabel, title = "shortest path start-goal (px)", "success against path length (all settings)"
-    ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success", title=title)
-    ax.legend(fontsize=7)

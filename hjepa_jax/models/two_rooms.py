@@ -27,7 +27,11 @@ Planners (`make_planner`, `PLANNERS`): gradient_mpc, cem, mppi (`hj.planning`, h
 `horizon_plan`); hierarchical: with a map cost, level 2 is the map (the subgoal a waypoint
 `waypoint_moves` pixels down V_g, `Model.subgoal`), level 1 gradient MPC on "straight";
 otherwise `hj.planning.hierarchical` (CEM over macro-actions, then CEM toward the subgoal);
-level1: the hierarchy's level 1 alone, aimed at the goal; random: uniform random actions.
+level1: the hierarchy's level 1 alone, aimed at the goal; hjepa: H-JEPA with a learned level 2
+(`hj.hjepa.macro_loss`: a code b in [-1, 1]^A2 of each k-step action chunk and a predictor
+s_{t+k} = Pred2(s_t, b) in the level-1 state space, trained by latent prediction on the
+frozen states of the same reward-free trajectories, `train_level2`): CEM over codes proposes
+the subgoal state k steps ahead, CEM over actions reaches it; random: uniform random actions.
 `make_evaluate` runs whole episodes (replanning every `replan_every` env steps, warm-started),
 `run_episodes` times it over a batch of tasks from `tasks`.
 
@@ -59,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hjepa_jax import _checks, critic, nn, planning, probes, train, world_model
+from hjepa_jax import _checks, critic, hjepa, nn, planning, probes, train, world_model
 from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.models import _common
 
@@ -79,6 +83,7 @@ __all__ = [
     "optimizer",
     "same_environment",
     "train_critic",
+    "train_level2",
     "make_planner",
     "evaluations_per_episode",
     "make_evaluate",
@@ -94,7 +99,7 @@ __all__ = [
     "wall_predictions",
 ]
 
-PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "level1", "random")
+PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "level1", "hjepa", "random")
 # The task settings' layouts; the order sets each setting's key (`tasks`: fold_in its index).
 SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
     "random": tr.random_layout,
@@ -135,10 +140,14 @@ class ModelConfig:
     map_penalty: float = 1000.0
     map_visits: int = 256  # random places per layout (and row) that count as visited
     wall_margin: int = 2  # the dilation of the walls of wall_proximity, in pixels
+    level2_k: int = 6  # the learned level 2: level-1 steps per macro-action
+    level2_codes: int = 2  # A2, the size of its macro-action codes b in [-1, 1]^A2
+    level2_horizon: int = 2  # macro steps per level-2 training rollout
 
     def __post_init__(self):
         fn, fix = "ModelConfig", "pass an integer >= 1"
         counts = ("pool", "embed_dim", "hidden", "horizon", "critic_dim", "critic_others")
+        counts += ("level2_k", "level2_codes", "level2_horizon")
         _common.counts(fn, self, counts + ("map_visits",), fix)
         _common.counts(fn, self, ("wall_margin",), "pass a margin >= 0 in pixels", minimum=0)
         channels = _common.widths(fn, "channels", self.channels, "pass widths, e.g. (16, 32)")
@@ -292,6 +301,9 @@ class Model:
             unroll=cfg.state == "spatial",
         )
         self.scale = tr.EnvParams().max_action
+        self.enc_a = nn.MLP((cfg.hidden, cfg.level2_codes))  # action chunk -> code (tanh)
+        self.pred2 = nn.MLP((cfg.hidden, cfg.hidden, self.state_dim))  # residual, as pred
+        self.macro = hjepa.MacroConfig(k=cfg.level2_k, horizon=cfg.level2_horizon)
 
     def init_critic(self, key: jax.Array) -> dict:
         """The critic's initial parameters, params["critic"] (`train_critic` trains them):
@@ -364,6 +376,31 @@ class Model:
             actions,
             self.wm,
             self.inverse,
+        )
+
+    def init_level2(self, key: jax.Array) -> dict:
+        """The learned level 2's initial parameters {"enc_a", "pred2"} (`train_level2`)."""
+        k_a, k_pred = jax.random.split(key)
+        k, codes = self.cfg.level2_k, self.cfg.level2_codes
+        return {
+            "enc_a": self.enc_a.init(k_a, jnp.zeros(2 * k)),
+            "pred2": self.pred2.init(k_pred, jnp.zeros(self.state_dim + codes)),
+        }
+
+    def encode_actions(self, enc_a, chunk: jax.Array) -> jax.Array:
+        """The macro-action code b [A2] in [-1, 1] of a k-step action chunk [2 k]."""
+        return jnp.tanh(_common.apply(self.enc_a, enc_a, chunk / self.scale))
+
+    def predict2(self, pred2, s: jax.Array, b: jax.Array) -> jax.Array:
+        """Level 2: the state [D] k steps after state s [D] under the macro-action code b."""
+        return s + _common.apply(self.pred2, pred2, jnp.concatenate([s, b]))
+
+    def level2_loss(self, params: dict, batch: tuple, key) -> tuple[jax.Array, dict]:
+        """`hj.hjepa.macro_loss` of batch = (frozen states [B, T+1, D], actions [B, T, 2])."""
+        del key
+        states, actions = batch
+        return hjepa.macro_loss(
+            params, self.encode_actions, self.predict2, states, actions, self.macro
         )
 
     def location(self, loc, s: jax.Array) -> jax.Array:
@@ -598,6 +635,38 @@ def train_critic(
     )
 
 
+def train_level2(
+    model: Model,
+    params: dict,
+    data: tr.Trajectories,
+    loop: train.LoopConfig,
+    key: jax.Array,
+    *,
+    learning_rate: float = 1e-3,
+    config: dict | None = None,
+    desc: str = "level2",
+) -> train.TrainResult:
+    """The learned level 2 (`Model.level2_loss`) on the trained world model's frozen states of
+    every trajectory of `data` and their actions: no position, wall or other simulator state
+    reaches it. Adam with a cosine decay from `learning_rate` over `loop.steps`; `config` and
+    `desc` as in `hj.train.train`. -> hj.train's result; its params {"enc_a", "pred2"}."""
+    fn = "train_level2"
+    _check_paths(fn, data.positions, data.layouts)
+    _checks.positive(fn, "learning_rate", learning_rate, "pass a learning rate > 0, e.g. 1e-3")
+    k_init, k_train = jax.random.split(key)
+    states = encode_batches(model, params["enc"], data.positions, data.layouts)
+    return train.train(
+        model.level2_loss,
+        model.init_level2(k_init),
+        optimizer(learning_rate, loop.steps),
+        (states, data.actions),
+        loop=loop,
+        key=k_train,
+        config=config,
+        desc=desc,
+    )
+
+
 # -------------------------------------------------------------------------------- planning
 
 
@@ -686,7 +755,16 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
-    if name == "hierarchical":
+    if name in ("hierarchical", "hjepa"):
+        codes = model.cfg.level2_codes if name == "hjepa" else 2
+        level2 = {}  # hierarchical: level 1 held for macro_steps; hjepa: the learned level 2
+        if name == "hjepa":
+            level2 = dict(
+                coarse_predict=lambda p, s, b: model.predict2(p, s, b),
+                coarse_params=params["level2"]["pred2"],
+                macro_action_dim=codes,
+                macro_bound=1.0,
+            )
 
         def plan(s, g, key, warm):
             macro0, fine0 = warm
@@ -702,11 +780,12 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
                 macro_mean0=macro0,
                 mean0=fine0,
                 low_level=low_level,
+                **level2,
                 **low_kw,
             )
             return out.actions[:r], (out.macro_actions, shift(out.actions))
 
-        return plan, (jnp.zeros((cfg.macro_horizon, 2)), jnp.zeros((cfg.hier_horizon, 2)))
+        return plan, (jnp.zeros((cfg.macro_horizon, codes)), jnp.zeros((cfg.hier_horizon, 2)))
 
     def plan(s, g, key, warm):  # random
         return jax.random.uniform(key, (r, 2), minval=-bound, maxval=bound), warm
@@ -720,8 +799,10 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_steps x
     horizon_plan (each a forward step and its backward pass); hierarchical: its level 2
     (samples x iterations x macro_horizon x macro_steps) plus its level-1 CEM (samples x
-    iterations x hier_horizon), or with a map cost gradient MPC over hier_horizon; level1
-    its level-1 planner alone; random 0. Times the plans, ceil(max_steps / replan_every).
+    iterations x hier_horizon), or with a map cost gradient MPC over hier_horizon; hjepa: the
+    same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
+    counted as one evaluation, though one covers level2_k env steps); level1 its level-1
+    planner alone; random 0. Times the plans, ceil(max_steps / replan_every).
 
     Example:
       >>> from hjepa_jax.models import two_rooms
@@ -743,6 +824,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
         "level1": low,
         "hierarchical": low
         + (0 if cost in MAP_COSTS else sampled * cfg.macro_horizon * cfg.macro_steps),
+        "hjepa": low + sampled * cfg.macro_horizon,
         "random": 0,
     }[planner]
     return per_plan * -(-cfg.max_steps // cfg.replan_every)

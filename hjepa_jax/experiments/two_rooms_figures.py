@@ -1,0 +1,58 @@
+"""The Two Rooms figures' panels, shared by the experiments that plan there: the room's
+border, a layout's walls, a planner's episodes, and success against the path length."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hjepa_jax.envs import two_rooms as tr
+from hjepa_jax.models import two_rooms as agent
+
+
+def draw_map(ax) -> None:
+    lo, hi = tr.EnvParams().border_lo, tr.EnvParams().border_hi
+    ax.plot([lo, hi, hi, lo, lo], [lo, lo, hi, hi, lo], color="k", lw=1.5)
+    ax.set(xlim=(0, 64), ylim=(64, 0), aspect="equal")
+
+
+def draw_walls(ax, wall_x, door_y, **style) -> None:
+    """The interior walls of one layout (NaN entries: no such wall), their doors left open."""
+    env = tr.EnvParams()
+    lo, hi, d = env.border_lo, env.border_hi, env.door_half_height
+    for wx, dy in zip(wall_x, door_y, strict=True):
+        if not np.isnan(wx):
+            ax.plot([wx, wx], [lo, dy - d], **style)
+            ax.plot([wx, wx], [dy + d, hi], **style)
+
+
+def draw_episodes(ax, ep, planner, setting, shown: int = 4) -> None:
+    """The first `shown` episodes of (planner, setting), each in its own colour with its own
+    walls (side by side, 0.8 px apart, so that every episode's door shows): the start (o),
+    the path, the goal (* reached, X missed)."""
+    draw_map(ax)
+    idx = np.flatnonzero((ep["planner"] == planner) & (ep["layout"] == setting))[:shown]
+    for k, i in enumerate(idx):
+        color, shift = f"C{k}", 0.8 * (k - (len(idx) - 1) / 2)
+        draw_walls(ax, ep["wall_x"][i] + shift, ep["door_y"][i], color=color, lw=1.5)
+        ax.plot(*ep["positions"][i].T, color=color, lw=1.0)
+        ax.plot(*ep["positions"][i, 0], "o", color=color, ms=3)
+        ax.plot(*ep["goals"][i], "*" if ep["success"][i] else "X", color=color, ms=9, mec="k")
+
+
+def draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
+    """Success rate against the start-goal shortest path length (quantile bins over every
+    setting's episodes), one line per planner: where flat planning gives out and hierarchy
+    does not."""
+    starts = ep["positions"][:, 0]
+    lengths = agent.path_lengths(starts, ep["goals"], ep["wall_x"], ep["door_y"])
+    edges = np.quantile(lengths, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, lengths, side="right") - 1, 0, bins - 1)
+    average = lambda x, f=np.mean: f(x) if x.size else np.nan  # NaN: an empty bin
+    centres = [average(lengths[which == b], np.median) for b in range(bins)]
+    for planner in planners:
+        mine = ep["planner"] == planner
+        rates = [average(ep["success"][mine & (which == b)]) for b in range(bins)]
+        ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)
+    xlabel, title = "shortest path start-goal (px)", "success against path length (all settings)"
+    ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success", title=title)
+    ax.legend(fontsize=7)
