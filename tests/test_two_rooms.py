@@ -379,3 +379,18 @@ def test_wall_proximity_is_low_in_the_open_and_the_door_centre_high_at_walls():
     assert at(29.0, 25.0) > at(27.0, 25.0) > at(24.0, 25.0)  # falls off with the distance
     with pytest.raises(ValueError, match=r"wall_proximity: obs.shape=\(65, 65\)"):
         tr.wall_proximity(jnp.zeros((65, 65)))
+
+
+def test_fixed_three_rooms_keep_their_doors_at_18_and_46():
+    """The zigzag layout: the same doors for every key, open at y = 18 and 46 only, the
+    three-room kind (starts in the left room, goals in the right one)."""
+    keys = jax.random.split(jax.random.PRNGKey(3), 4)
+    layouts = jax.vmap(tr.LAYOUTS["three_rooms_fixed"])(keys)
+    np.testing.assert_array_equal(layouts.door_y, np.tile([18.0, 46.0], (4, 1)))
+    assert np.all(np.asarray(layouts.kind) == tr.LayoutKind.THREE_ROOMS)
+    layout = tr.fixed_three_rooms_layout()
+    free = lambda x, y: bool(tr.is_free(jnp.array([x, y]), layout, P))
+    assert free(22.0, 18.0) and free(43.0, 46.0)
+    assert not free(22.0, 46.0) and not free(43.0, 18.0)
+    with pytest.raises(ValueError, match="door_y"):
+        tr.fixed_three_rooms_layout(door_y=(18.0,))

@@ -11,6 +11,7 @@ from hjepa_jax.envs.two_rooms import (
     LayoutKind,
     Trajectories,
     fixed_layout,
+    fixed_three_rooms_layout,
     goal_obs,
     is_free,
     make_layout,
@@ -45,6 +46,7 @@ __all__ = [
     "step",
     "success",
     "three_rooms_layout",
+    "fixed_three_rooms_layout",
     "two_rooms",
     "wall_image",
 ]

@@ -64,6 +64,7 @@ __all__ = [
     "random_layout",
     "fixed_layout",
     "three_rooms_layout",
+    "fixed_three_rooms_layout",
     "make_layout",
     "mixed_layout",
     "LAYOUTS",
@@ -221,6 +222,27 @@ def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -
     )
 
 
+def fixed_three_rooms_layout(key: jax.Array | None = None, wall_x=(22, 43), door_y=(18, 46)):
+    """Three rooms whose doors stay put: walls at x = 22 and 43, doors at y = 18 and 46, so the
+    way from the left room to the right one zigzags. `key` is unused.
+
+    Example:
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> tr.fixed_three_rooms_layout().door_y.tolist()
+      [18.0, 46.0]
+    """
+    del key
+    fix = "pass the two walls' x (left one first) and their doors' y"
+    for name, value in (("wall_x", wall_x), ("door_y", door_y)):
+        _checks.shape("fixed_three_rooms_layout", name, value, (MAX_WALLS,), "[2]", fix)
+    return Layout(
+        wall_x=jnp.asarray(wall_x, jnp.float32),
+        door_y=jnp.asarray(door_y, jnp.float32),
+        wall_on=jnp.array([True, True]),
+        kind=jnp.asarray(LayoutKind.THREE_ROOMS, jnp.int32),
+    )
+
+
 def make_layout(key: jax.Array, kind) -> Layout:
     """The layout of an integer `kind` (LayoutKind); `kind` may be traced, e.g. mixed in a vmap
     (a traced kind is not checked: lax.switch clamps it into 0..2).
@@ -258,6 +280,7 @@ LAYOUTS: dict[str, Callable[[jax.Array], Layout]] = {
     "random": random_layout,
     "fixed": fixed_layout,
     "three_rooms": three_rooms_layout,
+    "three_rooms_fixed": fixed_three_rooms_layout,
     "mixed": mixed_layout,
 }
 

@@ -6,7 +6,9 @@
 Shows that a world model trained only on reward-free random-walk pixel trajectories (the
 local tfds dataset `hjepa_two_rooms`; no reconstruction) and a critic of temporal distances
 learned from the same trajectories let planners steer an agent through the door(s) into the
-goal's room: gradient MPC, CEM, MPPI and a hierarchical planner, against random actions.
+goal's room: gradient MPC, CEM, MPPI, a hierarchical planner, and H-JEPA ("hjepa": a level 2
+learned from the same trajectories, over codes of k-step action chunks, proposes subgoal
+states that level 1 reaches), against random actions.
 Quick mode: the fixed wall, a vector state; full mode: random walls mixed with three rooms,
 a spatial state, all three settings. The model, critics and planners are
 `hjepa_jax.models.two_rooms`; this module configures, runs and draws. With `--ckpt-dir` a
@@ -24,12 +26,13 @@ and the intrinsic-cost head (`two_rooms.wall_proximity`, computed from a frame).
 serve the probes, scoring and figures. The "map" and "straight" costs are an oracle: their
 locator and traversal costs train on simulator positions and free-floor samples.
 
-Metrics: success_<planner>[_fixed|_three_rooms] (no suffix: random walls; at the last step),
+Metrics: success_<planner>[_<setting>] (no suffix: random walls; at the last step),
 first_hit_<planner>[_suffix] (at any step), steps_to_goal_<planner>[_suffix] (to the first
 hit), plan_s_per_episode_<planner>[_<setting>], plan_evals_per_episode_<planner> (world-model
 evaluations, `two_rooms.evaluations_per_episode`), probe_position_rmse / _r2,
 rollout_position_rmse, rollout_rmse_<k> (k = 8, 30, 90 steps), path_corr_<cost>, wall_leak,
-door_pass.
+door_pass; with hjepa, level2_energy against level2_copy_last (its k-step prediction error
+and that of "nothing changes", per dimension) and level2_code_std.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
 second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -73,7 +76,7 @@ CLAIM = (
     "agent through the door into the other room."
 )
 
-SUFFIX = {"random": "", "fixed": "_fixed", "three_rooms": "_three_rooms"}
+SUFFIX = {setting: "" if setting == "random" else "_" + setting for setting in SETTINGS}
 PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fits the first
 
 

@@ -31,7 +31,9 @@ level1: the hierarchy's level 1 alone, aimed at the goal; hjepa: H-JEPA with a l
 (`hj.hjepa.macro_loss`: a code b in [-1, 1]^A2 of each k-step action chunk and a predictor
 s_{t+k} = Pred2(s_t, b) in the level-1 state space, trained by latent prediction on the
 frozen states of the same reward-free trajectories, `train_level2`): CEM over codes proposes
-the subgoal state k steps ahead, CEM over actions reaches it; random: uniform random actions.
+the subgoal state k steps ahead, CEM over actions reaches it (aimed at the goal itself once
+the subgoal's cost to the goal is no lower than the current state's: every learned
+macro-action moves, so none stays at the goal); random: uniform random actions.
 `make_evaluate` runs whole episodes (replanning every `replan_every` env steps, warm-started),
 `run_episodes` times it over a batch of tasks from `tasks`.
 
@@ -105,6 +107,7 @@ SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
     "random": tr.random_layout,
     "fixed": tr.fixed_layout,
     "three_rooms": tr.three_rooms_layout,
+    "three_rooms_fixed": tr.fixed_three_rooms_layout,  # doors at y = 18 and 46: a zigzag
 }
 MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
 COSTS = ("critic", "distance") + MAP_COSTS
@@ -768,6 +771,13 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
         def plan(s, g, key, warm):
             macro0, fine0 = warm
+
+            def fine(s0, subgoal, k, m0):  # hjepa: aim at the goal once no subgoal is nearer
+                if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
+                    nearer = cost(subgoal, g) < cost(s0, g)
+                    subgoal = jax.tree.map(lambda a, b: jnp.where(nearer, a, b), subgoal, g)
+                return low_level(s0, subgoal, k, m0)
+
             out = planning.hierarchical(
                 predict,
                 pred,
@@ -779,7 +789,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
                 macro_discount=cfg.discount,
                 macro_mean0=macro0,
                 mean0=fine0,
-                low_level=low_level,
+                low_level=fine,
                 **level2,
                 **low_kw,
             )
