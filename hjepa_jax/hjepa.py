@@ -338,7 +338,7 @@ def macro_loss(
     energy = jnp.mean(jax.vmap(one)(coarse, codes))
     flat = codes.reshape(-1, codes.shape[-1])
     hinge = jnp.mean(jax.nn.relu(cfg.code_std - jnp.sqrt(jnp.var(flat, axis=0) + 1e-4)))
-    copy_last = jnp.mean(jnp.sum((coarse[:, 1:] - coarse[:, :-1]) ** 2, axis=-1)) / d
+    copy_last = copy_last_energy(coarse) / d
     metrics = {
         "level2_energy": energy,
         "level2_copy_last": copy_last,

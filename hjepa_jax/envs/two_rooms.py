@@ -156,6 +156,15 @@ def _one_wall(wall_x, door_y, kind) -> Layout:
     )
 
 
+def _two_walls(wall_x, door_y) -> Layout:
+    return Layout(
+        wall_x=jnp.asarray(wall_x, jnp.float32),
+        door_y=jnp.asarray(door_y, jnp.float32),
+        wall_on=jnp.array([True, True]),
+        kind=jnp.asarray(LayoutKind.THREE_ROOMS, jnp.int32),
+    )
+
+
 def _check_range(fn: str, name: str, bounds) -> None:
     """An inclusive integer range (low, high), low <= high."""
     fix = f"pass {name}=(low, high) with low <= high"
@@ -214,12 +223,7 @@ def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -
     fix = "pass the two walls' x, left one first"
     _checks.shape("three_rooms_layout", "wall_x", wall_x, (MAX_WALLS,), "[2]", fix)
     door_y = jax.random.randint(key, (MAX_WALLS,), door_y_range[0], door_y_range[1] + 1)
-    return Layout(
-        wall_x=jnp.asarray(wall_x, jnp.float32),
-        door_y=door_y.astype(jnp.float32),
-        wall_on=jnp.array([True, True]),
-        kind=jnp.asarray(LayoutKind.THREE_ROOMS, jnp.int32),
-    )
+    return _two_walls(wall_x, door_y)
 
 
 def fixed_three_rooms_layout(key: jax.Array | None = None, wall_x=(22, 43), door_y=(18, 46)):
@@ -235,12 +239,7 @@ def fixed_three_rooms_layout(key: jax.Array | None = None, wall_x=(22, 43), door
     fix = "pass the two walls' x (left one first) and their doors' y"
     for name, value in (("wall_x", wall_x), ("door_y", door_y)):
         _checks.shape("fixed_three_rooms_layout", name, value, (MAX_WALLS,), "[2]", fix)
-    return Layout(
-        wall_x=jnp.asarray(wall_x, jnp.float32),
-        door_y=jnp.asarray(door_y, jnp.float32),
-        wall_on=jnp.array([True, True]),
-        kind=jnp.asarray(LayoutKind.THREE_ROOMS, jnp.int32),
-    )
+    return _two_walls(wall_x, door_y)
 
 
 def make_layout(key: jax.Array, kind) -> Layout:

@@ -617,25 +617,16 @@ def train_critic(
     in `hj.train.train`.
     -> hj.train's result; its params {"psi", "wall"} or {"loc", "map", "wall"}."""
     fn = "train_critic"
-    _check_paths(fn, data.positions, data.layouts)
     _checks.one_of(fn, "model.cfg.cost", model.cfg.cost, ("critic",) + MAP_COSTS, "no critic")
-    _checks.positive(fn, "learning_rate", learning_rate, "pass a learning rate > 0, e.g. 1e-3")
+    states = _frozen_states(fn, model, params, data, learning_rate)
     k_places, k_init, k_train = jax.random.split(key, 3)
-    states = encode_batches(model, params["enc"], data.positions, data.layouts)
     rows, times = same_environment(k_places, data, model.cfg.critic_others)
     others = states[rows, times]
     near = _wall_proximity(data.positions, data.layouts, model.cfg.wall_margin)
     positions = jnp.concatenate([data.positions, data.positions[rows, times]], axis=1)
-    return train.train(
-        model.critic_loss,
-        model.init_critic(k_init),
-        optimizer(learning_rate, loop.steps),
-        (states, others, near, positions, data.layouts),
-        loop=loop,
-        key=k_train,
-        config=config,
-        desc=desc,
-    )
+    batch = (states, others, near, positions, data.layouts)
+    init = model.init_critic(k_init)
+    return _fit(model.critic_loss, init, batch, loop, k_train, learning_rate, config, desc)
 
 
 def train_level2(
@@ -653,21 +644,24 @@ def train_level2(
     every trajectory of `data` and their actions: no position, wall or other simulator state
     reaches it. Adam with a cosine decay from `learning_rate` over `loop.steps`; `config` and
     `desc` as in `hj.train.train`. -> hj.train's result; its params {"enc_a", "pred2"}."""
-    fn = "train_level2"
+    states = _frozen_states("train_level2", model, params, data, learning_rate)
+    k_init, k_train = jax.random.split(key)
+    batch, init = (states, data.actions), model.init_level2(k_init)
+    return _fit(model.level2_loss, init, batch, loop, k_train, learning_rate, config, desc)
+
+
+def _frozen_states(fn: str, model: Model, params: dict, data, learning_rate) -> jax.Array:
+    """The checks `train_critic` and `train_level2` share, then the trained world model's
+    states [N, T+1, D] of data's trajectories (`encode_batches`)."""
     _check_paths(fn, data.positions, data.layouts)
     _checks.positive(fn, "learning_rate", learning_rate, "pass a learning rate > 0, e.g. 1e-3")
-    k_init, k_train = jax.random.split(key)
-    states = encode_batches(model, params["enc"], data.positions, data.layouts)
-    return train.train(
-        model.level2_loss,
-        model.init_level2(k_init),
-        optimizer(learning_rate, loop.steps),
-        (states, data.actions),
-        loop=loop,
-        key=k_train,
-        config=config,
-        desc=desc,
-    )
+    return encode_batches(model, params["enc"], data.positions, data.layouts)
+
+
+def _fit(loss, init, batch, loop, key, learning_rate, config, desc) -> train.TrainResult:
+    """`hj.train.train` of a head on frozen states, with `optimizer(learning_rate, steps)`."""
+    opt = optimizer(learning_rate, loop.steps)
+    return train.train(loss, init, opt, batch, loop=loop, key=key, config=config, desc=desc)
 
 
 # -------------------------------------------------------------------------------- planning
