@@ -145,7 +145,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     ):
         runs[name] = hj.train.train(
             loss,
-            net.init(key, jnp.zeros(in_dim)),
+            jax.jit(net.init)(key, jnp.zeros(in_dim)),
             optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps)),
             (x_train, y_train),
             loop=options.loop(cfg, out, model=name),

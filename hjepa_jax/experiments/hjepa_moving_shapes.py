@@ -150,7 +150,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         params = runs[name].state.params
         states[name] = tuple(encode_videos(model, params, d["video"]) for d in (train, test))
     random_model = MovingShapesHJEPA(cfg.model_config(), True, frame)
-    random_params = random_model.init(k_random)
+    random_params = jax.jit(random_model.init)(k_random)  # one compile, not one per op
     states["random"] = tuple(
         encode_videos(random_model, random_params, d["video"]) for d in (train, test)
     )

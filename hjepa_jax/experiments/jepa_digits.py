@@ -109,7 +109,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             np.asarray(encode(params, test_images)),
         )
     random_model = DigitsJEPA(cfg.model_config(), shape)
-    random_params = random_model.init(k_random)["enc"]
+    random_params = jax.jit(random_model.init)(k_random)["enc"]  # one compile, not one per op
     encode = jax.jit(random_model.encode)
     features["random"] = (
         np.asarray(encode(random_params, train_images)),

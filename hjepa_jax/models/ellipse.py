@@ -16,6 +16,7 @@ low energy (paper Sec. 4): nothing pushes energy up.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -72,10 +73,15 @@ def ellipse_points(key: jax.Array, n: int, cfg: EllipseConfig) -> jax.Array:
     """
     n = _checks.integer("ellipse_points", "n", n, fix="ask for at least one point")
     _common.config_of("ellipse_points", "cfg", cfg, EllipseConfig)
+    return _ellipse_points(key, n, cfg.radius_1, cfg.radius_2, cfg.noise)
+
+
+@functools.partial(jax.jit, static_argnums=1)  # one program, not a compile per operation
+def _ellipse_points(key: jax.Array, n: int, r1, r2, noise) -> jax.Array:
     k_t, k_e = jax.random.split(key)
     t = jax.random.uniform(k_t, (n,), minval=0.0, maxval=2 * jnp.pi)
-    clean = jnp.stack([cfg.radius_1 * jnp.cos(t), cfg.radius_2 * jnp.sin(t)], axis=-1)
-    return clean + cfg.noise * jax.random.normal(k_e, (n, 2))
+    clean = jnp.stack([r1 * jnp.cos(t), r2 * jnp.sin(t)], axis=-1)
+    return clean + noise * jax.random.normal(k_e, (n, 2))
 
 
 def true_squared_distance(y: jax.Array, cfg: EllipseConfig, n: int = 4096) -> jax.Array:
@@ -124,10 +130,13 @@ class EllipseModel:
             grad=cfg.grad,
         )
         self.angles = jnp.linspace(0.0, 2 * jnp.pi, cfg.n_angles, endpoint=False)[:, None]
+        # compiled once per model (and shape), not once per call
+        self._f_inf = jax.jit(jax.vmap(self.free_energy, (None, 0)))
+        self._f_beta = jax.jit(self._f_beta_plain, static_argnums=2)
 
     def init(self, key: jax.Array):
         """The decoder's parameters."""
-        return self.net.init(key, jnp.zeros(2))
+        return jax.jit(self.net.init)(key, jnp.zeros(2))
 
     def decode(self, params, z: jax.Array) -> jax.Array:
         """z: [1] angle -> [2] point on the learned curve, in the parameters' dtype (the
@@ -144,9 +153,12 @@ class EllipseModel:
 
     def f_inf(self, params, ys: jax.Array):
         """[N, 2] -> MinimizeResult batched over N: F_inf [N] and z_hat [N, 1] of each point."""
-        return jax.jit(jax.vmap(lambda y: self.free_energy(params, y)))(ys)
+        return self._f_inf(params, ys)
 
     def f_beta(self, params, ys: jax.Array, beta: float) -> jax.Array:
         """[N, 2] -> [N] F_beta over the angle grid (soft_min; beta = inf gives the min)."""
+        return self._f_beta(params, ys, float(beta))
+
+    def _f_beta_plain(self, params, ys: jax.Array, beta: float) -> jax.Array:
         f = energies.marginal_free_energy(self.energy, self.angles, beta)
-        return jax.jit(jax.vmap(lambda y: f(params, y)))(ys)
+        return jax.vmap(lambda y: f(params, y))(ys)

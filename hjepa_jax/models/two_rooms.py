@@ -907,7 +907,7 @@ def tasks(key: jax.Array, setting: str, episodes: int) -> tuple[jax.Array, tr.La
     _checks.one_of("tasks", "setting", setting, tuple(SETTINGS), "pick one of them")
     episodes = _checks.integer("tasks", "episodes", episodes, fix="pass at least one episode")
     keys = jax.random.split(jax.random.fold_in(key, list(SETTINGS).index(setting)), episodes)
-    return keys, jax.vmap(SETTINGS[setting])(keys)
+    return keys, jax.jit(jax.vmap(SETTINGS[setting]))(keys)
 
 
 def run_episodes(
@@ -1052,24 +1052,27 @@ def cost_path_correlation(
     distance), and "path_corr_<model.cfg.cost>" (with `wall_cost`) unless that is distance}."""
     _checks.one_of("cost_path_correlation", "setting", setting, tuple(SETTINGS), "pick one")
     env, kind = tr.EnvParams(), model.cfg.cost
-    keys = jax.random.split(key, 300)
-    layouts = jax.vmap(SETTINGS[setting])(keys)
-    states = jax.vmap(lambda k, lay: tr.reset(k, env, lay)[0])(keys, layouts)
-    enc = lambda p, lay: model.encode(params["enc"], p, lay)
-    s = jax.vmap(enc)(states.position, layouts)
-    g = jax.vmap(enc)(states.goal, layouts)
+
+    @jax.jit  # one program, not a compile per operation
+    def measure(params, keys):
+        layouts = jax.vmap(SETTINGS[setting])(keys)
+        states = jax.vmap(lambda k, lay: tr.reset(k, env, lay)[0])(keys, layouts)
+        enc = jax.vmap(lambda p, lay: model.encode(params["enc"], p, lay))
+        s, g = enc(states.position, layouts), enc(states.goal, layouts)
+        costs = {"distance": jnp.linalg.norm(s - g, axis=-1)}
+        if kind != "distance":
+            frames = jax.vmap(lambda p, lay: tr.render_position(p, lay, env))(states.goal, layouts)
+            goals = jax.vmap(lambda g1, f: model.goal(params, g1, f, kind))(g, frames)
+            costs[kind] = jax.vmap(model.cost(params, kind, wall_cost))(s, goals)
+        return layouts, states, costs
+
+    layouts, states, learned = measure(params, jax.random.split(key, 300))
     wall_x = np.where(np.asarray(layouts.wall_on), np.asarray(layouts.wall_x), np.nan)
     door_y = np.asarray(layouts.door_y)
     start, goal = np.asarray(states.position), np.asarray(states.goal)
     path = list(path_lengths(start, goal, wall_x, door_y))
-    costs = {
-        "straight_line": np.linalg.norm(start - goal, axis=-1),
-        "distance": np.asarray(jnp.linalg.norm(s - g, axis=-1)),
-    }
-    if kind != "distance":
-        frames = jax.vmap(lambda p, lay: tr.render_position(p, lay, env))(states.goal, layouts)
-        goals = jax.vmap(lambda g1, f: model.goal(params, g1, f, kind))(g, frames)
-        costs[kind] = np.asarray(jax.vmap(model.cost(params, kind, wall_cost))(s, goals))
+    costs = {"straight_line": np.linalg.norm(start - goal, axis=-1)}
+    costs.update({k: np.asarray(v) for k, v in learned.items()})
     return {f"path_corr_{k}": float(np.corrcoef(v, path)[0, 1]) for k, v in costs.items()}
 
 
@@ -1082,23 +1085,29 @@ def wall_predictions(model: Model, params: dict, key: jax.Array, setting: str = 
     door)}, fractions in [0, 1]."""
     _checks.one_of("wall_predictions", "setting", setting, tuple(SETTINGS), "pick one")
     env = tr.EnvParams()
-    k_lay, k_y = jax.random.split(key)
-    layouts = jax.vmap(SETTINGS[setting])(jax.random.split(k_lay, 200))
-    wx, dy = layouts.wall_x[:, 0], layouts.door_y[:, 0]
-    face = wx - env.wall_half_width
-    u = jax.random.uniform(k_y, (200,))
-    y_blocked = tr.height_beside_door(u, dy, env.border_lo + 3.0, env.border_hi - 3.0, env)
-    y_open = dy + (2.0 * u - 1.0) * (env.door_half_height - 2.0)
-    actions = jnp.broadcast_to(jnp.array([env.max_action, 0.0]), (3, 2))
-    enc = jax.vmap(lambda p, lay: model.encode(params["enc"], p, lay))
-    rollout = jax.vmap(lambda s: planning.rollout(model.predict, params["pred"], s, actions))
 
-    def through(y):
-        start = jnp.stack([face - 3.0, y], -1)
-        blocked = jnp.stack([face - 1e-3, y], -1)
-        passed = start + jnp.array([3 * env.max_action, 0.0])
-        pred = rollout(enc(start, layouts))[:, -1]
-        near = lambda target: jnp.linalg.norm(pred - enc(target, layouts), axis=-1)
-        return float(jnp.mean(near(passed) < near(blocked)))
+    @jax.jit  # one program, not a compile per operation
+    def measure(params, key):
+        k_lay, k_y = jax.random.split(key)
+        layouts = jax.vmap(SETTINGS[setting])(jax.random.split(k_lay, 200))
+        wx, dy = layouts.wall_x[:, 0], layouts.door_y[:, 0]
+        face = wx - env.wall_half_width
+        u = jax.random.uniform(k_y, (200,))
+        y_blocked = tr.height_beside_door(u, dy, env.border_lo + 3.0, env.border_hi - 3.0, env)
+        y_open = dy + (2.0 * u - 1.0) * (env.door_half_height - 2.0)
+        actions = jnp.broadcast_to(jnp.array([env.max_action, 0.0]), (3, 2))
+        enc = jax.vmap(lambda p, lay: model.encode(params["enc"], p, lay))
+        rollout = jax.vmap(lambda s: planning.rollout(model.predict, params["pred"], s, actions))
 
-    return {"wall_leak": through(y_blocked), "door_pass": through(y_open)}
+        def through(y):
+            start = jnp.stack([face - 3.0, y], -1)
+            blocked = jnp.stack([face - 1e-3, y], -1)
+            passed = start + jnp.array([3 * env.max_action, 0.0])
+            pred = rollout(enc(start, layouts))[:, -1]
+            near = lambda target: jnp.linalg.norm(pred - enc(target, layouts), axis=-1)
+            return jnp.mean(near(passed) < near(blocked))
+
+        return through(y_blocked), through(y_open)
+
+    leak, door = measure(params, key)
+    return {"wall_leak": float(leak), "door_pass": float(door)}
