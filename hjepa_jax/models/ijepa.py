@@ -22,7 +22,7 @@ other.
     >>> cfg = IJEPAConfig(patch_size=8, width=16, depth=1, heads=2, pred_width=8, pred_depth=1,
     ...                   pred_heads=2)
     >>> model = IJEPA(cfg, (32, 32, 3))
-    >>> params = model.init(jax.random.PRNGKey(0))
+    >>> params = jax.jit(model.init)(jax.random.PRNGKey(0))
     >>> sorted(params), model.num_patches
     (['context', 'predictor', 'target'], 16)
 """

@@ -47,9 +47,9 @@ Example:
   >>> from hjepa_jax.envs import two_rooms as tr
   >>> from hjepa_jax.models import two_rooms
   >>> model = two_rooms.Model(two_rooms.ModelConfig(state="vector", embed_dim=8))
-  >>> params = model.init(jax.random.PRNGKey(0))
-  >>> s = model.encode(params["enc"], jnp.array([20.0, 40.0]), tr.fixed_layout())
-  >>> s.shape, model.predict(params["pred"], s, jnp.array([1.0, 0.0])).shape
+  >>> params = jax.jit(model.init)(jax.random.PRNGKey(0))
+  >>> s = jax.jit(model.encode)(params["enc"], jnp.array([20.0, 40.0]), tr.fixed_layout())
+  >>> s.shape, jax.jit(model.predict)(params["pred"], s, jnp.array([1.0, 0.0])).shape
   ((8,), (8,))
 """
 

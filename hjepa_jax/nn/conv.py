@@ -93,8 +93,8 @@ class ConvEncoder(nn.Module):
       >>> import jax.numpy as jnp
       >>> import hjepa_jax as hj
       >>> net = hj.nn.ConvEncoder((4, 8), features=16)
-      >>> params = net.init(jax.random.PRNGKey(0), jnp.zeros((9, 9, 1)))
-      >>> net.apply(params, jnp.zeros((2, 9, 9, 1))).shape
+      >>> params = jax.jit(net.init)(jax.random.PRNGKey(0), jnp.zeros((9, 9, 1)))
+      >>> jax.jit(net.apply)(params, jnp.zeros((2, 9, 9, 1))).shape
       (2, 16)
     """
 
@@ -150,8 +150,8 @@ class ConvPredictor(nn.Module):
       >>> import hjepa_jax as hj
       >>> net = hj.nn.ConvPredictor(channels=(8,))
       >>> s, a = jnp.zeros((5, 5, 3)), jnp.zeros(2)
-      >>> params = net.init(jax.random.PRNGKey(0), s, a)
-      >>> net.apply(params, s, a).shape
+      >>> params = jax.jit(net.init)(jax.random.PRNGKey(0), s, a)
+      >>> jax.jit(net.apply)(params, s, a).shape
       (5, 5, 3)
     """
 

@@ -51,7 +51,7 @@ class TransformerBlock(nn.Module):
       >>> import hjepa_jax as hj
       >>> block = hj.nn.TransformerBlock(heads=2)
       >>> x = jnp.zeros((1, 5, 8))
-      >>> block.apply(block.init(jax.random.PRNGKey(0), x), x).shape
+      >>> jax.jit(block.apply)(jax.jit(block.init)(jax.random.PRNGKey(0), x), x).shape
       (1, 5, 8)
     """
 
@@ -99,7 +99,7 @@ def remat_blocks(enabled: bool = True):
       >>> import jax.numpy as jnp
       >>> import hjepa_jax as hj
       >>> block, x = hj.nn.TransformerBlock(heads=2), jnp.ones((1, 3, 4))
-      >>> params = block.init(jax.random.PRNGKey(0), x)
+      >>> params = jax.jit(block.init)(jax.random.PRNGKey(0), x)
       >>> loss = lambda p: block.apply(p, x).sum()
       >>> with remat_blocks():
       ...     jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params))
@@ -138,8 +138,8 @@ class ViTEncoder(nn.Module):
       >>> import jax.numpy as jnp
       >>> import hjepa_jax as hj
       >>> net = hj.nn.ViTEncoder(features=6, patch_size=4, width=16, depth=1, heads=2)
-      >>> params = net.init(jax.random.PRNGKey(0), jnp.zeros((8, 8, 1)))
-      >>> net.apply(params, jnp.zeros((3, 8, 8, 1))).shape
+      >>> params = jax.jit(net.init)(jax.random.PRNGKey(0), jnp.zeros((8, 8, 1)))
+      >>> jax.jit(net.apply)(params, jnp.zeros((3, 8, 8, 1))).shape
       (3, 6)
     """
 
@@ -260,9 +260,10 @@ class ViTTokens(nn.Module):
       >>> import jax.numpy as jnp
       >>> import hjepa_jax as hj
       >>> net = hj.nn.ViTTokens(patch_size=4, width=16, depth=1, heads=2)
-      >>> params = net.init(jax.random.PRNGKey(0), jnp.zeros((8, 8, 3)))
+      >>> params = jax.jit(net.init)(jax.random.PRNGKey(0), jnp.zeros((8, 8, 3)))
       >>> x = jnp.zeros((2, 8, 8, 3))
-      >>> net.apply(params, x).shape, net.apply(params, x, jnp.array([[0, 3], [1, 2]])).shape
+      >>> apply = jax.jit(net.apply)
+      >>> apply(params, x).shape, apply(params, x, jnp.array([[0, 3], [1, 2]])).shape
       ((2, 4, 16), (2, 2, 16))
     """
 
@@ -339,8 +340,8 @@ class ViTPredictor(nn.Module):
       >>> import hjepa_jax as hj
       >>> net = hj.nn.ViTPredictor(grid=(4, 4), width=8, depth=1, heads=2)
       >>> ctx, ci, ti = jnp.zeros((2, 5, 16)), jnp.zeros((2, 5), int), jnp.ones((2, 3), int)
-      >>> params = net.init(jax.random.PRNGKey(0), ctx, ci, ti, jnp.zeros((2, 4)))
-      >>> net.apply(params, ctx, ci, ti, jnp.zeros((2, 4))).shape
+      >>> params = jax.jit(net.init)(jax.random.PRNGKey(0), ctx, ci, ti, jnp.zeros((2, 4)))
+      >>> jax.jit(net.apply)(params, ctx, ci, ti, jnp.zeros((2, 4))).shape
       (2, 3, 16)
     """
 
@@ -428,8 +429,8 @@ class TransformerPredictor(nn.Module):
       >>> import hjepa_jax as hj
       >>> net = hj.nn.TransformerPredictor(width=16, depth=1, heads=2)
       >>> states, actions = jnp.zeros((4, 3)), jnp.zeros((4, 2))
-      >>> params = net.init(jax.random.PRNGKey(0), states, actions)
-      >>> net.apply(params, states, actions).shape
+      >>> params = jax.jit(net.init)(jax.random.PRNGKey(0), states, actions)
+      >>> jax.jit(net.apply)(params, states, actions).shape
       (4, 3)
     """
 
