@@ -1,14 +1,19 @@
 """Test-session set-up (subprocesses started by tests inherit both):
-- datasets built by the tests go to a fresh folder, not ~/tensorflow_datasets;
+- datasets built by the tests go to a fresh folder, not ~/tensorflow_datasets, removed when
+  the session ends;
 - XLA's compiled programs are cached on disk (JAX's persistent compilation cache) and shared
   by the xdist workers and the experiments the tests launch, which compile the same programs
   again and again. The cache changes no result, only how long a repeated compile takes."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TFDS_DATA_DIR", tempfile.mkdtemp(prefix="hjepa_tfds_"))
+if "TFDS_DATA_DIR" not in os.environ:  # made here (not inherited): removed at exit
+    os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="hjepa_tfds_")
+    atexit.register(shutil.rmtree, os.environ["TFDS_DATA_DIR"], ignore_errors=True)
 _CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation"
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
