@@ -4,6 +4,8 @@ In-memory sources of a few dozen small images (of different sizes), and a tiny
 hjepa_shapes_images built under pytest's tmp_path; one test starts a grain worker process.
 """
 
+import multiprocessing
+
 import jax
 import numpy as np
 import pytest
@@ -261,3 +263,21 @@ def test_prefetch_to_device_keeps_order_and_an_exact_state():
     assert len(list(ev)) == 2
     with pytest.raises(TypeError):
         ev.get_state()
+
+
+def test_closing_a_stream_stops_its_grain_workers():
+    """`BatchStream.close` and the end of an eval pass stop grain's worker processes. (Left
+    running, they are stopped at interpreter exit, after multiprocessing has closed their
+    queues: each prints "OSError: handle is closed" and leaks its shared memory.)"""
+    src = _source()
+    stream = im.BatchStream(im.prefetch_to_device(iter(_train(src, worker_count=1))), 8)
+    next(stream)
+    assert multiprocessing.active_children()  # the worker
+    stream.close()
+    assert not multiprocessing.active_children()
+    kw = dict(batch_size=8, image_size=16, worker_count=1, process_index=0, process_count=1)
+    batches = iter(im.eval_loader(src, **kw))
+    next(batches)
+    assert multiprocessing.active_children()
+    assert sum(1 for _ in batches) == 4  # the rest of the pass (40 rows)
+    assert not multiprocessing.active_children()

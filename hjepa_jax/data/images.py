@@ -63,6 +63,7 @@ __all__ = [
     "EvalLoader",
     "RandomResizedCrop",
     "center_crop_box",
+    "close_workers",
     "crop_resize",
     "eval_loader",
     "head",
@@ -540,16 +541,19 @@ class EvalLoader:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         it = iter(self._loader) if self._loader is not None else iter(())
-        for _ in range(self.num_batches):
-            batch = next(it, self._empty)  # after this host's rows: padding only
-            n = len(batch["image"])
-            pad = self.local_batch_size - n
-            out = {
-                k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
-                for k, v in batch.items()
-            }
-            out["mask"] = np.arange(self.local_batch_size) < n
-            yield out
+        try:
+            for _ in range(self.num_batches):
+                batch = next(it, self._empty)  # after this host's rows: padding only
+                n = len(batch["image"])
+                pad = self.local_batch_size - n
+                out = {
+                    k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
+                    for k, v in batch.items()
+                }
+                out["mask"] = np.arange(self.local_batch_size) < n
+                yield out
+        finally:
+            close_workers(it)  # each pass starts its own workers: stop them after it
 
 
 def eval_loader(
@@ -625,6 +629,17 @@ def eval_loader(
     if label_key is not None:
         empty["label"] = np.zeros(0, np.int32)
     return EvalLoader(loader, local, num_batches, start, stop, empty)
+
+
+def close_workers(iterator) -> None:
+    """Stop the worker processes of a grain loader's iterator (`iter(loader)`) now; anything
+    else is left alone. Otherwise they are stopped at interpreter exit, after
+    multiprocessing has closed their queues, and each prints "OSError: handle is closed"
+    and leaks its shared memory. The iterator cannot be used after this."""
+    # grain's DataLoaderIterator has no close of its own: its dataset iterator has
+    inner = getattr(iterator, "_iterator", None)
+    if isinstance(iterator, grain.DataLoaderIterator) and hasattr(inner, "close"):
+        inner.close()
 
 
 # ---- to the devices ----
@@ -723,6 +738,11 @@ class DevicePrefetch:
             if self._stateful and not self._done:
                 self._it.set_state(self._state)
 
+    @property
+    def source(self):
+        """The wrapped iterator of host batches."""
+        return self._it
+
     def get_state(self):
         """The wrapped iterator's state after the last batch returned by `next`."""
         if not self._stateful:
@@ -790,6 +810,10 @@ class BatchStream:
         self.iterator.set_state(state.encode() if isinstance(state, str) else state)
 
     def close(self) -> None:
-        """Stop a prefetching iterator's thread (nothing else to release)."""
-        if hasattr(self.iterator, "close"):
-            self.iterator.close()
+        """Stop a prefetching iterator's thread and the grain workers under it
+        (`close_workers`): the stream is done."""
+        inner = self.iterator
+        if isinstance(inner, DevicePrefetch):
+            inner.close()
+            inner = inner.source
+        close_workers(inner)
