@@ -276,6 +276,30 @@ def test_path_length_goes_through_the_door():
     assert two == pytest.approx(np.hypot(12, 4) + np.hypot(21, 32) + np.hypot(7, 36))
 
 
+def test_paths_between_points_of_any_rooms_cross_only_the_walls_between_them():
+    nan = float("nan")
+    between = agent._path_between
+    walls, doors = np.array([22.0, 43.0]), np.array([50.0, 10.0])
+    a, b, c = np.array([10.0, 50.0]), np.array([30.0, 20.0]), np.array([50.0, 50.0])
+    assert between(b, b + [3.0, 4.0], walls, doors) == pytest.approx(5.0)  # one room: straight
+    one = agent.path_length(a, b, [22.0, nan], [50.0, nan])
+    assert between(a, b, walls, doors) == between(b, a, walls, doors) == pytest.approx(one)
+    assert between(a, c, walls[::-1], doors[::-1]) == pytest.approx(
+        agent.path_length(a, c, walls, doors)
+    )  # the walls in any order
+
+
+def test_tiny_run_reports_where_the_learned_subgoals_lie(tiny_run):
+    """subgoal_probe's numbers in the tiny run (hjepa among its planners): a path through the
+    subgoal is never shorter than the shortest path (paths through doors obey the triangle
+    inequality); fractions and progress within their ranges."""
+    _, m = tiny_run
+    assert m["subgoal_detour_median"] >= 1.0 - 1e-9
+    for name in ("", "_straight"):
+        assert 0.0 <= m[f"subgoal_through_doors{name}"] <= 1.0
+        assert m[f"subgoal_progress{name}"] <= 1.0 + 1e-9
+
+
 def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
     _, m = tiny_run
     for cost in ("straight_line", "distance", "critic"):

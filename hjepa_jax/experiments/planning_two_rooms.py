@@ -32,7 +32,11 @@ hit), plan_s_per_episode_<planner>[_<setting>], plan_evals_per_episode_<planner>
 evaluations, `two_rooms.evaluations_per_episode`), probe_position_rmse / _r2,
 rollout_position_rmse, rollout_rmse_<k> (k = 8, 30, 90 steps), path_corr_<cost>, wall_leak,
 door_pass; with hjepa, level2_energy against level2_copy_last (its k-step prediction error
-and that of "nothing changes", per dimension) and level2_code_std.
+and that of "nothing changes", per dimension), level2_code_std, and where its level-2 plan's
+subgoals lie (`two_rooms.subgoal_probe`, first setting): subgoal_through_doors (the plans
+whose subgoals pass each wall at its door), subgoal_detour_median, subgoal_progress (along the
+shortest path, at the plan's end), and subgoal_through_doors_straight,
+subgoal_progress_straight of a wall-blind plan.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
 second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -295,6 +299,9 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     metrics.update(agent.rollout_errors(model, params, probe.decode, k_probe, first))
     metrics.update(agent.cost_path_correlation(model, params, k_probe, first, cfg.wall_cost))
     metrics.update(agent.wall_predictions(model, params, k_probe, first))
+    if "hjepa" in cfg.planners:  # do the learned subgoals lie on a path through the doors?
+        pcfg = cfg.planner_config()
+        metrics.update(agent.subgoal_probe(model, params, pcfg, probe.decode, k_probe, first))
 
     # Planning: one compiled call per (planner, setting) over all its episodes.
     parts, plan_s = [], {p: [] for p in cfg.planners}

@@ -87,6 +87,7 @@ __all__ = [
     "train_critic",
     "train_level2",
     "make_planner",
+    "two_level_planner",
     "evaluations_per_episode",
     "make_evaluate",
     "Episodes",
@@ -99,6 +100,7 @@ __all__ = [
     "path_lengths",
     "cost_path_correlation",
     "wall_predictions",
+    "subgoal_probe",
 ]
 
 PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "level1", "hjepa", "random")
@@ -682,18 +684,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred, kind = params["pred"], model.cfg.cost
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
-    predict = lambda p, s, a: model.predict(p, s, clip_norm(a, cfg.action_norm))
-    cost = model.cost(params, kind, cfg.wall_cost)
-    sample_kw = dict(
-        cost=cost,
-        horizon=h,
-        action_dim=2,
-        bound=bound,
-        samples=cfg.samples,
-        iterations=cfg.iterations,
-        init_std=cfg.init_std,
-        discount=cfg.discount,
-    )
+    predict, cost, sample_kw = _sampling_parts(model, params, cfg)
 
     def descend(s, g, warm, cost):  # gradient MPC from the warm start
         out = planning.gradient_mpc(
@@ -740,12 +731,8 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
 
-    low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
-
-    def low_level(s, goal, key, mean0):  # CEM of horizon hier_horizon toward goal
-        return planning.cem(predict, pred, s, goal, key, mean0=mean0, **low_kw)
-
     if name == "level1":
+        low_level = _low_level(model, params, cfg)
 
         def plan(s, g, key, warm):
             out = low_level(s, g, key, warm)
@@ -753,48 +740,94 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
     if name in ("hierarchical", "hjepa"):
-        codes = model.cfg.level2_codes if name == "hjepa" else 2
-        level2 = {}  # hierarchical: level 1 held for macro_steps; hjepa: the learned level 2
-        if name == "hjepa":
-            level2 = dict(
-                coarse_predict=lambda p, s, b: model.predict2(p, s, b),
-                coarse_params=params["level2"]["pred2"],
-                macro_action_dim=codes,
-                macro_bound=1.0,
-            )
+        two_level, warm0 = two_level_planner(name, model, params, cfg)
 
         def plan(s, g, key, warm):
-            macro0, fine0 = warm
-
-            def fine(s0, subgoal, k, m0):  # hjepa: aim at the goal once no subgoal is nearer
-                if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
-                    nearer = cost(subgoal, g) < cost(s0, g)
-                    subgoal = jax.tree.map(lambda a, b: jnp.where(nearer, a, b), subgoal, g)
-                return low_level(s0, subgoal, k, m0)
-
-            out = planning.hierarchical(
-                predict,
-                pred,
-                s,
-                g,
-                key,
-                macro_steps=cfg.macro_steps,
-                macro_horizon=cfg.macro_horizon,
-                macro_discount=cfg.discount,
-                macro_mean0=macro0,
-                mean0=fine0,
-                low_level=fine,
-                **level2,
-                **low_kw,
-            )
+            out = two_level(s, g, key, warm)
             return out.actions[:r], (out.macro_actions, shift(out.actions))
 
-        return plan, (jnp.zeros((cfg.macro_horizon, codes)), jnp.zeros((cfg.hier_horizon, 2)))
+        return plan, warm0
 
     def plan(s, g, key, warm):  # random
         return jax.random.uniform(key, (r, 2), minval=-bound, maxval=bound), warm
 
     return plan, jnp.zeros(())
+
+
+def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
+    """What every planner shares: predict(p, s, a) with a clipped to action_norm, the cost,
+    and the sampling planners' keyword arguments (horizon_plan)."""
+    predict = lambda p, s, a: model.predict(p, s, clip_norm(a, cfg.action_norm))
+    cost = model.cost(params, model.cfg.cost, cfg.wall_cost)
+    sample_kw = dict(
+        cost=cost,
+        horizon=cfg.horizon_plan,
+        action_dim=2,
+        bound=tr.EnvParams().max_action,
+        samples=cfg.samples,
+        iterations=cfg.iterations,
+        init_std=cfg.init_std,
+        discount=cfg.discount,
+    )
+    return predict, cost, sample_kw
+
+
+def _low_level(model: Model, params: dict, cfg: PlannerConfig) -> Callable:
+    """The hierarchy's level 1: `low_level(s, goal, key, mean0)`, CEM of horizon hier_horizon
+    toward goal."""
+    predict, _, sample_kw = _sampling_parts(model, params, cfg)
+    low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
+    return lambda s, goal, key, mean0: planning.cem(
+        predict, params["pred"], s, goal, key, mean0=mean0, **low_kw
+    )
+
+
+def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
+    """The two-level planners ("hierarchical": level 1 held for macro_steps as the level 2;
+    "hjepa": the learned level 2 over codes): `two_level(s [D], g [D], key, warm) ->
+    hj.planning.HierarchicalPlan` (its subgoal the state after the first macro step) and the
+    initial warm start (macro plan, level-1 plan). `make_planner` executes its actions."""
+    _checks.one_of("two_level_planner", "name", name, ("hierarchical", "hjepa"), "pick one")
+    _common.config_of("two_level_planner", "cfg", cfg, PlannerConfig)
+    predict, cost, sample_kw = _sampling_parts(model, params, cfg)
+    low_level = _low_level(model, params, cfg)
+    low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
+    codes = model.cfg.level2_codes if name == "hjepa" else 2
+    level2 = {}  # hierarchical: level 1 held for macro_steps; hjepa: the learned level 2
+    if name == "hjepa":
+        level2 = dict(
+            coarse_predict=lambda p, s, b: model.predict2(p, s, b),
+            coarse_params=params["level2"]["pred2"],
+            macro_action_dim=codes,
+            macro_bound=1.0,
+        )
+
+    def two_level(s, g, key, warm):
+        macro0, fine0 = warm
+
+        def fine(s0, subgoal, k, m0):  # hjepa: aim at the goal once no subgoal is nearer
+            if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
+                nearer = cost(subgoal, g) < cost(s0, g)
+                subgoal = jax.tree.map(lambda a, b: jnp.where(nearer, a, b), subgoal, g)
+            return low_level(s0, subgoal, k, m0)
+
+        return planning.hierarchical(
+            predict,
+            params["pred"],
+            s,
+            g,
+            key,
+            macro_steps=cfg.macro_steps,
+            macro_horizon=cfg.macro_horizon,
+            macro_discount=cfg.discount,
+            macro_mean0=macro0,
+            mean0=fine0,
+            low_level=fine,
+            **level2,
+            **low_kw,
+        )
+
+    return two_level, (jnp.zeros((cfg.macro_horizon, codes)), jnp.zeros((cfg.hier_horizon, 2)))
 
 
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
@@ -1111,3 +1144,101 @@ def wall_predictions(model: Model, params: dict, key: jax.Array, setting: str = 
 
     leak, door = measure(params, key)
     return {"wall_leak": float(leak), "door_pass": float(door)}
+
+
+def _path_between(a: np.ndarray, b: np.ndarray, wall_x: np.ndarray, door_y: np.ndarray) -> float:
+    """`path_length` between points a, b [2] in any rooms: through the doors of the walls
+    between them (wall_x, door_y [K], NaN: no wall)."""
+    a, b = (a, b) if a[0] <= b[0] else (b, a)
+    order = np.argsort(np.where(np.isnan(wall_x), np.inf, wall_x))
+    wx, dy = np.asarray(wall_x)[order], np.asarray(door_y)[order]
+    between = ~np.isnan(wx) & (wx > a[0]) & (wx < b[0])
+    return path_length(a, b, np.where(between, wx, np.nan), dy)
+
+
+def subgoal_probe(
+    model: Model,
+    params: dict,
+    cfg: PlannerConfig,
+    decode: Callable[[np.ndarray], np.ndarray],
+    key: jax.Array,
+    setting: str = "three_rooms",
+    n: int = 100,
+    slack: float = 2.0,
+) -> dict:
+    """Do the "hjepa" planner's subgoals lie on a path through the doors? For n tasks of
+    `setting`, its level-2 plan from the start (`two_level_planner`) is rolled out by the
+    learned level 2: the predicted states after each of its macro_horizon macro steps (the
+    subgoals it would propose in turn), decoded to positions by a position probe
+    (`Probe.decode`). The plan goes through the doors when the polyline start -> subgoal 1
+    -> ... -> last subgoal crosses each wall within its door (widened by `slack` px for the
+    probe's error). Beside it, a wall-blind plan: the points as far from the start on the
+    straight line to the goal.
+    -> {"subgoal_through_doors" (the fraction of plans through the doors),
+    "subgoal_detour_median" ((path(start, p) + path(p, goal)) / path(start, goal) over the
+    subgoals p, paths through the doors, `path_length`: 1 on a shortest path),
+    "subgoal_progress" (the mean of 1 - path(p, goal) / path(start, goal) at each plan's last
+    subgoal), "subgoal_through_doors_straight", "subgoal_progress_straight" (the wall-blind
+    plan's)}."""
+    fn = "subgoal_probe"
+    _checks.one_of(fn, "setting", setting, tuple(SETTINGS), "pick one of them")
+    _checks.function(fn, "decode", decode, "(states [M, D]) -> positions [M, 2]")
+    n = _checks.integer(fn, "n", n, fix="pass at least one task")
+    _checks.non_negative(fn, "slack", slack, "pass a width >= 0 in pixels")
+    env = tr.EnvParams()
+    two_level, warm0 = two_level_planner("hjepa", model, params, cfg)
+
+    def plan_from_start(k):
+        k_task, k_plan = jax.random.split(k)
+        layout = SETTINGS[setting](k_task)
+        state, _ = tr.reset(k_task, env, layout)
+        enc = lambda q: model.encode(params["enc"], q, layout)
+        frame = tr.render_position(state.goal, layout, env)
+        s0 = enc(state.position)
+        plan = two_level(
+            s0, model.goal(params, enc(state.goal), frame, model.cfg.cost), k_plan, warm0
+        )
+        subgoals = planning.rollout(
+            model.predict2, params["level2"]["pred2"], s0, plan.macro_actions
+        )
+        return layout, state.position, state.goal, subgoals
+
+    layouts, starts, goals, sub = jax.jit(jax.vmap(plan_from_start))(jax.random.split(key, n))
+    starts, goals, sub = (np.asarray(x, np.float64) for x in (starts, goals, sub))
+    m = sub.shape[1]
+    at = decode(sub.reshape(n * m, -1)).reshape(n, m, 2)
+    at = np.clip(at, env.border_lo, env.border_hi)
+    wall_x = np.where(np.asarray(layouts.wall_on), np.asarray(layouts.wall_x), np.nan)
+    door_y = np.asarray(layouts.door_y)
+    far = np.linalg.norm(at - starts[:, None], axis=-1, keepdims=True)
+    line = (goals - starts)[:, None]
+    length = np.linalg.norm(line, axis=-1, keepdims=True)
+    straight = starts[:, None] + np.minimum(far, length) * line / np.maximum(length, 1e-9)
+    out = {}
+    for name, points in (("", at), ("_straight", straight)):
+        detour, progress = np.zeros((n, m)), np.zeros((n, m))
+        for i, j in np.ndindex(n, m):
+            path = lambda p, q, i=i: _path_between(p, q, wall_x[i], door_y[i])
+            whole, to_goal = path(starts[i], goals[i]), path(points[i, j], goals[i])
+            detour[i, j] = (path(starts[i], points[i, j]) + to_goal) / whole
+            progress[i, j] = 1.0 - to_goal / whole
+        line = np.concatenate([starts[:, None], points], axis=1)  # [n, m + 1, 2]
+        doors = [_through_doors(line[i], wall_x[i], door_y[i], slack) for i in range(n)]
+        out[f"subgoal_through_doors{name}"] = float(np.mean(doors))
+        out[f"subgoal_progress{name}"] = float(np.mean(progress[:, -1]))
+        if not name:
+            out["subgoal_detour_median"] = float(np.median(detour))
+    return out
+
+
+def _through_doors(line: np.ndarray, wall_x: np.ndarray, door_y: np.ndarray, slack: float) -> bool:
+    """Whether the polyline line [L, 2] crosses each wall (wall_x, door_y [K], NaN: none)
+    only where |y - door_y| <= door_half_height + slack."""
+    half = tr.EnvParams().door_half_height + slack
+    for (x0, y0), (x1, y1) in zip(line[:-1], line[1:], strict=True):
+        for wx, dy in zip(wall_x, door_y, strict=True):
+            if not np.isnan(wx) and min(x0, x1) < wx < max(x0, x1):
+                y = y0 + (y1 - y0) * (wx - x0) / (x1 - x0)
+                if abs(y - dy) > half:
+                    return False
+    return True
