@@ -36,7 +36,9 @@ and that of "nothing changes", per dimension), level2_code_std, and where its le
 subgoals lie (`two_rooms.subgoal_probe`, first setting): subgoal_through_doors (the plans
 whose subgoals pass each wall at its door), subgoal_detour_median, subgoal_progress (along the
 shortest path, at the plan's end), and subgoal_through_doors_straight,
-subgoal_progress_straight of a wall-blind plan.
+subgoal_progress_straight of a wall-blind plan. With --compute-samples N1,N2,..:
+compute_success_<planner>_<N>, compute_evals_<planner>_<N> and compute_s_<planner>_<N> (s of
+planning per episode) of each sampling planner with N samples, first setting.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
 second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -46,9 +48,10 @@ Measured numbers, each with its command: docs/results.md.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import jax
 import matplotlib.pyplot as plt
@@ -59,6 +62,7 @@ from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.experiments import two_rooms_figures as figures
 from hjepa_jax.experiments.common import (
     Count,
+    MayBeEmpty,
     NonNegative,
     Positive,
     RunOptions,
@@ -80,6 +84,7 @@ CLAIM = (
     "agent through the door into the other room."
 )
 
+SAMPLING = {"cem", "mppi", "hierarchical", "level1", "hjepa"}  # the planners with samples
 SUFFIX = {setting: "" if setting == "random" else "_" + setting for setting in SETTINGS}
 PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fits the first
 
@@ -148,6 +153,9 @@ class Config:
     # Planned and executed actions clipped to this L2 norm: within the protocol's 2.45, and
     # the open-loop walk's longest step, beyond which the world model never saw a move.
     action_norm: Positive = 1.8
+    # Success against planning compute: the sampling planners again in the first setting with
+    # these sample counts (elites a quarter), on the same episodes; () for none.
+    compute_samples: Annotated[tuple[Count, ...], MayBeEmpty()] = ()
 
     # EB-JEPA's planner settings (planning_mppi.yaml), to compare at equal settings.
     PRESETS: ClassVar[dict[str, dict]] = {
@@ -209,7 +217,7 @@ def _fields_of(cls, cfg: Config):
 
 
 # Fields read only after a model is trained: changing them reuses its checkpoint.
-PLANNING_FIELDS = ("settings", "planners", "episodes") + tuple(
+PLANNING_FIELDS = ("settings", "planners", "episodes", "compute_samples") + tuple(
     f.name for f in dataclasses.fields(agent.PlannerConfig)
 )
 CRITIC_FIELDS = (
@@ -324,6 +332,17 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             parts.append({**ep._asdict(), **{k: np.full(cfg.episodes, v) for k, v in tags.items()}})
     for planner in cfg.planners:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
+    sampling = [p for p in cfg.planners if p in SAMPLING]
+    keys, layouts = agent.tasks(k_eval, first, cfg.episodes)  # the first setting's episodes
+    for n, planner in itertools.product(cfg.compute_samples, sampling):
+        pcfg = dataclasses.replace(cfg.planner_config(), samples=n, elites=max(1, n // 4))
+        ep = agent.run_episodes(model, params, pcfg, planner, keys, layouts)
+        evals = agent.evaluations_per_episode(planner, pcfg, cfg.cost)
+        got = {"success": float(ep.success.mean()), "evals": evals, "s": ep.seconds}
+        metrics.update({f"compute_{k}_{planner}_{n}": v for k, v in got.items()})
+        log.info(
+            "%s, %d samples: success %.3f, %d evaluations", planner, n, ep.success.mean(), evals
+        )
     names = (
         "positions", "goals", "planner", "layout", "success", "first_hit", "steps", "wall_x",
         "door_y",
@@ -340,9 +359,10 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
 @on_process_0
 def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     """One row of episodes per setting (a column per planner), then the world model's
-    rollouts, the success rates and success against the start-goal path length."""
+    rollouts, the success rates, success against the start-goal path length and (with
+    compute_samples) against planning compute."""
     planners = [p for p in cfg.planners if p != "random"]
-    cols, rows = max(len(planners), 3), len(cfg.settings) + 1
+    cols, rows = max(len(planners), 3 + bool(cfg.compute_samples)), len(cfg.settings) + 1
     fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -363,17 +383,12 @@ def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
     rmse = metrics["probe_position_rmse"]
     title = f"rollouts: true (solid) vs predicted, probed (dashed)\nprobe RMSE {rmse:.2f} px"
     ax_roll.set_title(title, fontsize=9)
-    width = 0.8 / len(cfg.settings)
-    for j, setting in enumerate(cfg.settings):
-        x = np.arange(len(cfg.planners)) + (j - (len(cfg.settings) - 1) / 2) * width
-        rates = [metrics[f"success_{p}{SUFFIX[setting]}"] for p in cfg.planners]
-        ax_bar.bar(x, rates, width, label=setting)
-        for xi, v in zip(x, rates, strict=True):
-            ax_bar.text(xi, v + 0.01, f"{v:.2f}", ha="center", fontsize=6, rotation=90)
-    ax_bar.set_xticks(range(len(cfg.planners)), cfg.planners, rotation=30, fontsize=8)
-    ax_bar.set(ylim=(0, 1.2), ylabel="success", title=f"success rate ({cfg.episodes} episodes)")
-    ax_bar.legend(fontsize=7, loc="upper right")
+    rates = {s: [metrics[f"success_{p}{SUFFIX[s]}"] for p in cfg.planners] for s in cfg.settings}
+    figures.draw_success_rates(ax_bar, rates, cfg.planners, cfg.episodes)
     figures.draw_success_by_path(ax_path, ep, cfg.planners)
+    if cfg.compute_samples:
+        axes[-1, 3].axis("on")
+        figures.draw_compute(axes[-1, 3], metrics, cfg.settings[0])
     fig.suptitle(f"{TITLE} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)

@@ -1,7 +1,10 @@
 """The Two Rooms figures' panels, shared by the experiments that plan there: the room's
-border, a layout's walls, a planner's episodes, and success against the path length."""
+border, a layout's walls, a planner's episodes, success rates, success against the path
+length and against planning compute."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -55,4 +58,39 @@ def draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
         ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)
     xlabel, title = "shortest path start-goal (px)", "success against path length (all settings)"
     ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success", title=title)
+    ax.legend(fontsize=7)
+
+
+def draw_success_rates(ax, rates: dict, planners, episodes: int) -> None:
+    """Bars of success per planner (rates: setting -> [success of each planner]), one colour
+    per setting."""
+    width = 0.8 / len(rates)
+    for j, (setting, values) in enumerate(rates.items()):
+        x = np.arange(len(planners)) + (j - (len(rates) - 1) / 2) * width
+        ax.bar(x, values, width, label=setting)
+        for xi, v in zip(x, values, strict=True):
+            ax.text(xi, v + 0.01, f"{v:.2f}", ha="center", fontsize=6, rotation=90)
+    ax.set_xticks(range(len(planners)), planners, rotation=30, fontsize=8)
+    ax.set(ylim=(0, 1.2), ylabel="success", title=f"success rate ({episodes} episodes)")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def draw_compute(ax, metrics: dict, setting: str) -> None:
+    """Success against world-model evaluations per episode, a line per planner, from the
+    metrics compute_success_<planner>_<samples> and compute_evals_<planner>_<samples>."""
+    runs: dict[str, list] = {}
+    for key, success in metrics.items():
+        if m := re.fullmatch(r"compute_success_(\w+?)_(\d+)", key):
+            planner, n = m.group(1), m.group(2)
+            runs.setdefault(planner, []).append(
+                (metrics[f"compute_evals_{planner}_{n}"], success, n)
+            )
+    for planner, points in sorted(runs.items()):
+        evals, success, _ = zip(*sorted(points), strict=True)
+        ax.plot(evals, success, "o-", label=planner)
+        for x, y, n in points:
+            ax.annotate(n, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set(ylim=(0, 1.05), xlabel="world-model evaluations per episode", ylabel="success")
+    ax.set_title(f"success against compute, {setting}\n(numbers: samples)", fontsize=9)
     ax.legend(fontsize=7)
