@@ -106,13 +106,10 @@ def parse_field(name: str, kind):
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"config field {name}: optional types are not flags")
-    inner = typing.get_args(kind)[0] if origin is typing.Annotated else None
-    if typing.get_origin(inner) is tuple:  # a tuple that may be empty
-        item = _scalar_type(typing.get_args(inner)[0])
+    base = typing.get_args(kind)[0] if origin is typing.Annotated else kind
+    if typing.get_origin(base) is tuple:  # "a,b,c"; "" is () (refused unless MayBeEmpty)
+        item = _scalar_type(typing.get_args(base)[0])
         parse = lambda s: tuple(item(v) for v in s.split(",") if s)  # noqa: E731
-    elif origin is tuple:
-        item = _scalar_type(typing.get_args(kind)[0])
-        parse = lambda s: tuple(item(v) for v in s.split(","))  # noqa: E731
     elif _scalar_type(kind) is bool:
         parse = lambda s: {"true": True, "false": False, "1": True, "0": False}[s.lower()]  # noqa: E731
     else:

@@ -684,7 +684,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred, kind = params["pred"], model.cfg.cost
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
-    predict, cost, sample_kw = _sampling_parts(model, params, cfg)
+    predict, cost, sample_kw, low_kw = _sampling_parts(model, params, cfg)
 
     def descend(s, g, warm, cost):  # gradient MPC from the warm start
         out = planning.gradient_mpc(
@@ -731,11 +731,10 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
 
-    if name == "level1":
-        low_level = _low_level(model, params, cfg)
+    if name == "level1":  # the hierarchy's level 1 alone, aimed at the goal
 
         def plan(s, g, key, warm):
-            out = low_level(s, g, key, warm)
+            out = planning.cem(predict, pred, s, g, key, mean0=warm, **low_kw)
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
@@ -756,7 +755,8 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
 
 def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
     """What every planner shares: predict(p, s, a) with a clipped to action_norm, the cost,
-    and the sampling planners' keyword arguments (horizon_plan)."""
+    the sampling planners' keyword arguments (horizon_plan), and those of the hierarchy's
+    level 1 (CEM of horizon hier_horizon)."""
     predict = lambda p, s, a: model.predict(p, s, clip_norm(a, cfg.action_norm))
     cost = model.cost(params, model.cfg.cost, cfg.wall_cost)
     sample_kw = dict(
@@ -769,17 +769,8 @@ def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
         init_std=cfg.init_std,
         discount=cfg.discount,
     )
-    return predict, cost, sample_kw
-
-
-def _low_level(model: Model, params: dict, cfg: PlannerConfig) -> Callable:
-    """The hierarchy's level 1: `low_level(s, goal, key, mean0)`, CEM of horizon hier_horizon
-    toward goal."""
-    predict, _, sample_kw = _sampling_parts(model, params, cfg)
     low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
-    return lambda s, goal, key, mean0: planning.cem(
-        predict, params["pred"], s, goal, key, mean0=mean0, **low_kw
-    )
+    return predict, cost, sample_kw, low_kw
 
 
 def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
@@ -789,9 +780,7 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
     initial warm start (macro plan, level-1 plan). `make_planner` executes its actions."""
     _checks.one_of("two_level_planner", "name", name, ("hierarchical", "hjepa"), "pick one")
     _common.config_of("two_level_planner", "cfg", cfg, PlannerConfig)
-    predict, cost, sample_kw = _sampling_parts(model, params, cfg)
-    low_level = _low_level(model, params, cfg)
-    low_kw = dict(sample_kw, horizon=cfg.hier_horizon, elites=cfg.elites)
+    predict, cost, _, low_kw = _sampling_parts(model, params, cfg)
     codes = model.cfg.level2_codes if name == "hjepa" else 2
     level2 = {}  # hierarchical: level 1 held for macro_steps; hjepa: the learned level 2
     if name == "hjepa":
@@ -809,7 +798,7 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
             if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
                 nearer = cost(subgoal, g) < cost(s0, g)
                 subgoal = jax.tree.map(lambda a, b: jnp.where(nearer, a, b), subgoal, g)
-            return low_level(s0, subgoal, k, m0)
+            return planning.cem(predict, params["pred"], s0, subgoal, k, mean0=m0, **low_kw)
 
         return planning.hierarchical(
             predict,
@@ -1214,16 +1203,17 @@ def subgoal_probe(
     line = (goals - starts)[:, None]
     length = np.linalg.norm(line, axis=-1, keepdims=True)
     straight = starts[:, None] + np.minimum(far, length) * line / np.maximum(length, 1e-9)
+    whole = [_path_between(starts[i], goals[i], wall_x[i], door_y[i]) for i in range(n)]
     out = {}
     for name, points in (("", at), ("_straight", straight)):
         detour, progress = np.zeros((n, m)), np.zeros((n, m))
         for i, j in np.ndindex(n, m):
             path = lambda p, q, i=i: _path_between(p, q, wall_x[i], door_y[i])
-            whole, to_goal = path(starts[i], goals[i]), path(points[i, j], goals[i])
-            detour[i, j] = (path(starts[i], points[i, j]) + to_goal) / whole
-            progress[i, j] = 1.0 - to_goal / whole
-        line = np.concatenate([starts[:, None], points], axis=1)  # [n, m + 1, 2]
-        doors = [_through_doors(line[i], wall_x[i], door_y[i], slack) for i in range(n)]
+            to_goal = path(points[i, j], goals[i])
+            detour[i, j] = (path(starts[i], points[i, j]) + to_goal) / whole[i]
+            progress[i, j] = 1.0 - to_goal / whole[i]
+        polyline = np.concatenate([starts[:, None], points], axis=1)  # [n, m + 1, 2]
+        doors = [_through_doors(polyline[i], wall_x[i], door_y[i], slack) for i in range(n)]
         out[f"subgoal_through_doors{name}"] = float(np.mean(doors))
         out[f"subgoal_progress{name}"] = float(np.mean(progress[:, -1]))
         if not name:
