@@ -375,6 +375,18 @@ def is_stream(data) -> bool:
     return all(hasattr(data, name) for name in ("__next__", "get_state", "set_state"))
 
 
+def _next_rows(batches, state):
+    """The stream's next rows. When the stream says it has none ready (an optional
+    `starved()`, as `hj.data.images.BatchStream` has), the steps already dispatched are
+    waited for first: the devices would idle anyway, and the time `next` then takes is their
+    idle time, not time that overlaps running steps (which the loop, dispatching ahead,
+    would otherwise count)."""
+    starved = getattr(batches, "starved", None)
+    if starved is not None and starved():
+        jax.block_until_ready(state)
+    return next(batches)
+
+
 class _Compiled:
     """A jitted function compiled ahead of time at its first call (`lower(...).compile()`,
     the one compilation), so that XLA's memory count of the step can be read."""
@@ -412,7 +424,7 @@ def _jit_runner(loss_fn, tx, loop: LoopConfig, mesh, stream: bool, shardings) ->
         )
 
         def step(state, batches):
-            local = next(batches)
+            local = _next_rows(batches, state)
             batch = jax.tree_util.tree_map(  # host rows -> global arrays (placed ones stay)
                 lambda x: (
                     x
@@ -466,7 +478,7 @@ def _pmap_runner(loss_fn, tx, loop: LoopConfig, mesh, stream: bool) -> _Runner:
 
     def local_rows(pstate, data):
         if stream:
-            return next(data)
+            return _next_rows(data, pstate)
         batch = jax.device_get(global_batch(pstate.key[0], pstate.step[0], data))
         start = jax.process_index() * per_process
         return jax.tree_util.tree_map(lambda x: x[start : start + per_process], batch)
@@ -642,7 +654,9 @@ def train(
       data: pytree of arrays [N, ...], the same on every process, from which each step
         samples B rows inside the compiled step; or a batch stream (`is_stream`, e.g.
         `hj.data.Batches`) that yields this process's rows of each global batch and whose
-        position is saved with every checkpoint.
+        position is saved with every checkpoint. A stream with `starved()` (True when it has
+        no batch ready) gets it asked before each batch; when True, the loop first waits for
+        the dispatched steps to finish.
       loop: LoopConfig (steps, batch size, parallel mode, mesh, dtype, checkpoints, logs).
       key: PRNG key of the run.
       config: the experiment's settings, saved with each checkpoint; resuming with settings

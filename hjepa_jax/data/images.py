@@ -743,6 +743,11 @@ class DevicePrefetch:
         """The wrapped iterator of host batches."""
         return self._it
 
+    def starved(self) -> bool:
+        """True when `next` would wait: no batch is on the devices yet (the iterator is not
+        at its end)."""
+        return not self._done and (self._queue is None or self._queue.empty())
+
     def get_state(self):
         """The wrapped iterator's state after the last batch returned by `next`."""
         if not self._stateful:
@@ -774,8 +779,12 @@ class BatchStream:
         `get_state()` / `set_state(state)` (a grain iterator, `DevicePrefetch`).
       global_batch_size: B, the rows of a batch over all processes.
 
-    `waits` holds the seconds each `next` spent waiting for its batch: the loop waits on
-    data for `sum(waits)` of its time. `get_state()` is a str (JSON, as checkpoints keep it).
+    `waits` holds the seconds each `next` spent waiting for its batch. When the iterator can
+    tell that it has no batch ready (`DevicePrefetch.starved`), `hj.train.train` first waits
+    for the devices to finish the steps already dispatched, so that each wait is time the
+    devices sat idle for want of data: `sum(waits)` of the loop's time. Otherwise (a plain
+    grain iterator) a wait may overlap steps still running, and `sum(waits)` counts more
+    than the idle time. `get_state()` is a str (JSON, as checkpoints keep it).
 
     Example:
       >>> import numpy as np
@@ -801,6 +810,12 @@ class BatchStream:
         batch = next(self.iterator)
         self.waits.append(time.perf_counter() - start)
         return batch
+
+    def starved(self) -> bool:
+        """True when the iterator knows that `next` would wait for its batch; False when
+        one is ready, or when the iterator cannot tell."""
+        starved = getattr(self.iterator, "starved", None)
+        return bool(starved is not None and starved())
 
     def get_state(self) -> str:
         state = self.iterator.get_state()
