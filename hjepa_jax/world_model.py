@@ -187,10 +187,11 @@ class Trained:
       predict(s [D], action [2]) -> the next state [D];
       distance(s [D], goal_s [D]) -> [], the planning cost of one step: the squared
         representation distance ||s - goal_s||^2 (EB-JEPA's cost);
-      cost(s [D], goal_s [D], wall_cost=2.5) -> [], the experiment's own cost when the run
-        trained the "critic" (learned from the same reward-free trajectories): the temporal
-        distance d(s, goal_s) in random-walk steps plus wall_cost times the intrinsic cost
-        predicted from s (`hjepa_jax.models.two_rooms.Model.cost`);
+      cost(s [D], goal_s [D], wall_cost=2.5, wall_fade=1.0) -> [], the experiment's own cost
+        when the run trained the "critic" (learned from the same reward-free trajectories):
+        the temporal distance d(s, goal_s) in random-walk steps plus wall_cost times the
+        intrinsic cost predicted from s, faded within wall_fade of the goal
+        (`hjepa_jax.models.two_rooms.Model.cost`);
       predict_macro(s [D], b [A2]) -> the state [D] k steps later under the macro-action code
         b in [-1, 1]^A2, when the run trained the learned level 2 (planner "hjepa");
       encode_actions(chunk [k, 2]) -> the code b [A2] of k level-1 actions (idem).
@@ -215,13 +216,15 @@ class Trained:
     def distance(self, s: jax.Array, goal_s: jax.Array) -> jax.Array:
         return planning.squared_distance(s, goal_s)
 
-    def cost(self, s: jax.Array, goal_s: jax.Array, wall_cost: float = 2.5) -> jax.Array:
+    def cost(
+        self, s: jax.Array, goal_s: jax.Array, wall_cost: float = 2.5, wall_fade: float = 1.0
+    ) -> jax.Array:
         if "critic" not in self.params or self.model.cfg.cost != "critic":
             raise ValueError(
                 f"Trained.cost: this checkpoint has no 'critic' (cost={self.model.cfg.cost!r}); "
                 "use distance(s, goal_s), or load the --ckpt-dir of a run with --cost critic"
             )
-        return self.model.cost(self.params, "critic", wall_cost)(s, goal_s)
+        return self.model.cost(self.params, "critic", wall_cost, wall_fade)(s, goal_s)
 
     def _level2(self, fn: str) -> dict:
         if "level2" not in self.params:

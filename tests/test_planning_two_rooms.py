@@ -316,6 +316,30 @@ def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
     assert 0.0 <= m["wall_leak"] <= 1.0 and 0.0 <= m["door_pass"] <= 1.0
 
 
+def test_the_critic_costs_intrinsic_term_fades_near_the_goal():
+    """cost = d + wall_cost * IC_hat(s) * min(1, d / wall_fade): at the goal almost the critic
+    alone, beyond wall_fade of it the full term, in between the linear share; wall_fade 0
+    keeps the full term everywhere. Jitted and vmapped alike."""
+    model = agent.Model(TINY.model_config())
+    params = {"critic": model.init_critic(jax.random.PRNGKey(0))}
+    s = jax.random.normal(jax.random.PRNGKey(1), (5, model.state_dim))
+    g = s[0]
+    psi = lambda x: model.critic.apply(params["critic"]["psi"], x)
+    d = np.asarray(jax.vmap(lambda x: hj.critic.distance(psi(x), psi(g)))(s))
+    ic = np.asarray(jax.vmap(lambda x: model.wall_head.apply(params["critic"]["wall"], x)[0])(s))
+    assert d[0] < 0.01 and (d[1:] > 100 * d[0]).all() and (ic != 0).all()  # smoothed norm
+    fade = float(np.median(d[1:]))  # some rows within it, some beyond
+    cost = model.cost(params, "critic", 2.5, fade)
+    want = d + 2.5 * ic * np.minimum(d / fade, 1.0)
+    np.testing.assert_allclose(jax.jit(jax.vmap(cost, (0, None)))(s, g), want, rtol=1e-5)
+    np.testing.assert_allclose([float(cost(x, g)) for x in s], want, rtol=1e-5)
+    assert abs(float(cost(g, g)) - d[0]) < 0.01 * abs(ic[0])
+    no_fade = jax.vmap(model.cost(params, "critic", 2.5, 0.0), (0, None))(s, g)
+    np.testing.assert_allclose(no_fade, d + 2.5 * ic, rtol=1e-5)
+    with pytest.raises(ValueError, match="wall_fade"):
+        model.cost(params, "critic", 2.5, -1.0)
+
+
 def test_spatial_state_model_trains_and_predicts_flat_states():
     cfg = dataclasses.replace(TINY, state="spatial", embed_dim=4, blur=1.0)
     model = agent.Model(cfg.model_config())

@@ -122,6 +122,7 @@ class Config:
     map_penalty: NonNegative = 1000.0
     map_visits: Count = 256  # random places per layout (and row) that count as visited
     wall_cost: NonNegative = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    wall_fade: NonNegative = 1.0  # critic cost: that term fades to 0 as d(s, g) drops below it
     wall_margin: int = 2  # its dilation of the walls, in pixels
     # the learned level 2 of the "hjepa" planner, trained when it is among the planners
     level2_steps: Count = 3000
@@ -305,7 +306,9 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     metrics["rollout_position_rmse"] = probe.rollout_rmse
     first = cfg.settings[0]
     metrics.update(agent.rollout_errors(model, params, probe.decode, k_probe, first))
-    metrics.update(agent.cost_path_correlation(model, params, k_probe, first, cfg.wall_cost))
+    metrics.update(
+        agent.cost_path_correlation(model, params, k_probe, first, cfg.wall_cost, cfg.wall_fade)
+    )
     metrics.update(agent.wall_predictions(model, params, k_probe, first))
     if "hjepa" in cfg.planners:  # do the learned subgoals lie on a path through the doors?
         pcfg = cfg.planner_config()

@@ -11,7 +11,8 @@ place, so stopping at a wall need not be relearned for each wall position.
 
 Cost, summed over the predicted trajectory (weights discount^(H - t)): the paper's cost module
 c(s, g) = d(s, g) + wall_cost * IC_hat(s), IC_hat a head predicting the hard-wired intrinsic
-cost `two_rooms.wall_proximity` of the observation from s, and d (`ModelConfig.cost`):
+cost `two_rooms.wall_proximity` of the observation from s (with the critic, faded to 0 within
+`wall_fade` of the goal, `Model.cost`), and d (`ModelConfig.cost`):
   "map": a value-iteration critic (`hj.critic.value_iteration`). A local conv net maps the
     wall channel of the goal's observation to a traversal cost per pixel, learned
     (`hj.critic.map_loss`) from where agents were seen in each layout; value iteration gives
@@ -180,6 +181,9 @@ class PlannerConfig:
     """
 
     wall_cost: float = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
+    # The critic cost's intrinsic term fades linearly to 0 as d(s, g) falls below this (0: no
+    # fade): near the goal the critic alone decides, so a goal beside a wall is reachable.
+    wall_fade: float = 1.0
     max_steps: int = 200  # env steps per episode
     replan_every: int = 2  # env steps executed per plan
     eval_chunk: int = 10  # episodes vmapped together (memory, not results)
@@ -203,7 +207,9 @@ class PlannerConfig:
         counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
         counts += ("iterations", "gd_steps", "macro_steps", "macro_horizon", "hier_horizon")
         _common.counts(fn, self, counts + ("waypoint_moves",), fix)
-        _common.non_negatives(fn, self, ("wall_cost", "discount"), "pass a weight >= 0")
+        _common.non_negatives(
+            fn, self, ("wall_cost", "wall_fade", "discount"), "pass a number >= 0"
+        )
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm")
         _common.positives(fn, self, positives, "pass a number > 0")
         for name in ("horizon_plan", "hier_horizon"):
@@ -453,16 +459,23 @@ class Model:
         target = critic.waypoint(goal.value, here, moves)
         return goal._replace(target=target.astype(goal.target.dtype))
 
-    def cost(self, params: dict, kind: str, wall_cost: float = 0.0) -> Callable:
+    def cost(
+        self, params: dict, kind: str, wall_cost: float = 0.0, wall_fade: float = 0.0
+    ) -> Callable:
         """The planners' `cost(s [D], goal) -> []`, goal from `goal`: "critic", d(s, g)
         in random-policy steps (`hj.critic.distance`) plus wall_cost times the intrinsic cost
-        predicted from s (needs params["critic"] = {"psi", "wall"}); "map", the
+        predicted from s, IC_hat(s), times min(1, d(s, g) / wall_fade) when wall_fade > 0
+        (needs params["critic"] = {"psi", "wall"}). The fade lets the critic alone decide
+        near the goal: the intrinsic cost is high all along the arena's border, and without
+        it the cost's minimum for a goal a few pixels from a wall lies 4-5 px away from the
+        goal, where the agent then stays. "map", the
         steps-to-go V_g at the agent's expected location (`hj.critic.map_value`), or
         "straight", critic_step times the straight-line pixel distance from the agent's
         expected location to the goal's target (myopic: blind to walls), each plus the same
         wall term (params["critic"] = {"loc", "map", "wall"}); or "distance", ||s - g||^2."""
         _checks.one_of("Model.cost", "kind", kind, COSTS, "pick one of them")
         _checks.non_negative("Model.cost", "wall_cost", wall_cost, "pass a weight >= 0")
+        _checks.non_negative("Model.cost", "wall_fade", wall_fade, "pass a distance >= 0")
         if kind == "distance":
             return planning.squared_distance
         heads, w = params["critic"], wall_cost
@@ -474,7 +487,13 @@ class Model:
             unit = self.cfg.critic_step
             return lambda s, g: unit * critic.distance(at(s), g.target) + w * wall(s)
         psi = lambda x: self.critic.apply(heads["psi"], x)
-        return lambda s, g: critic.distance(psi(s), psi(g)) + w * wall(s)
+
+        def critic_cost(s, g):
+            d = critic.distance(psi(s), psi(g))
+            fade = jnp.minimum(d / wall_fade, 1.0) if wall_fade > 0 else 1.0
+            return d + w * wall(s) * fade
+
+        return critic_cost
 
     def critic_loss(self, heads: dict, batch: tuple, key: jax.Array) -> tuple[jax.Array, dict]:
         """The critic's loss on frozen states, plus the squared error of the wall head; batch =
@@ -758,7 +777,7 @@ def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
     the sampling planners' keyword arguments (horizon_plan), and those of the hierarchy's
     level 1 (CEM of horizon hier_horizon)."""
     predict = lambda p, s, a: model.predict(p, s, clip_norm(a, cfg.action_norm))
-    cost = model.cost(params, model.cfg.cost, cfg.wall_cost)
+    cost = model.cost(params, model.cfg.cost, cfg.wall_cost, cfg.wall_fade)
     sample_kw = dict(
         cost=cost,
         horizon=cfg.horizon_plan,
@@ -1066,12 +1085,18 @@ def path_lengths(starts, goals, wall_x, door_y) -> np.ndarray:
 
 
 def cost_path_correlation(
-    model: Model, params: dict, key: jax.Array, setting: str = "random", wall_cost: float = 0.0
+    model: Model,
+    params: dict,
+    key: jax.Array,
+    setting: str = "random",
+    wall_cost: float = 0.0,
+    wall_fade: float = 0.0,
 ) -> dict:
     """Pearson correlation of each cost, between the states of 300 task starts of `setting`
     and their goals, with the shortest path length: how well a cost tells the planners where
     the door is. -> {"path_corr_straight_line", "path_corr_distance" (the representation
-    distance), and "path_corr_<model.cfg.cost>" (with `wall_cost`) unless that is distance}."""
+    distance), and "path_corr_<model.cfg.cost>" (with `wall_cost`, `wall_fade`) unless that
+    is distance}."""
     _checks.one_of("cost_path_correlation", "setting", setting, tuple(SETTINGS), "pick one")
     env, kind = tr.EnvParams(), model.cfg.cost
 
@@ -1085,7 +1110,7 @@ def cost_path_correlation(
         if kind != "distance":
             frames = jax.vmap(lambda p, lay: tr.render_position(p, lay, env))(states.goal, layouts)
             goals = jax.vmap(lambda g1, f: model.goal(params, g1, f, kind))(g, frames)
-            costs[kind] = jax.vmap(model.cost(params, kind, wall_cost))(s, goals)
+            costs[kind] = jax.vmap(model.cost(params, kind, wall_cost, wall_fade))(s, goals)
         return layouts, states, costs
 
     layouts, states, learned = measure(params, jax.random.split(key, 300))
