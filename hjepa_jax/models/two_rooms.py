@@ -471,8 +471,9 @@ class Model:
         goal, where the agent then stays. "map", the
         steps-to-go V_g at the agent's expected location (`hj.critic.map_value`), or
         "straight", critic_step times the straight-line pixel distance from the agent's
-        expected location to the goal's target (myopic: blind to walls), each plus the same
-        wall term (params["critic"] = {"loc", "map", "wall"}); or "distance", ||s - g||^2."""
+        expected location to the goal's target (myopic: blind to walls), each plus wall_cost
+        times IC_hat(s), not faded (params["critic"] = {"loc", "map", "wall"}); or
+        "distance", ||s - g||^2."""
         _checks.one_of("Model.cost", "kind", kind, COSTS, "pick one of them")
         _checks.non_negative("Model.cost", "wall_cost", wall_cost, "pass a weight >= 0")
         _checks.non_negative("Model.cost", "wall_fade", wall_fade, "pass a distance >= 0")
