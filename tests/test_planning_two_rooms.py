@@ -190,18 +190,18 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path)
     options = common.RunOptions(ckpt_dir=str(out / "ckpt"))
     assert first["resumed_from_step"] == first["critic_resumed_from_step"] == 0
     cfg = dataclasses.replace(TINY, planners=("random",))
-    again = dataclasses.replace(
-        cfg, planners=("gradient_mpc", "cem"), episodes=2, max_steps=4, compute_samples=(4, 8)
-    )
+    # TINY's episodes and samples (16): programs its run compiled, served by the cache
+    again = dataclasses.replace(cfg, planners=("gradient_mpc", "cem"), compute_samples=(8, 16))
     second = planning_two_rooms.run(again, tmp_path / "b", options)
     assert second["resumed_from_step"] == TINY.steps
     assert second["critic_resumed_from_step"] == TINY.critic_steps
     assert second["probe_position_rmse"] == first["probe_position_rmse"]
     assert "success_gradient_mpc_fixed" in second and "success_random_fixed" not in second
-    # The compute sweep: CEM again with 4 and 8 samples (gradient MPC has none to vary).
-    for n in (4, 8):
+    # The compute sweep: CEM again with 8 and 16 samples (gradient MPC has none to vary).
+    for n in (8, 16):
         assert 0.0 <= second[f"compute_success_cem_{n}"] <= 1.0 and second[f"compute_s_cem_{n}"] > 0
-    assert second["compute_evals_cem_8"] == 2 * second["compute_evals_cem_4"]
+    assert second["compute_evals_cem_16"] == 2 * second["compute_evals_cem_8"]
+    assert second["compute_success_cem_16"] == second["success_cem_fixed"]  # the same episodes
     assert not any(k.startswith("compute_success_gradient_mpc") for k in second)
     assert (tmp_path / "b" / f"{planning_two_rooms.NAME}.png").exists()
     with pytest.raises(ValueError, match="hidden"):
