@@ -173,10 +173,14 @@ def gradient_mpc(
     unroll: int | bool = 1,
 ) -> Plan:
     """Gradient planning: minimize C over the actions with `hj.latent.minimize`, each entry
-    projected into [-bound, bound] after every step (`unroll`: see `rollout`).
+    projected into [-bound, bound] after every step (`unroll`: see `rollout`). From several
+    starting plans, each descends on its own and the plan of lowest final cost is returned: a
+    descent stuck in a local minimum of C (an agent pressed against a wall) is outvoted by one
+    that started elsewhere.
 
     Args:
-      actions0: [H, A] the starting plan (e.g. zeros, or the previous plan shifted by one).
+      actions0: [H, A] the starting plan (e.g. zeros, or the previous plan shifted by one), or
+        [K, H, A]: K starting plans, descended in parallel (a vmap).
       bound: the action bound.
       steps: optimizer steps.
       optimizer: default optax.adam(0.1).
@@ -191,18 +195,26 @@ def gradient_mpc(
       True
     """
     fn = "gradient_mpc"
-    _checks.rank(fn, "actions0", actions0, 2, "[H, A]", "pass a starting plan, e.g. zeros((H, A))")
+    if jnp.ndim(actions0) != 3:
+        fix = "pass a starting plan, e.g. zeros((H, A)), or K of them [K, H, A]"
+        _checks.rank(fn, "actions0", actions0, 2, "[H, A] or [K, H, A]", fix)
     steps = _checks.integer(fn, "steps", steps, fix="pass the number of steps, e.g. steps=50")
     _checks.positive(fn, "bound", bound, _BOUND_FIX)
     _checks.non_negative(fn, "discount", discount, _DISCOUNT_FIX)
-    _check_model(fn, predict, params, s0, goal, jnp.shape(actions0)[1], cost)
+    _check_model(fn, predict, params, s0, goal, jnp.shape(actions0)[-1], cost)
     opt = optax.chain(optimizer or optax.adam(0.1), constraints.box(-bound, bound))
 
     def energy(p, actions, s0, goal):
         return trajectory_cost(predict, p, actions, s0, goal, cost, discount, unroll)
 
-    res = latent.minimize(energy, params, actions0, s0, goal, steps=steps, optimizer=opt)
-    return Plan(res.z, res.energy, res.trace)
+    def descend(start):
+        res = latent.minimize(energy, params, start, s0, goal, steps=steps, optimizer=opt)
+        return Plan(res.z, res.energy, res.trace)
+
+    if jnp.ndim(actions0) == 2:
+        return descend(actions0)
+    plans = jax.vmap(descend)(actions0)
+    return jax.tree.map(lambda x: x[jnp.argmin(plans.cost)], plans)
 
 
 class _SamplerState(NamedTuple):

@@ -75,6 +75,29 @@ def test_gradient_mpc_matches_the_bounded_optimum_when_the_goal_is_too_far():
     np.testing.assert_allclose(plan.actions, [[1.0, 0.0]] * 3, atol=1e-3)
 
 
+def test_gradient_mpc_from_several_starts_keeps_the_lowest_cost_plan():
+    """Two wells, the deeper at the goal g, a shallower one at -g: a descent that starts
+    toward -g ends in the shallow well. From [K, H, A] starts, the returned plan is the
+    single-start descent of lowest cost (computed here one by one), under jit too."""
+    goal = jnp.array([2.0, 0.0])
+
+    def wells(s, g):
+        return -jnp.exp(-jnp.sum((s - g) ** 2)) - 0.6 * jnp.exp(-jnp.sum((s + g) ** 2))
+
+    starts = jnp.stack([jnp.full((3, 2), jnp.array([-0.7, 0.0])), jnp.full((3, 2), 0.7)])
+    run = lambda actions0: hj.planning.gradient_mpc(
+        integrator, 1.0, jnp.zeros(2), goal, actions0, bound=BOUND, steps=100, cost=wells
+    )
+    shallow, deep = (run(a) for a in starts)
+    assert shallow.cost > deep.cost + 0.5  # the first start stays in the shallow well
+    for best in (run(starts), jax.jit(run)(starts)):
+        np.testing.assert_allclose(best.actions, deep.actions, atol=1e-5)
+        np.testing.assert_allclose(best.cost, deep.cost, rtol=1e-5)
+        np.testing.assert_allclose(best.trace, deep.trace, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"actions0 must have shape .*\[H, A\] or \[K, H, A\]"):
+        run(jnp.zeros((1, 2, 3, 2)))
+
+
 def test_samplers_are_deterministic_and_batch_with_vmap():
     goals = jnp.array([[2.0, 1.0], [-1.0, 3.0], [0.5, -0.5]])
     kwargs = dict(horizon=4, action_dim=2, bound=BOUND, samples=128, iterations=5)

@@ -364,6 +364,8 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     count = lambda name, cost="critic": agent.evaluations_per_episode(name, cfg, cost)
     assert count("cem") == count("mppi") == plans * 7 * 2 * 5
     assert count("gradient_mpc") == plans * 4 * 5
+    starts = dataclasses.replace(cfg, gd_starts=3)  # three descents per plan
+    assert agent.evaluations_per_episode("gradient_mpc", starts) == 3 * count("gradient_mpc")
     assert count("level1") == plans * 7 * 2 * 6
     assert count("hierarchical") == plans * (7 * 2 * 2 * 3 + 7 * 2 * 6)
     assert count("hierarchical", "map") == count("level1", "map") == plans * 4 * 6

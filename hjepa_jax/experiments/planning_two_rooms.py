@@ -137,7 +137,7 @@ class Config:
     episodes: Count = 200
     max_steps: Count = 200  # env steps per episode (the benchmark's limit)
     replan_every: Count = 2  # env steps executed per plan
-    eval_chunk: Count = 10  # episodes vmapped together (memory, not results)
+    eval_chunk: Count = 10  # episodes vmapped together (memory; rounding, see PlannerConfig)
     horizon_plan: Count = 8
     discount: NonNegative = 1.0
     samples: Count = 64  # CEM / MPPI: about gradient MPC's planning time with the spatial model
@@ -146,6 +146,7 @@ class Config:
     init_std: Positive = 1.5
     gd_steps: Count = 20
     gd_lr: Positive = 0.3
+    gd_starts: Count = 1  # gradient MPC from the warm start and gd_starts - 1 random plans
     mppi_temperature: Positive = 0.5
     macro_steps: Count = 6
     macro_horizon: Count = 10

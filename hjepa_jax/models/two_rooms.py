@@ -186,7 +186,9 @@ class PlannerConfig:
     wall_fade: float = 1.0
     max_steps: int = 200  # env steps per episode
     replan_every: int = 2  # env steps executed per plan
-    eval_chunk: int = 10  # episodes vmapped together (memory, not results)
+    # episodes vmapped together: memory and speed (a batch of another size can round the
+    # planners' float sums differently, and an episode can amplify that)
+    eval_chunk: int = 10
     horizon_plan: int = 8
     discount: float = 1.0
     samples: int = 64  # CEM / MPPI
@@ -195,6 +197,8 @@ class PlannerConfig:
     init_std: float = 1.5
     gd_steps: int = 20
     gd_lr: float = 0.3
+    # gradient MPC's starting plans: the warm start and gd_starts - 1 draws of N(0, init_std^2)
+    gd_starts: int = 1
     mppi_temperature: float = 0.5
     macro_steps: int = 6
     macro_horizon: int = 10
@@ -205,7 +209,8 @@ class PlannerConfig:
     def __post_init__(self):
         fn, fix = "PlannerConfig", "pass an integer >= 1"
         counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
-        counts += ("iterations", "gd_steps", "macro_steps", "macro_horizon", "hier_horizon")
+        counts += ("iterations", "gd_steps", "gd_starts", "macro_steps", "macro_horizon")
+        counts += ("hier_horizon",)
         _common.counts(fn, self, counts + ("waypoint_moves",), fix)
         _common.non_negatives(
             fn, self, ("wall_cost", "wall_fade", "discount"), "pass a number >= 0"
@@ -723,7 +728,13 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         return out.actions[:r], shift(out.actions)
 
     if name == "gradient_mpc":
-        return (lambda s, g, key, warm: descend(s, g, warm, cost)), jnp.zeros((h, 2))
+
+        def plan(s, g, key, warm):  # the warm start and gd_starts - 1 random plans
+            draws = cfg.init_std * jax.random.normal(key, (cfg.gd_starts - 1, h, 2))
+            starts = jnp.concatenate([warm[None], jnp.clip(draws, -bound, bound)])
+            return descend(s, g, starts if cfg.gd_starts > 1 else warm, cost)
+
+        return plan, jnp.zeros((h, 2))
     if name == "cem":
 
         def plan(s, g, key, warm):
@@ -842,8 +853,8 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
     """World-model evaluations (one predictor step each) that `planner` spends on an episode
     of `cfg.max_steps` env steps with `cost`: a machine-free measure of planning compute.
-    CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_steps x
-    horizon_plan (each a forward step and its backward pass); hierarchical: its level 2
+    CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_starts x
+    gd_steps x horizon_plan (each a forward step and its backward pass); hierarchical: its level 2
     (samples x iterations x macro_horizon x macro_steps) plus its level-1 CEM (samples x
     iterations x hier_horizon), or with a map cost gradient MPC over hier_horizon; hjepa: the
     same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
@@ -864,7 +875,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     sampled = cfg.samples * cfg.iterations
     low = cfg.gd_steps * cfg.hier_horizon if cost in MAP_COSTS else sampled * cfg.hier_horizon
     per_plan = {
-        "gradient_mpc": cfg.gd_steps * cfg.horizon_plan,
+        "gradient_mpc": cfg.gd_starts * cfg.gd_steps * cfg.horizon_plan,
         "cem": sampled * cfg.horizon_plan,
         "mppi": sampled * cfg.horizon_plan,
         "level1": low,
