@@ -171,6 +171,7 @@ def gradient_mpc(
     cost: Callable = squared_distance,
     discount: float = 1.0,
     unroll: int | bool = 1,
+    noise: jax.Array | None = None,
 ) -> Plan:
     """Gradient planning: minimize C over the actions with `hj.latent.minimize`, each entry
     projected into [-bound, bound] after every step (`unroll`: see `rollout`). From several
@@ -184,6 +185,11 @@ def gradient_mpc(
       bound: the action bound.
       steps: optimizer steps.
       optimizer: default optax.adam(0.1).
+      noise: None, or [M, H, A] fixed perturbations of the plan: the descent then minimizes
+        the smoothed cost (1/M) sum_m C(clip(actions + noise_m, -bound, bound)). With Gaussian
+        draws this is randomized smoothing, a sample of the expected cost under action noise:
+        its gradient does not vanish in narrow minima of C (an agent against a wall, where
+        the model predicts no motion, so no action moves it). Plan.cost is then that cost.
 
     Example:
       >>> import jax.numpy as jnp
@@ -202,10 +208,21 @@ def gradient_mpc(
     _checks.positive(fn, "bound", bound, _BOUND_FIX)
     _checks.non_negative(fn, "discount", discount, _DISCOUNT_FIX)
     _check_model(fn, predict, params, s0, goal, jnp.shape(actions0)[-1], cost)
+    if noise is not None:
+        plan_shape = tuple(jnp.shape(actions0)[-2:])
+        fix = "pass M perturbations of one plan, e.g. std * normal(key, (M, H, A))"
+        _checks.shape(fn, "noise", noise, (None, *plan_shape), "[M, H, A]", fix)
     opt = optax.chain(optimizer or optax.adam(0.1), constraints.box(-bound, bound))
 
-    def energy(p, actions, s0, goal):
+    def plan_cost(p, actions, s0, goal):
         return trajectory_cost(predict, p, actions, s0, goal, cost, discount, unroll)
+
+    def energy(p, actions, s0, goal):
+        if noise is None:
+            return plan_cost(p, actions, s0, goal)
+        moved = actions + noise  # into the box, with the identity's gradient on its faces:
+        moved = jnp.where(moved > bound, bound, jnp.where(moved < -bound, -bound, moved))
+        return jnp.mean(jax.vmap(plan_cost, (None, 0, None, None))(p, moved, s0, goal))
 
     def descend(start):
         res = latent.minimize(energy, params, start, s0, goal, steps=steps, optimizer=opt)

@@ -98,6 +98,30 @@ def test_gradient_mpc_from_several_starts_keeps_the_lowest_cost_plan():
         run(jnp.zeros((1, 2, 3, 2)))
 
 
+def test_smoothed_gradient_mpc_descends_the_mean_cost_of_the_perturbed_plans():
+    """With noise [M, H, A], the returned cost is the mean of the trajectory costs of the
+    plan's M clipped perturbations (computed here one by one); all-zero noise is the plain
+    descent; noise of another plan's shape is refused by name."""
+    goal, actions0 = jnp.array([2.0, -1.0]), jnp.zeros((3, 2))
+    noise = 0.5 * jax.random.normal(jax.random.PRNGKey(3), (4, 3, 2))
+    run = lambda n: hj.planning.gradient_mpc(
+        integrator, 1.0, jnp.zeros(2), goal, actions0, bound=BOUND, steps=30, noise=n
+    )
+    plan = run(noise)
+    by_hand = np.mean([
+        hj.planning.trajectory_cost(
+            integrator, 1.0, jnp.clip(plan.actions + e, -BOUND, BOUND), jnp.zeros(2), goal
+        )
+        for e in noise
+    ])  # fmt: skip
+    np.testing.assert_allclose(plan.cost, by_hand, rtol=1e-5)
+    plain = run(None)
+    np.testing.assert_allclose(run(jnp.zeros((2, 3, 2))).actions, plain.actions, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(run)(noise).actions, plan.actions, atol=1e-5)
+    with pytest.raises(ValueError, match=r"noise.shape=\(4, 5, 2\), but noise must have"):
+        run(jnp.zeros((4, 5, 2)))
+
+
 def test_samplers_are_deterministic_and_batch_with_vmap():
     goals = jnp.array([[2.0, 1.0], [-1.0, 3.0], [0.5, -0.5]])
     kwargs = dict(horizon=4, action_dim=2, bound=BOUND, samples=128, iterations=5)

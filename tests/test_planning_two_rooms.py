@@ -366,6 +366,8 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     assert count("gradient_mpc") == plans * 4 * 5
     starts = dataclasses.replace(cfg, gd_starts=3)  # three descents per plan
     assert agent.evaluations_per_episode("gradient_mpc", starts) == 3 * count("gradient_mpc")
+    smoothed = dataclasses.replace(cfg, gd_noise=1.0, gd_noise_samples=5)  # five costs a step
+    assert agent.evaluations_per_episode("gradient_mpc", smoothed) == 5 * count("gradient_mpc")
     assert count("level1") == plans * 7 * 2 * 6
     assert count("hierarchical") == plans * (7 * 2 * 2 * 3 + 7 * 2 * 6)
     assert count("hierarchical", "map") == count("level1", "map") == plans * 4 * 6

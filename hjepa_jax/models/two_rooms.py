@@ -199,6 +199,10 @@ class PlannerConfig:
     gd_lr: float = 0.3
     # gradient MPC's starting plans: the warm start and gd_starts - 1 draws of N(0, init_std^2)
     gd_starts: int = 1
+    # gradient MPC's smoothing: it descends the plan's mean cost under gd_noise_samples draws
+    # of N(0, gd_noise^2) per action (`hj.planning.gradient_mpc`'s noise; 0: the cost itself)
+    gd_noise: float = 0.0
+    gd_noise_samples: int = 8
     mppi_temperature: float = 0.5
     macro_steps: int = 6
     macro_horizon: int = 10
@@ -210,10 +214,10 @@ class PlannerConfig:
         fn, fix = "PlannerConfig", "pass an integer >= 1"
         counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
         counts += ("iterations", "gd_steps", "gd_starts", "macro_steps", "macro_horizon")
-        counts += ("hier_horizon",)
+        counts += ("hier_horizon", "gd_noise_samples")
         _common.counts(fn, self, counts + ("waypoint_moves",), fix)
         _common.non_negatives(
-            fn, self, ("wall_cost", "wall_fade", "discount"), "pass a number >= 0"
+            fn, self, ("wall_cost", "wall_fade", "discount", "gd_noise"), "pass a number >= 0"
         )
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm")
         _common.positives(fn, self, positives, "pass a number > 0")
@@ -711,7 +715,11 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
     predict, cost, sample_kw, low_kw = _sampling_parts(model, params, cfg)
 
-    def descend(s, g, warm, cost):  # gradient MPC from the warm start
+    def descend(s, g, warm, cost, key=None):  # gradient MPC from the warm start
+        noise = None  # smoothing: the gradient MPC planner's (it has a key), if gd_noise > 0
+        if key is not None and cfg.gd_noise > 0:
+            shape = (cfg.gd_noise_samples, *warm.shape[-2:])
+            noise = cfg.gd_noise * jax.random.normal(jax.random.fold_in(key, 1), shape)
         out = planning.gradient_mpc(
             predict,
             pred,
@@ -724,6 +732,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
             cost=cost,
             discount=cfg.discount,
             unroll=model.cfg.state == "spatial",
+            noise=noise,
         )
         return out.actions[:r], shift(out.actions)
 
@@ -732,7 +741,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         def plan(s, g, key, warm):  # the warm start and gd_starts - 1 random plans
             draws = cfg.init_std * jax.random.normal(key, (cfg.gd_starts - 1, h, 2))
             starts = jnp.concatenate([warm[None], jnp.clip(draws, -bound, bound)])
-            return descend(s, g, starts if cfg.gd_starts > 1 else warm, cost)
+            return descend(s, g, starts if cfg.gd_starts > 1 else warm, cost, key)
 
         return plan, jnp.zeros((h, 2))
     if name == "cem":
@@ -854,7 +863,8 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     """World-model evaluations (one predictor step each) that `planner` spends on an episode
     of `cfg.max_steps` env steps with `cost`: a machine-free measure of planning compute.
     CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_starts x
-    gd_steps x horizon_plan (each a forward step and its backward pass); hierarchical: its level 2
+    gd_steps x horizon_plan (each a forward step and its backward pass), times
+    gd_noise_samples when smoothed (gd_noise > 0); hierarchical: its level 2
     (samples x iterations x macro_horizon x macro_steps) plus its level-1 CEM (samples x
     iterations x hier_horizon), or with a map cost gradient MPC over hier_horizon; hjepa: the
     same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
@@ -873,9 +883,10 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     _checks.one_of(fn, "cost", cost, COSTS, "pick one of them")
     _common.config_of(fn, "cfg", cfg, PlannerConfig)
     sampled = cfg.samples * cfg.iterations
+    smoothed = cfg.gd_noise_samples if cfg.gd_noise > 0 else 1
     low = cfg.gd_steps * cfg.hier_horizon if cost in MAP_COSTS else sampled * cfg.hier_horizon
     per_plan = {
-        "gradient_mpc": cfg.gd_starts * cfg.gd_steps * cfg.horizon_plan,
+        "gradient_mpc": cfg.gd_starts * cfg.gd_steps * cfg.horizon_plan * smoothed,
         "cem": sampled * cfg.horizon_plan,
         "mppi": sampled * cfg.horizon_plan,
         "level1": low,
