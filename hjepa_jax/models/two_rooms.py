@@ -715,11 +715,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
     predict, cost, sample_kw, low_kw = _sampling_parts(model, params, cfg)
 
-    def descend(s, g, warm, cost, key=None):  # gradient MPC from the warm start
-        noise = None  # smoothing: the gradient MPC planner's (it has a key), if gd_noise > 0
-        if key is not None and cfg.gd_noise > 0:
-            shape = (cfg.gd_noise_samples, *warm.shape[-2:])
-            noise = cfg.gd_noise * jax.random.normal(jax.random.fold_in(key, 1), shape)
+    def descend(s, g, warm, cost, noise=None):  # gradient MPC from the warm start(s)
         out = planning.gradient_mpc(
             predict,
             pred,
@@ -739,9 +735,14 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     if name == "gradient_mpc":
 
         def plan(s, g, key, warm):  # the warm start and gd_starts - 1 random plans
-            draws = cfg.init_std * jax.random.normal(key, (cfg.gd_starts - 1, h, 2))
-            starts = jnp.concatenate([warm[None], jnp.clip(draws, -bound, bound)])
-            return descend(s, g, starts if cfg.gd_starts > 1 else warm, cost, key)
+            starts, noise = warm, None
+            if cfg.gd_starts > 1:
+                draws = cfg.init_std * jax.random.normal(key, (cfg.gd_starts - 1, h, 2))
+                starts = jnp.concatenate([warm[None], jnp.clip(draws, -bound, bound)])
+            if cfg.gd_noise > 0:  # smoothing: the mean cost of gd_noise_samples perturbed plans
+                shape = (cfg.gd_noise_samples, h, 2)
+                noise = cfg.gd_noise * jax.random.normal(jax.random.fold_in(key, 1), shape)
+            return descend(s, g, starts, cost, noise)
 
         return plan, jnp.zeros((h, 2))
     if name == "cem":
