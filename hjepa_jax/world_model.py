@@ -8,8 +8,16 @@ forward under actions, and training lowers the multi-step prediction energy
 
 while keeping the states informative without reconstructing pixels: VICReg's variance and
 covariance terms on the states (E14), an optional inverse-dynamics head that must read a_t
-from (s_t, s_{t+1}) (so states keep what actions change), and an optional temporal
-smoothness term. The planners of `hj.planning` then minimize a cost over the actions.
+from (s_t, s_{t+1}) (so states keep what actions change), an optional temporal
+smoothness term, and an optional context term: InfoNCE between a head of each
+trajectory's first and last states, the batch's other trajectories the negatives,
+
+    C = InfoNCE(h(s_0^b), h(s_T^b)),   b over the batch,
+
+so that what stays the same along a trajectory and differs between them (where the walls
+and doors are, when every trajectory has its own layout) must be in the state, even where
+the prediction energy seldom needs it. The planners of `hj.planning` then minimize a cost
+over the actions.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ class WorldModelConfig:
     variance, covariance: VICReg weights on the states.
     inverse_dynamics: weight of the inverse-dynamics error (0: off).
     smoothness: weight of mean ||s_{t+1} - s_t||^2 / D (0: off).
+    context: weight of the context term C (0: off); it needs a `context` head.
+    context_temperature: InfoNCE's temperature in C.
     unroll: unroll the rollouts (`hj.planning.rollout`); True for a convolutional predictor
       trained on a CPU.
 
@@ -50,13 +60,19 @@ class WorldModelConfig:
     covariance: float = 1.0
     inverse_dynamics: float = 1.0
     smoothness: float = 0.0
+    context: float = 0.0
+    context_temperature: float = 0.1
     unroll: bool = False
 
     def __post_init__(self):
         fn = "WorldModelConfig"
         _checks.integer(fn, "horizon", self.horizon, fix="predict >= 1 steps, e.g. horizon=4")
-        for name in ("prediction", "variance", "covariance", "inverse_dynamics", "smoothness"):
+        weights = ("prediction", "variance", "covariance", "inverse_dynamics", "smoothness")
+        for name in weights + ("context",):
             _checks.non_negative(fn, name, getattr(self, name), "pass a weight >= 0")
+        _checks.positive(
+            fn, "context_temperature", self.context_temperature, "pass a temperature > 0"
+        )
 
 
 def multistep_energy(
@@ -101,6 +117,14 @@ def multistep_energy(
     return jnp.mean(jax.vmap(from_start)(starts)) / states.shape[-1]
 
 
+def _needs(name: str, fn: Callable | None, fix: str) -> None:
+    """A term with a weight > 0 needs its function."""
+    if fn is None:
+        weight, article = ("inverse_dynamics", "an") if name == "inverse" else (name, "a")
+        problem = f"but {weight} > 0 needs {article} `{name}`"
+        _checks.fail("world_model.loss", name, None, problem, fix)
+
+
 def loss(
     params: dict,
     predict: Callable,
@@ -108,21 +132,25 @@ def loss(
     actions: jax.Array,
     cfg: WorldModelConfig,
     inverse: Callable | None = None,
+    context: Callable | None = None,
 ) -> tuple[jax.Array, dict]:
     """The world model's training objective on a batch of encoded trajectories.
 
     Args:
-      params: {"pred": predictor params, "inv": inverse-dynamics params (if used)}.
+      params: {"pred": predictor params, "inv": inverse-dynamics params (if used), "ctx":
+        the context head's params (if used)}.
       predict: `predict(pred, s [D], a [A]) -> [D]`.
       states: [B, T + 1, D] encoder outputs (gradients flow to the encoder).
       actions: [B, T, A].
       cfg: WorldModelConfig.
       inverse: `inverse(inv, s_t [D], s_next [D]) -> [A]`, required if
         cfg.inverse_dynamics > 0.
+      context: the head h of the context term, `context(ctx, s [B, D]) -> [B, K]`, required
+        if cfg.context > 0 (B >= 2: the other trajectories are the negatives).
 
     Returns:
       (loss, metrics): "prediction", "variance", "covariance", "inverse_dynamics",
-      "smoothness" and the collapse diagnostics of the states.
+      "smoothness", "context" and the collapse diagnostics of the states.
 
     Example:
       >>> import jax
@@ -147,25 +175,24 @@ def loss(
     smooth = jnp.mean(jnp.sum((states[:, 1:] - states[:, :-1]) ** 2, -1)) / d
     inv_err = jnp.zeros(())
     if cfg.inverse_dynamics > 0:
-        if inverse is None:
-            fix = "pass inverse(params, s_t, s_next) -> [A], or set inverse_dynamics=0"
-            _checks.fail(
-                "world_model.loss",
-                "inverse",
-                None,
-                "but inverse_dynamics > 0 needs an `inverse`",
-                fix,
-            )
+        fix = "pass inverse(params, s_t, s_next) -> [A], or set inverse_dynamics=0"
+        _needs("inverse", inverse, fix)
         guess = jax.vmap(jax.vmap(lambda s, n: inverse(params["inv"], s, n)))(
             states[:, :-1], states[:, 1:]
         )
         inv_err = jnp.mean(jnp.sum((guess - actions) ** 2, -1))
+    nce = jnp.zeros(())
+    if cfg.context > 0:
+        _needs("context", context, "pass context(params, s [B, D]) -> [B, K], or set context=0")
+        head = lambda s: context(params["ctx"], s)
+        nce = losses.infonce(head(states[:, 0]), head(states[:, -1]), cfg.context_temperature)
     total = (
         cfg.prediction * energy
         + cfg.variance * terms["variance"]
         + cfg.covariance * terms["covariance"]
         + cfg.inverse_dynamics * inv_err
         + cfg.smoothness * smooth
+        + cfg.context * nce
     )
     metrics = {
         "prediction": energy,
@@ -173,6 +200,7 @@ def loss(
         "covariance": terms["covariance"],
         "inverse_dynamics": inv_err,
         "smoothness": smooth,
+        "context": nce,
         **collapse.collapse_metrics(jax.lax.stop_gradient(flat)),
     }
     return total, metrics

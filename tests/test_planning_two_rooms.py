@@ -69,6 +69,7 @@ def test_metrics_keys_are_finite_numbers(tiny_run):
     assert set(common.REQUIRED_METRICS) <= set(m)
     assert m["steps"] == TINY.steps and m["resumed_from_step"] == 0
     assert np.isfinite(m["probe_position_rmse"]) and m["probe_position_rmse"] > 0
+    assert np.isnan(m["probe_wall_x_rmse"]) and np.isnan(m["probe_door_y_rmse"])  # one layout
     for planner in TINY.planners:
         assert 0.0 <= m[f"success_{planner}_fixed"] <= m[f"first_hit_{planner}_fixed"] <= 1.0
         assert f"steps_to_goal_{planner}_fixed" in m
@@ -353,6 +354,27 @@ def test_spatial_state_model_trains_and_predicts_flat_states():
     assert model.predict(params["pred"], s, data.actions[0, 0]).shape == (256,)
     with pytest.raises(ValueError, match="state must be"):
         agent.Model(dataclasses.replace(TINY.model_config(), state="grid"))
+
+
+def test_context_term_and_the_layout_probe_on_random_walls():
+    """With context > 0 the world model has a context head and its loss the InfoNCE term
+    (hj.world_model.loss); with a layout per row the probe reads the wall and door from the
+    states (a number in pixels, not NaN)."""
+    cfg = dataclasses.replace(TINY, context=1.0, train_layout="random")
+    model = agent.Model(cfg.model_config())
+    params = model.init(jax.random.PRNGKey(0))
+    assert set(params) == {"enc", "pred", "inv", "ctx"}
+    assert "ctx" not in agent.Model(TINY.model_config()).init(jax.random.PRNGKey(0))
+    data = tr.random_trajectories(
+        jax.random.PRNGKey(1), tr.EnvParams(), tr.random_layout, 12, 4, 0.0, 0.0, "open_loop"
+    )
+    loss, metrics = model.loss(params, (data.positions, data.actions, data.layouts), None)
+    assert np.isfinite(float(loss)) and float(metrics["context"]) > 0
+    probe = agent.probe(model, params, data, fit=8)
+    for rmse in (probe.wall_x_rmse, probe.door_y_rmse):
+        assert np.isfinite(rmse) and rmse > 0
+    with pytest.raises(ValueError, match="context"):
+        agent.ModelConfig(context=-1.0)
 
 
 def test_evaluations_per_episode_count_each_planners_predictor_steps():

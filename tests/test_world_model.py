@@ -107,3 +107,45 @@ def test_short_trajectories_and_missing_inverse_are_named_errors():
             jnp.zeros((4, 4, 2)),
             WorldModelConfig(horizon=2),
         )
+    with pytest.raises(ValueError, match="needs a `context`"):
+        hj.world_model.loss(
+            {"pred": None},
+            lambda p, s, a: s,
+            jnp.zeros((4, 5, 4)),
+            jnp.zeros((4, 4, 2)),
+            WorldModelConfig(horizon=2, inverse_dynamics=0.0, context=1.0),
+        )
+    with pytest.raises(ValueError, match="context_temperature"):
+        WorldModelConfig(context_temperature=0.0)
+
+
+def test_context_term_is_infonce_of_each_trajectorys_ends_and_trains_the_encoder():
+    """C = InfoNCE(h(s_0), h(s_T)) over the batch, by hand: cross-entropy of each row's cosine
+    logits (temperature t) with its own trajectory as the class; its gradient reaches the
+    states (so the encoder), and weight w adds w * C to the loss."""
+    obs, actions, _ = trajectories(jax.random.PRNGKey(3), n=6, t=4)
+    k_enc, k_ctx = jax.random.split(jax.random.PRNGKey(4))
+    head = hj.nn.MLP((8, 5))
+    params = {"enc": ENC.init(k_enc, jnp.zeros(6)), "pred": None}
+    params["ctx"] = head.init(k_ctx, jnp.zeros(4))
+    context = lambda p, s: head.apply(p, s)
+    cfg = WorldModelConfig(horizon=2, prediction=0.0, variance=0.0, covariance=0.0,
+                           inverse_dynamics=0.0, context=2.0, context_temperature=0.5)  # fmt: skip
+
+    def total(params):
+        states = ENC.apply(params["enc"], obs)
+        return hj.world_model.loss(params, lambda p, s, a: s, states, actions, cfg, None, context)
+
+    value, metrics = total(params)
+    states = np.asarray(ENC.apply(params["enc"], obs), np.float64)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+    h0 = unit(np.asarray(head.apply(params["ctx"], states[:, 0]), np.float64))
+    h1 = unit(np.asarray(head.apply(params["ctx"], states[:, -1]), np.float64))
+    logits = h0 @ h1.T / 0.5
+    by_hand = np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
+    np.testing.assert_allclose(float(metrics["context"]), by_hand, rtol=1e-5)
+    np.testing.assert_allclose(float(value), 2.0 * by_hand, rtol=1e-5)
+    grads = jax.grad(lambda p: total(p)[0])(params)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(grads["enc"])) > 0
+    jitted, _ = jax.jit(total)(params)
+    np.testing.assert_allclose(float(jitted), float(value), rtol=1e-5)

@@ -30,15 +30,17 @@ Metrics: success_<planner>[_<setting>] (no suffix: random walls; at the last ste
 first_hit_<planner>[_suffix] (at any step), steps_to_goal_<planner>[_suffix] (to the first
 hit), plan_s_per_episode_<planner>[_<setting>], plan_evals_per_episode_<planner> (world-model
 evaluations, `two_rooms.evaluations_per_episode`), probe_position_rmse / _r2,
-rollout_position_rmse, rollout_rmse_<k> (k = 8, 30, 90 steps), path_corr_<cost>, wall_leak,
-door_pass; with hjepa, level2_energy against level2_copy_last (its k-step prediction error
-and that of "nothing changes", per dimension), level2_code_std, and where its level-2 plan's
-subgoals lie (`two_rooms.subgoal_probe`, first setting): subgoal_through_doors (the plans
-whose subgoals pass each wall at its door), subgoal_detour_median, subgoal_progress (along the
-shortest path, at the plan's end), and subgoal_through_doors_straight,
-subgoal_progress_straight of a wall-blind plan. With --compute-samples N1,N2,..:
-compute_success_<planner>_<N>, compute_evals_<planner>_<N> and compute_s_<planner>_<N> (s of
-planning per episode) of each sampling planner with N samples, first setting.
+rollout_position_rmse, rollout_rmse_<k> (k = 8, 30, 90 steps), probe_wall_x_rmse and
+probe_door_y_rmse (where the wall and door are, read from the states; NaN with one layout),
+path_corr_<cost>, wall_leak, door_pass; with hjepa, level2_energy against level2_copy_last
+(its k-step prediction error and that of "nothing changes", per dimension), level2_code_std,
+and where its level-2 plan's subgoals lie (`two_rooms.subgoal_probe`, first setting):
+subgoal_through_doors (the plans whose subgoals pass each wall at its door),
+subgoal_detour_median, subgoal_progress (along the shortest path, at the plan's end), and
+subgoal_through_doors_straight, subgoal_progress_straight of a wall-blind plan. With
+--compute-samples N1,N2,..: compute_success_<planner>_<N>, compute_evals_<planner>_<N> and
+compute_s_<planner>_<N> (s of planning per episode) of each sampling planner with N samples,
+first setting.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
 second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -111,6 +113,7 @@ class Config:
     smoothness: NonNegative = 2.0  # weight of ||s_{t+1} - s_t||^2 / D (temporal similarity)
     variance: NonNegative = 25.0  # VICReg's variance and covariance weights on the states
     covariance: NonNegative = 1.0
+    context: NonNegative = 0.0  # hj.world_model's context term: InfoNCE along each window
     critic_steps: Count = 3000  # the critic trains after the world model, on frozen states
     critic_batch: Count = 64
     critic_dim: Count = 16  # K, the critic's embedding
@@ -298,6 +301,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     # Probe: frozen states of held-out trajectories (the test split) -> positions.
     probe = agent.probe(model, params, held, PROBE_FIT)
     metrics["probe_position_r2"], metrics["probe_position_rmse"] = probe.r2, probe.rmse
+    metrics["probe_wall_x_rmse"] = probe.wall_x_rmse  # NaN: one layout
+    metrics["probe_door_y_rmse"] = probe.door_y_rmse
     metrics["rollout_position_rmse"] = probe.rollout_rmse
     first = cfg.settings[0]
     metrics.update(agent.rollout_errors(model, params, probe.decode, k_probe, first))

@@ -137,6 +137,7 @@ class ModelConfig:
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
     variance: float = 25.0  # VICReg's variance and covariance weights on the states
     covariance: float = 1.0
+    context: float = 0.0  # weight of `hj.world_model`'s context term (InfoNCE along a window)
     cost: str = "critic"  # which critic trains, and the planners' cost: one of COSTS
     critic_dim: int = 16  # K, the "critic" embedding
     critic_others: int = 8  # M, states of the same environment pushed apart from each row
@@ -158,7 +159,7 @@ class ModelConfig:
         _common.counts(fn, self, ("wall_margin",), "pass a margin >= 0 in pixels", minimum=0)
         channels = _common.widths(fn, "channels", self.channels, "pass widths, e.g. (16, 32)")
         object.__setattr__(self, "channels", channels)
-        weights = ("blur", "inverse_dynamics", "smoothness", "variance", "covariance")
+        weights = ("blur", "inverse_dynamics", "smoothness", "variance", "covariance", "context")
         _common.non_negatives(
             fn, self, weights + ("critic_penalty", "map_cap", "map_penalty"), "pass a number >= 0"
         )
@@ -306,6 +307,7 @@ class Model:
             self.map_shape = (cfg.embed_dim,)
         self.state_dim = int(np.prod(self.map_shape))
         self.inv = nn.MLP((cfg.hidden, 2))
+        self.ctx = nn.MLP((cfg.hidden, 32))  # the context term's head
         self.critic = nn.MLP((cfg.hidden, cfg.hidden, cfg.critic_dim))
         self.side = SIDE
         self.locator = nn.MLP((self.side**2,))  # logits of the agent's cell, from s
@@ -316,6 +318,7 @@ class Model:
             horizon=cfg.horizon,
             inverse_dynamics=cfg.inverse_dynamics,
             smoothness=cfg.smoothness,
+            context=cfg.context,
             variance=cfg.variance,
             covariance=cfg.covariance,
             unroll=cfg.state == "spatial",
@@ -341,7 +344,8 @@ class Model:
         return init
 
     def init(self, key: jax.Array) -> dict:
-        """The world model's parameters {"enc", "pred", "inv"} (the critic's: `train_critic`)."""
+        """The world model's parameters {"enc", "pred", "inv"}, and "ctx" with a context term
+        (the critic's: `train_critic`)."""
         k_enc, k_pred, k_inv = jax.random.split(key, 3)
         size = 65 // self.cfg.pool
         d = self.state_dim
@@ -349,11 +353,14 @@ class Model:
             pred = self.pred.init(k_pred, jnp.zeros(self.map_shape), jnp.zeros(2))
         else:
             pred = self.pred.init(k_pred, jnp.zeros(d + 2))
-        return {
+        params = {
             "enc": self.enc.init(k_enc, jnp.zeros((1, size, size, 2))),
             "pred": pred,
             "inv": self.inv.init(k_inv, jnp.zeros(2 * d)),
         }
+        if self.cfg.context > 0:  # a key of its own: the others' draws stay as they were
+            params["ctx"] = self.ctx.init(jax.random.fold_in(key, 3), jnp.zeros(d))
+        return params
 
     def embed(self, enc, frames: jax.Array) -> jax.Array:
         """States [..., D] of encoder inputs frames [..., S, S, 2] (a spatial state flattened)."""
@@ -389,13 +396,10 @@ class Model:
         positions, actions, layouts = batch
         del key
         states = self.embed(params["enc"], self.frames(positions, layouts))
+        heads = {k: v for k, v in params.items() if k != "enc"}
+        context = lambda ctx, s: _common.apply(self.ctx, ctx, s)
         return world_model.loss(
-            {"pred": params["pred"], "inv": params["inv"]},
-            self.predict,
-            states,
-            actions,
-            self.wm,
-            self.inverse,
+            heads, self.predict, states, actions, self.wm, self.inverse, context
         )
 
     def init_level2(self, key: jax.Array) -> dict:
@@ -998,10 +1002,14 @@ class Probe(NamedTuple):
     rows' states, rollout_rmse that of the world model's predicted rollouts decoded, true
     [N - fit, T+1, 2] those rows' positions, predicted [N - fit, T, 2] the decoded
     rollouts from their first state under their actions, and decode the probe itself
-    (states [M, D] -> positions [M, 2], numpy)."""
+    (states [M, D] -> positions [M, 2], numpy). wall_x_rmse and door_y_rmse (pixels): a
+    ridge probe of the first wall's x and its door's y from the same states, scored the same
+    way (NaN when every row has the same layout): does the state hold where the door is?"""
 
     r2: float
     rmse: float
+    wall_x_rmse: float
+    door_y_rmse: float
     rollout_rmse: float
     true: np.ndarray
     predicted: np.ndarray
@@ -1031,6 +1039,11 @@ def probe(model: Model, params: dict, data: tr.Trajectories, fit: int) -> Probe:
     flat_s, flat_p = states.reshape(-1, states.shape[-1]), positions.reshape(-1, 2)
     cut = fit * positions.shape[1]
     r2, rmse = probes.regression_r2(flat_s[:cut], flat_p[:cut], flat_s[cut:], flat_p[cut:])
+    walls = []
+    for where in (data.layouts.wall_x[:, 0], data.layouts.door_y[:, 0]):
+        label = np.repeat(np.asarray(where, np.float64), positions.shape[1])[:, None]
+        scored = probes.regression_r2(flat_s[:cut], label[:cut], flat_s[cut:], label[cut:])
+        walls.append(scored[1] if np.ptp(label) > 0 else float("nan"))
     decode = _fit_probe(flat_s[:cut], flat_p[:cut])
     rollouts = jax.jit(
         jax.vmap(lambda s0, a: planning.rollout(model.predict, params["pred"], s0, a))
@@ -1039,7 +1052,7 @@ def probe(model: Model, params: dict, data: tr.Trajectories, fit: int) -> Probe:
         len(states) - fit, -1, 2
     )
     rollout_rmse = float(np.sqrt(np.mean((pred_pos - positions[fit:, 1:]) ** 2)))
-    return Probe(r2, rmse, rollout_rmse, positions[fit:], pred_pos, decode)
+    return Probe(r2, rmse, *walls, rollout_rmse, positions[fit:], pred_pos, decode)
 
 
 def rollout_errors(
