@@ -377,6 +377,21 @@ def test_context_term_and_the_layout_probe_on_random_walls():
         agent.ModelConfig(context=-1.0)
 
 
+def test_checkpoints_from_before_the_context_term_still_match():
+    """A field added later (ADDED) is left out of the saved config at its old behaviour's
+    value, so a checkpoint saved before it existed matches (hj.checkpoint's comparison); set
+    to anything else, it is saved and a checkpoint without it is refused."""
+    saved_before = planning_two_rooms.trained_config(TINY, "world_model")
+    assert "context" not in saved_before
+    with_context = planning_two_rooms.trained_config(
+        dataclasses.replace(TINY, context=5.0), "world_model"
+    )
+    assert with_context["context"] == 5.0
+    assert hj.checkpoint.config_differences(saved_before, with_context) == [
+        "context: checkpoint '<missing>' != now 5.0"
+    ]
+
+
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,

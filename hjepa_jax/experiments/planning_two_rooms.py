@@ -224,16 +224,18 @@ CRITIC_FIELDS = (
     "critic_step", "cost", "map_cap", "map_penalty", "map_visits", "wall_margin",
 )  # fmt: skip
 LEVEL2_FIELDS = ("level2_steps", "level2_k", "level2_codes", "level2_horizon")
+ADDED = {"context": 0.0}  # fields newer than some checkpoints: at this value, not saved
 
 
 def trained_config(cfg: Config, model: str) -> dict:
     """The config saved with (and checked against) the checkpoints of "world_model", "critic"
     or "level2": the fields its training reads. The critic's and level 2's name the world
     model's steps `model_steps` (their `steps` are their own, which a resumed run may
-    extend)."""
+    extend). A field of ADDED at its value there is left out, so that checkpoints saved
+    before it existed still match."""
     fields = dataclasses.asdict(cfg)
     skip = {"world_model": CRITIC_FIELDS + LEVEL2_FIELDS, "critic": LEVEL2_FIELDS}.get(model, ())
-    for name in PLANNING_FIELDS + skip:
+    for name in PLANNING_FIELDS + skip + tuple(k for k, v in ADDED.items() if fields[k] == v):
         del fields[name]
     if model != "world_model":
         own = cfg.critic_steps if model == "critic" else cfg.level2_steps
