@@ -117,10 +117,10 @@ def multistep_energy(
     return jnp.mean(jax.vmap(from_start)(starts)) / states.shape[-1]
 
 
-def _needs(name: str, fn: Callable | None, fix: str) -> None:
-    """A term with a weight > 0 needs its function."""
+def _needs(name: str, fn: Callable | None, weight: str, fix: str) -> None:
+    """A term whose weight is > 0 needs its function `name`."""
     if fn is None:
-        weight, article = ("inverse_dynamics", "an") if name == "inverse" else (name, "a")
+        article = "an" if name[0] in "aeiou" else "a"
         problem = f"but {weight} > 0 needs {article} `{name}`"
         _checks.fail("world_model.loss", name, None, problem, fix)
 
@@ -176,14 +176,15 @@ def loss(
     inv_err = jnp.zeros(())
     if cfg.inverse_dynamics > 0:
         fix = "pass inverse(params, s_t, s_next) -> [A], or set inverse_dynamics=0"
-        _needs("inverse", inverse, fix)
+        _needs("inverse", inverse, "inverse_dynamics", fix)
         guess = jax.vmap(jax.vmap(lambda s, n: inverse(params["inv"], s, n)))(
             states[:, :-1], states[:, 1:]
         )
         inv_err = jnp.mean(jnp.sum((guess - actions) ** 2, -1))
     nce = jnp.zeros(())
     if cfg.context > 0:
-        _needs("context", context, "pass context(params, s [B, D]) -> [B, K], or set context=0")
+        fix = "pass context(params, s [B, D]) -> [B, K], or set context=0"
+        _needs("context", context, "context", fix)
         head = lambda s: context(params["ctx"], s)
         nce = losses.infonce(head(states[:, 0]), head(states[:, -1]), cfg.context_temperature)
     total = (

@@ -1042,8 +1042,10 @@ def probe(model: Model, params: dict, data: tr.Trajectories, fit: int) -> Probe:
     walls = []
     for where in (data.layouts.wall_x[:, 0], data.layouts.door_y[:, 0]):
         label = np.repeat(np.asarray(where, np.float64), positions.shape[1])[:, None]
-        scored = probes.regression_r2(flat_s[:cut], label[:cut], flat_s[cut:], label[cut:])
-        walls.append(scored[1] if np.ptp(label) > 0 else float("nan"))
+        if np.ptp(label) == 0:  # one layout: nothing to read
+            walls.append(float("nan"))
+            continue
+        walls.append(probes.regression_r2(flat_s[:cut], label[:cut], flat_s[cut:], label[cut:])[1])
     decode = _fit_probe(flat_s[:cut], flat_p[:cut])
     rollouts = jax.jit(
         jax.vmap(lambda s0, a: planning.rollout(model.predict, params["pred"], s0, a))
