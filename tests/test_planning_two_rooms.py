@@ -377,12 +377,45 @@ def test_context_term_and_the_layout_probe_on_random_walls():
         agent.ModelConfig(context=-1.0)
 
 
+def test_windows_are_random_slices_of_each_trajectory_and_train_the_model():
+    """window=W cuts each row of a batch of long trajectories to W steps at a random start
+    drawn from the key: positions and actions stay aligned, starts differ between rows and
+    keys, the loss is the loss of the cut batch, and it jits; window 0 (or >= L - 1) keeps
+    the batch, and a window without a key is refused by name."""
+    cfg = dataclasses.replace(TINY, window=4).model_config()
+    model = agent.Model(cfg)
+    data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.fixed_layout, 6, 20)
+    batch = (data.positions, data.actions, data.layouts)
+    starts = set()
+    for seed in range(3):
+        pos, act, _ = model.window(batch, jax.random.PRNGKey(seed))
+        assert pos.shape == (6, 5, 2) and act.shape == (6, 4, 2)
+        for row in range(6):
+            full_p, full_a = np.asarray(data.positions[row]), np.asarray(data.actions[row])
+            at = [i for i in range(17) if np.array_equal(full_p[i : i + 5], pos[row])]
+            assert len(at) == 1 and np.array_equal(full_a[at[0] : at[0] + 4], act[row])
+            starts.add(at[0])
+    assert len(starts) > 3
+    params = model.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(7)
+    whole = agent.Model(TINY.model_config())  # window 0: the batch as given
+    expected, _ = whole.loss(params, model.window(batch, key), None)
+    got, _ = jax.jit(model.loss)(params, batch, key)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert whole.window(batch, key) is batch
+    assert agent.Model(dataclasses.replace(cfg, window=20)).window(batch, None) is batch
+    with pytest.raises(ValueError, match="key"):
+        model.loss(params, batch, None)
+    with pytest.raises(ValueError, match="window"):
+        agent.ModelConfig(window=-1)
+
+
 def test_checkpoints_from_before_the_context_term_still_match():
     """A field added later (ADDED) is left out of the saved config at its old behaviour's
     value, so a checkpoint saved before it existed matches (hj.checkpoint's comparison); set
     to anything else, it is saved and a checkpoint without it is refused."""
     saved_before = planning_two_rooms.trained_config(TINY, "world_model")
-    assert "context" not in saved_before
+    assert "context" not in saved_before and "window" not in saved_before
     with_context = planning_two_rooms.trained_config(
         dataclasses.replace(TINY, context=5.0), "world_model"
     )

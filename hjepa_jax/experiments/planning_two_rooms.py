@@ -39,8 +39,7 @@ subgoal_through_doors (the plans whose subgoals pass each wall at its door),
 subgoal_detour_median, subgoal_progress (along the shortest path, at the plan's end), and
 subgoal_through_doors_straight, subgoal_progress_straight of a wall-blind plan. With
 --compute-samples N1,N2,..: compute_success_<planner>_<N>, compute_evals_<planner>_<N> and
-compute_s_<planner>_<N> (s of planning per episode) of each sampling planner with N samples,
-first setting.
+compute_s_<planner>_<N> (s per episode) of each sampling planner with N samples, first setting.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
 second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -68,6 +67,7 @@ from hjepa_jax.experiments.common import (
     NonNegative,
     Positive,
     RunOptions,
+    Whole,
     atomic_write,
     config,
     on_process_0,
@@ -98,7 +98,8 @@ class Config:
     settings: tuple[str, ...] = ("random", "fixed", "three_rooms")
     planners: tuple[str, ...] = PLANNERS  # a subset shortens a run (planning is most of it)
     trajectories: Count = 10000
-    length: Count = 16  # T
+    length: Count = 16  # T, steps per trajectory
+    window: Whole = 0  # the world model trains on random windows of this many steps (0: all T)
     policy: str = "open_loop"  # the reward-free walk (two_rooms.POLICIES): EB-JEPA's
     door_frac: NonNegative = 0.0  # aimed through a door (steered by the door's coordinates)
     wall_frac: NonNegative = 0.0  # aimed into a wall beside it (idem)
@@ -224,7 +225,7 @@ CRITIC_FIELDS = (
     "critic_step", "cost", "map_cap", "map_penalty", "map_visits", "wall_margin",
 )  # fmt: skip
 LEVEL2_FIELDS = ("level2_steps", "level2_k", "level2_codes", "level2_horizon")
-ADDED = {"context": 0.0}  # fields newer than some checkpoints: at this value, not saved
+ADDED = {"context": 0.0, "window": 0}  # newer than some checkpoints: at this value, not saved
 
 
 def trained_config(cfg: Config, model: str) -> dict:
@@ -345,9 +346,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         evals = agent.evaluations_per_episode(planner, pcfg, cfg.cost)
         got = {"success": float(ep.success.mean()), "evals": evals, "s": ep.seconds}
         metrics.update({f"compute_{k}_{planner}_{n}": v for k, v in got.items()})
-        log.info(
-            "%s, %d samples: success %.3f, %d evaluations", planner, n, ep.success.mean(), evals
-        )
+        msg = "%s, %d samples: success %.3f, %d evaluations"
+        log.info(msg, planner, n, ep.success.mean(), evals)
     names = (
         "positions", "goals", "planner", "layout", "success", "first_hit", "steps", "wall_x",
         "door_y",

@@ -133,6 +133,7 @@ class ModelConfig:
     state: str = "spatial"  # "vector" or "spatial"
     hidden: int = 256  # predictor / inverse-dynamics width
     horizon: int = 4  # world-model training rollout
+    window: int = 0  # world-model training: a random window of this many steps (0: all)
     inverse_dynamics: float = 1.0
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
     variance: float = 25.0  # VICReg's variance and covariance weights on the states
@@ -157,6 +158,8 @@ class ModelConfig:
         counts += ("level2_k", "level2_codes", "level2_horizon")
         _common.counts(fn, self, counts + ("map_visits",), fix)
         _common.counts(fn, self, ("wall_margin",), "pass a margin >= 0 in pixels", minimum=0)
+        fix = "pass a count of steps, or 0 for whole trajectories"
+        _common.counts(fn, self, ("window",), fix, minimum=0)
         channels = _common.widths(fn, "channels", self.channels, "pass widths, e.g. (16, 32)")
         object.__setattr__(self, "channels", channels)
         weights = ("blur", "inverse_dynamics", "smoothness", "variance", "covariance", "context")
@@ -390,11 +393,26 @@ class Model:
         """The action [2] read from states s, nxt [D] (the inverse-dynamics head)."""
         return self.scale * _common.apply(self.inv, inv, jnp.concatenate([s, nxt]))
 
+    def window(self, batch: tuple, key: jax.Array | None) -> tuple:
+        """batch = (positions [B, L, 2], actions [B, L - 1, 2], layouts [B]) cut to one random
+        window of `cfg.window` steps per row, drawn from `key`: (positions [B, W + 1, 2],
+        actions [B, W, 2], layouts). Unchanged when cfg.window is 0 or not below L - 1."""
+        positions, actions, layouts = batch
+        w, steps = self.cfg.window, actions.shape[1]
+        if not w or w >= steps:
+            return batch
+        if key is None:
+            fix = "pass a PRNG key (hj.train passes one per step)"
+            _checks.fail("Model.window", "key", key, f"is needed to cut {w}-step windows", fix)
+        start = jax.random.randint(key, positions.shape[:1], 0, steps - w + 1)
+        cut = lambda x, n: jax.vmap(lambda r, i: jax.lax.dynamic_slice_in_dim(r, i, n))(x, start)
+        return cut(positions, w + 1), cut(actions, w), layouts
+
     def loss(self, params: dict, batch: tuple, key: jax.Array | None) -> tuple[jax.Array, dict]:
         """`hj.world_model.loss` of batch = (positions [B, L, 2], actions [B, L - 1, 2],
-        layouts [B]): frames rendered and encoded inside. -> (loss [], metrics)."""
-        positions, actions, layouts = batch
-        del key
+        layouts [B]), each row cut to a random window of `cfg.window` steps (`window`, from
+        `key`): frames rendered and encoded inside. -> (loss [], metrics)."""
+        positions, actions, layouts = self.window(batch, key)
         states = self.embed(params["enc"], self.frames(positions, layouts))
         heads = {k: v for k, v in params.items() if k != "enc"}
         context = lambda ctx, s: _common.apply(self.ctx, ctx, s)
