@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from hjepa_jax import _checks, collapse, losses, planning
 
-__all__ = ["WorldModelConfig", "multistep_energy", "loss", "Trained", "load"]
+__all__ = ["WorldModelConfig", "multistep_energy", "rollout_energies", "loss", "Trained", "load"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +45,10 @@ class WorldModelConfig:
     smoothness: weight of mean ||s_{t+1} - s_t||^2 / D (0: off).
     context: weight of the context term C (0: off); it needs a `context` head.
     context_temperature: InfoNCE's temperature in C.
+    hard: alpha, the weight of hard examples in the prediction energy (0: a plain mean): each
+      rollout's energy e (one start of one trajectory) is weighted by e^alpha / mean(e^alpha),
+      held constant (stop-gradient), so that rare transitions the predictor gets wrong, such
+      as passing a door, weigh more without any label saying which they are.
     unroll: unroll the rollouts (`hj.planning.rollout`); True for a convolutional predictor
       trained on a CPU.
 
@@ -62,13 +66,14 @@ class WorldModelConfig:
     smoothness: float = 0.0
     context: float = 0.0
     context_temperature: float = 0.1
+    hard: float = 0.0
     unroll: bool = False
 
     def __post_init__(self):
         fn = "WorldModelConfig"
         _checks.integer(fn, "horizon", self.horizon, fix="predict >= 1 steps, e.g. horizon=4")
         weights = ("prediction", "variance", "covariance", "inverse_dynamics", "smoothness")
-        for name in weights + ("context",):
+        for name in weights + ("context", "hard"):
             _checks.non_negative(fn, name, getattr(self, name), "pass a weight >= 0")
         _checks.positive(
             fn, "context_temperature", self.context_temperature, "pass a temperature > 0"
@@ -83,7 +88,8 @@ def multistep_energy(
     horizon: int,
     unroll: bool = False,
 ) -> jax.Array:
-    """Mean over start times t and steps h <= H of ||Pred^h(s_t, a) - s_{t+h}||^2 / D.
+    """Mean over start times t and steps h <= H of ||Pred^h(s_t, a) - s_{t+h}||^2 / D
+    (the mean of `rollout_energies`).
 
     Args:
       states: [T + 1, D] encoded states of one trajectory; actions: [T, A]; T >= horizon.
@@ -97,7 +103,32 @@ def multistep_energy(
       >>> float(hj.world_model.multistep_energy(None, predict, states, actions, horizon=2))
       0.0
     """
-    fn = "multistep_energy"
+    return jnp.mean(rollout_energies(pred_params, predict, states, actions, horizon, unroll))
+
+
+def rollout_energies(
+    pred_params,
+    predict: Callable,
+    states: jax.Array,
+    actions: jax.Array,
+    horizon: int,
+    unroll: bool = False,
+) -> jax.Array:
+    """For each start time t, mean over steps h <= H of ||Pred^h(s_t, a) - s_{t+h}||^2 / D.
+
+    Args:
+      states: [T + 1, D] encoded states of one trajectory; actions: [T, A]; T >= horizon.
+    Returns [T - H + 1].
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> predict = lambda p, s, a: s + a
+      >>> states, actions = jnp.array([[0.0], [1.0], [3.0]]), jnp.ones((2, 1))
+      >>> hj.world_model.rollout_energies(None, predict, states, actions, horizon=1).tolist()
+      [0.0, 1.0]
+    """
+    fn = "rollout_energies"
     horizon = _checks.integer(fn, "horizon", horizon, fix="predict >= 1 steps, e.g. horizon=4")
     fix = "pass one trajectory: states [T + 1, D] and the T actions between them, [T, A]"
     _checks.rank(fn, "actions", actions, 2, "[T, A]", fix)
@@ -114,7 +145,7 @@ def multistep_energy(
         pred = planning.rollout(predict, pred_params, states[i], acts, unroll)
         return jnp.mean(jnp.sum((pred - target) ** 2, axis=-1))
 
-    return jnp.mean(jax.vmap(from_start)(starts)) / states.shape[-1]
+    return jax.vmap(from_start)(starts) / states.shape[-1]
 
 
 def _needs(name: str, fn: Callable | None, weight: str, fix: str) -> None:
@@ -149,8 +180,9 @@ def loss(
         if cfg.context > 0 (B >= 2: the other trajectories are the negatives).
 
     Returns:
-      (loss, metrics): "prediction", "variance", "covariance", "inverse_dynamics",
-      "smoothness", "context" and the collapse diagnostics of the states.
+      (loss, metrics): "prediction" (the plain mean, whatever cfg.hard), "variance",
+      "covariance", "inverse_dynamics", "smoothness", "context" and the collapse diagnostics
+      of the states.
 
     Example:
       >>> import jax
@@ -168,8 +200,13 @@ def loss(
     _checks.rank("world_model.loss", "states", states, 3, "[B, T + 1, D]", fix)
     b, t1, d = states.shape
     _checks.shape("world_model.loss", "actions", actions, (b, t1 - 1, None), "[B, T, A]", fix)
-    one = lambda s, a: multistep_energy(params["pred"], predict, s, a, cfg.horizon, cfg.unroll)
-    energy = jnp.mean(jax.vmap(one)(states, actions))
+    one = lambda s, a: rollout_energies(params["pred"], predict, s, a, cfg.horizon, cfg.unroll)
+    each = jax.vmap(one)(states, actions)  # [B, T - H + 1]
+    energy = jnp.mean(each)
+    weighted = energy
+    if cfg.hard > 0:  # hard examples weigh more: e^alpha / mean(e^alpha), held constant
+        w = jax.lax.stop_gradient(each) ** cfg.hard
+        weighted = jnp.mean(w * each) / (jnp.mean(w) + 1e-12)
     flat = states.reshape(b * t1, d)
     _, terms = losses.vicreg(flat, flat, sim=0.0, var=cfg.variance, cov=cfg.covariance)
     smooth = jnp.mean(jnp.sum((states[:, 1:] - states[:, :-1]) ** 2, -1)) / d
@@ -188,7 +225,7 @@ def loss(
         head = lambda s: context(params["ctx"], s)
         nce = losses.infonce(head(states[:, 0]), head(states[:, -1]), cfg.context_temperature)
     total = (
-        cfg.prediction * energy
+        cfg.prediction * weighted
         + cfg.variance * terms["variance"]
         + cfg.covariance * terms["covariance"]
         + cfg.inverse_dynamics * inv_err

@@ -115,6 +115,7 @@ class Config:
     variance: NonNegative = 25.0  # VICReg's variance and covariance weights on the states
     covariance: NonNegative = 1.0
     context: NonNegative = 0.0  # hj.world_model's context term: InfoNCE along each window
+    hard: NonNegative = 0.0  # hj.world_model's weight of hard rollouts: e^hard (0: plain mean)
     critic_steps: Count = 3000  # the critic trains after the world model, on frozen states
     critic_batch: Count = 64
     critic_dim: Count = 16  # K, the critic's embedding
@@ -225,7 +226,7 @@ CRITIC_FIELDS = (
     "critic_step", "cost", "map_cap", "map_penalty", "map_visits", "wall_margin",
 )  # fmt: skip
 LEVEL2_FIELDS = ("level2_steps", "level2_k", "level2_codes", "level2_horizon")
-ADDED = {"context": 0.0, "window": 0}  # newer than some checkpoints: at this value, not saved
+ADDED = {"context": 0.0, "window": 0, "hard": 0.0}  # newer than some checkpoints: unsaved so
 
 
 def trained_config(cfg: Config, model: str) -> dict:

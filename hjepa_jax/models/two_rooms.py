@@ -139,6 +139,7 @@ class ModelConfig:
     variance: float = 25.0  # VICReg's variance and covariance weights on the states
     covariance: float = 1.0
     context: float = 0.0  # weight of `hj.world_model`'s context term (InfoNCE along a window)
+    hard: float = 0.0  # `hj.world_model`'s weight of hard rollouts, e^hard (0: a plain mean)
     cost: str = "critic"  # which critic trains, and the planners' cost: one of COSTS
     critic_dim: int = 16  # K, the "critic" embedding
     critic_others: int = 8  # M, states of the same environment pushed apart from each row
@@ -163,6 +164,7 @@ class ModelConfig:
         channels = _common.widths(fn, "channels", self.channels, "pass widths, e.g. (16, 32)")
         object.__setattr__(self, "channels", channels)
         weights = ("blur", "inverse_dynamics", "smoothness", "variance", "covariance", "context")
+        weights += ("hard",)
         _common.non_negatives(
             fn, self, weights + ("critic_penalty", "map_cap", "map_penalty"), "pass a number >= 0"
         )
@@ -322,6 +324,7 @@ class Model:
             inverse_dynamics=cfg.inverse_dynamics,
             smoothness=cfg.smoothness,
             context=cfg.context,
+            hard=cfg.hard,
             variance=cfg.variance,
             covariance=cfg.covariance,
             unroll=cfg.state == "spatial",
