@@ -103,7 +103,8 @@ def multistep_energy(
       >>> float(hj.world_model.multistep_energy(None, predict, states, actions, horizon=2))
       0.0
     """
-    return jnp.mean(rollout_energies(pred_params, predict, states, actions, horizon, unroll))
+    args = (pred_params, predict, states, actions, horizon, unroll)
+    return jnp.mean(_rollout_energies("multistep_energy", *args))
 
 
 def rollout_energies(
@@ -128,7 +129,12 @@ def rollout_energies(
       >>> hj.world_model.rollout_energies(None, predict, states, actions, horizon=1).tolist()
       [0.0, 1.0]
     """
-    fn = "rollout_energies"
+    args = (pred_params, predict, states, actions, horizon, unroll)
+    return _rollout_energies("rollout_energies", *args)
+
+
+def _rollout_energies(fn: str, pred_params, predict, states, actions, horizon, unroll):
+    """`rollout_energies`, its errors naming `fn`."""
     horizon = _checks.integer(fn, "horizon", horizon, fix="predict >= 1 steps, e.g. horizon=4")
     fix = "pass one trajectory: states [T + 1, D] and the T actions between them, [T, A]"
     _checks.rank(fn, "actions", actions, 2, "[T, A]", fix)
