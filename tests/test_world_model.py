@@ -145,7 +145,7 @@ def test_context_term_is_infonce_of_each_trajectorys_ends_and_trains_the_encoder
     by_hand = np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
     np.testing.assert_allclose(float(metrics["context"]), by_hand, rtol=1e-5)
     np.testing.assert_allclose(float(value), 2.0 * by_hand, rtol=1e-5)
-    grads = jax.grad(lambda p: total(p)[0])(params)
+    grads = jax.jit(jax.grad(lambda p: total(p)[0]))(params)
     assert max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(grads["enc"])) > 0
     jitted, _ = jax.jit(total)(params)
     np.testing.assert_allclose(float(jitted), float(value), rtol=1e-5)
@@ -153,38 +153,34 @@ def test_context_term_is_infonce_of_each_trajectorys_ends_and_trains_the_encoder
 
 def test_hard_rollouts_weigh_by_their_energy_to_the_power_alpha():
     """cfg.hard = alpha: the prediction term is sum(e^(1 + alpha)) / sum(e^alpha) over the
-    rollouts' energies e (by hand, from a predictor s + a + b), its weights held constant in
-    the gradient; alpha 0 is the plain mean, which the "prediction" metric always reports;
-    a negative alpha is refused by name."""
-    states = jax.random.normal(jax.random.PRNGKey(5), (3, 6, 2))
-    actions = jax.random.normal(jax.random.PRNGKey(6), (3, 5, 2))
+    rollouts' energies e, and its gradient that of the weighted mean with the weights held
+    constant; both by hand in closed form for the predictor s + a + b; alpha 0 is the plain
+    mean, which the "prediction" metric always reports; a negative alpha is refused by name."""
+    states = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (3, 6, 2)), np.float64)
+    actions = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (3, 5, 2)), np.float64)
+    bias = np.array([0.3, -0.2])
+    # Horizon 2 from each start t < 4: residuals of the first and second predicted steps.
+    r1 = states[:, :4] + actions[:, :4] + bias - states[:, 1:5]  # [3, 4, 2]
+    r2 = states[:, :4] + actions[:, :4] + actions[:, 1:5] + 2 * bias - states[:, 2:6]
+    e = (np.sum(r1**2, -1) + np.sum(r2**2, -1)) / 4  # mean over 2 steps, / D = 2
+    de = (2 * r1 + 4 * r2) / 4  # de/db, [3, 4, 2]
     predict = lambda b, s, a: s + a + b
-    bias = jnp.array([0.3, -0.2])
     base = dict(horizon=2, prediction=1.0, variance=0.0, covariance=0.0, inverse_dynamics=0.0)
-
-    def energies(b):  # [3, 4]: each start's mean over its 2 steps of ||pred - s||^2 / D
-        out = []
-        for row in range(3):
-            s, a = states[row], actions[row]
-            per = []
-            for t in range(4):
-                one = s[t] + a[t] + b
-                two = one + a[t + 1] + b
-                per.append((jnp.sum((one - s[t + 1]) ** 2) + jnp.sum((two - s[t + 2]) ** 2)) / 4)
-            out.append(per)
-        return jnp.array(out)
-
-    e = np.asarray(energies(bias), np.float64)
     for alpha in (0.0, 1.0, 2.0):
         cfg = WorldModelConfig(**base, hard=alpha)
-        run = lambda b, cfg=cfg: hj.world_model.loss({"pred": b}, predict, states, actions, cfg)
-        value, metrics = run(bias)
-        by_hand = np.sum(e ** (1 + alpha)) / np.sum(e**alpha)
-        np.testing.assert_allclose(float(value), by_hand, rtol=1e-5)
+        run = jax.jit(
+            lambda b, cfg=cfg: hj.world_model.loss(
+                {"pred": b}, predict, jnp.asarray(states), jnp.asarray(actions), cfg
+            )
+        )
+        value, metrics = run(jnp.asarray(bias, jnp.float32))
+        w = e**alpha / np.mean(e**alpha)
+        np.testing.assert_allclose(float(value), np.mean(w * e), rtol=1e-5)
         np.testing.assert_allclose(float(metrics["prediction"]), e.mean(), rtol=1e-5)
-        w = jnp.asarray(e**alpha / np.mean(e**alpha), jnp.float32)  # held constant
-        expected = jax.grad(lambda b, w=w: jnp.mean(w * energies(b)))(bias)
-        np.testing.assert_allclose(jax.grad(lambda b, f=run: f(b)[0])(bias), expected, rtol=1e-4)
-    assert float(run(bias)[0]) > e.mean()  # alpha 2: the hard rollouts pull the mean up
+        grad = jax.grad(lambda b, f=run: f(b)[0])(jnp.asarray(bias, jnp.float32))
+        np.testing.assert_allclose(
+            grad, np.mean(w[..., None] * de, axis=(0, 1)), rtol=1e-4, atol=1e-6
+        )
+    assert float(value) > e.mean()  # alpha 2: the hard rollouts pull the mean up
     with pytest.raises(ValueError, match="hard"):
         WorldModelConfig(hard=-1.0)
