@@ -347,7 +347,7 @@ def test_spatial_state_model_trains_and_predicts_flat_states():
     assert model.map_shape == (8, 8, 4) and model.state_dim == 256
     params = model.init(jax.random.PRNGKey(0))
     data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.fixed_layout, 4, 16)
-    loss, metrics = model.loss(params, (data.positions, data.actions, data.layouts), None)
+    loss, metrics = jax.jit(model.loss)(params, (data.positions, data.actions, data.layouts), None)
     assert np.isfinite(float(loss)) and metrics["prediction"] >= 0
     s = model.encode(params["enc"], data.positions[0, 0], tr.fixed_layout())
     assert s.shape == (256,)
@@ -368,7 +368,7 @@ def test_context_term_and_the_layout_probe_on_random_walls():
     data = tr.random_trajectories(
         jax.random.PRNGKey(1), tr.EnvParams(), tr.random_layout, 12, 4, 0.0, 0.0, "open_loop"
     )
-    loss, metrics = model.loss(params, (data.positions, data.actions, data.layouts), None)
+    loss, metrics = jax.jit(model.loss)(params, (data.positions, data.actions, data.layouts), None)
     assert np.isfinite(float(loss)) and float(metrics["context"]) > 0
     probe = agent.probe(model, params, data, fit=8)
     for rmse in (probe.wall_x_rmse, probe.door_y_rmse):
