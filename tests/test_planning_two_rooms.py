@@ -582,6 +582,24 @@ def test_ebjepa_planner_preset_sets_their_planning_settings():
     assert cfg.episodes == 3 and cfg.max_steps == 200 and cfg.action_norm == 2.45
 
 
+def test_hjepa_three_rooms_preset_is_quick_mode_in_three_rooms_and_make_reproduce_runs_it():
+    """`--preset hjepa_three_rooms`: quick mode's model and critic in the zigzag of three
+    rooms, with the learned level 2 (planner hjepa) and flat CEM over a few sample counts;
+    `make reproduce` runs it beside the quick runs."""
+    parser = argparse.ArgumentParser()
+    common.add_config_flags(parser, planning_two_rooms.Config)
+    cfg = common.config_from_args(
+        planning_two_rooms.Config, parser.parse_args(["--preset", "hjepa_three_rooms"]), False
+    )
+    quick = planning_two_rooms.Config().quick()
+    for field in ("state", "embed_dim", "blur", "steps", "critic_steps", "episodes"):
+        assert getattr(cfg, field) == getattr(quick, field), field
+    assert cfg.train_layout == "three_rooms_fixed" and cfg.settings == ("three_rooms_fixed",)
+    assert "hjepa" in cfg.planners and "cem" in cfg.planners and cfg.compute_samples
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "planning_two_rooms --preset hjepa_three_rooms" in makefile
+
+
 def test_clip_norm_scales_long_actions_to_the_bound_and_has_a_gradient_at_zero():
     """EB-JEPA's action clipping: an action longer than the bound is scaled down to it
     (direction kept), a shorter one is unchanged, and gradient MPC's warm start at 0 gets a

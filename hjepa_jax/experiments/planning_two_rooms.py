@@ -1,6 +1,7 @@
 """Fig. 1 agent: a JEPA world model learned from pixels, and Mode-2 planning in Two Rooms.
 
     hjepa-run planning_two_rooms --quick --out out/planning_two_rooms   # fixed wall, minutes
+    hjepa-run planning_two_rooms --preset hjepa_three_rooms --out out/hjepa_three_rooms  # H-JEPA
     hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1.5 h on 2 CPUs
 
 Shows that a world model trained only on reward-free random-walk pixel trajectories (the
@@ -91,6 +92,17 @@ SUFFIX = {setting: "" if setting == "random" else "_" + setting for setting in S
 PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fits the first
 
 
+# Quick mode (`--quick`): the fixed wall, a vector state, the flat planners; minutes.
+QUICK = dict(
+    train_layout="fixed", settings=("fixed",), state="vector", embed_dim=8,
+    blur=10.0, trajectories=4000, steps=2000, episodes=20, critic_steps=4000,
+    samples=96, elites=24, iterations=4,  # 128 x 5: the same success, 1.7x the time
+    # MPPI at 0.5 and gradient MPC unsmoothed: 0.85 and 0.83 (docs/results.md)
+    mppi_temperature=2.0, gd_noise=1.0, gd_noise_samples=4,
+    planners=("gradient_mpc", "cem", "mppi", "random"),
+)  # fmt: skip
+
+
 @config
 class Config:
     seed: int = 0
@@ -172,17 +184,17 @@ class Config:
             horizon_plan=90, samples=200, iterations=20, elites=20, replan_every=1,
             init_std=2.0, hier_horizon=90, max_steps=200, action_norm=2.45,
         ),
+        # H-JEPA at quick size (`make reproduce`): quick mode's model in three rooms with the
+        # doors at y = 18 and 46, a learned level 2 and flat CEM, at 16 samples and at 2, 4, 8.
+        "hjepa_three_rooms": dict(
+            QUICK, train_layout="three_rooms_fixed", settings=("three_rooms_fixed",),
+            planners=("cem", "hjepa", "random"), trajectories=6000, length=24,
+            level2_horizon=3, samples=16, elites=4, iterations=5, compute_samples=(2, 4, 8),
+        ),
     }  # fmt: skip
 
     def quick(self) -> Config:
-        return dataclasses.replace(
-            self, train_layout="fixed", settings=("fixed",), state="vector", embed_dim=8,
-            blur=10.0, trajectories=4000, steps=2000, episodes=20, critic_steps=4000,
-            samples=96, elites=24, iterations=4,  # 128 x 5: the same success, 1.7x the time
-            # MPPI at 0.5 and gradient MPC unsmoothed: 0.85 and 0.83 (docs/results.md)
-            mppi_temperature=2.0, gd_noise=1.0, gd_noise_samples=4,
-            planners=("gradient_mpc", "cem", "mppi", "random"),  # the flat ones: minutes
-        )  # fmt: skip
+        return dataclasses.replace(self, **QUICK)
 
     def check(self) -> None:
         """Raise ValueError on a planner, setting or cost this experiment does not know
