@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import jax
-import matplotlib.pyplot as plt
 import numpy as np
 
 import hjepa_jax as hj
@@ -71,8 +70,6 @@ from hjepa_jax.experiments.common import (
     Whole,
     atomic_write,
     config,
-    on_process_0,
-    save_figure,
 )
 from hjepa_jax.models import two_rooms as agent
 from hjepa_jax.models.two_rooms import COSTS, PLANNERS, SETTINGS
@@ -88,7 +85,6 @@ CLAIM = (
 )
 
 SAMPLING = {"cem", "mppi", "hierarchical", "level1", "hjepa"}  # the planners with samples
-SUFFIX = {setting: "" if setting == "random" else "_" + setting for setting in SETTINGS}
 PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fits the first
 
 
@@ -336,7 +332,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         keys, layouts = agent.tasks(k_eval, setting, cfg.episodes)
         for planner in cfg.planners:
             ep = agent.run_episodes(model, params, cfg.planner_config(), planner, keys, layouts)
-            done, name = ep.success, planner + SUFFIX[setting]
+            done, name = ep.success, planner + figures.suffix(setting)
             metrics[f"success_{name}"] = float(done.mean())
             hit = ep.first_hit
             metrics[f"first_hit_{name}"] = float(hit.mean())
@@ -367,46 +363,5 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     )  # fmt: skip
     arrays = {k: np.concatenate([part[k] for part in parts]) for k in names}
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
-    draw(cfg, out / f"{NAME}.png", arrays, probe.true, probe.predicted, metrics)
+    figures.draw_run(cfg, out / f"{NAME}.png", arrays, probe, metrics, TITLE)
     return metrics
-
-
-# ---------------------------------------------------------------------------------- figure
-
-
-@on_process_0
-def draw(cfg, path, ep, true_pos, pred_pos, metrics) -> None:
-    """One row of episodes per setting (a column per planner), then the world model's
-    rollouts, the success rates, success against the start-goal path length and (with
-    compute_samples) against planning compute."""
-    planners = [p for p in cfg.planners if p != "random"]
-    cols, rows = max(len(planners), 3 + bool(cfg.compute_samples)), len(cfg.settings) + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.8 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for row, setting in zip(axes, cfg.settings, strict=False):
-        for ax, planner in zip(row, planners, strict=False):
-            ax.axis("on")
-            figures.draw_episodes(ax, ep, planner, setting)
-            rate = metrics[f"success_{planner}{SUFFIX[setting]}"]
-            title = f"{planner}, {setting}: success {rate:.2f}\n(* reached, X missed)"
-            ax.set_title(title, fontsize=9)
-    ax_roll, ax_bar, ax_path = axes[-1, :3]
-    for ax in (ax_roll, ax_bar, ax_path):
-        ax.axis("on")
-    figures.draw_map(ax_roll)
-    for i in range(6):
-        (line,) = ax_roll.plot(*true_pos[i].T, lw=1.2)
-        ax_roll.plot(*pred_pos[i].T, "--", color=line.get_color(), lw=1.2)
-    rmse = metrics["probe_position_rmse"]
-    title = f"rollouts: true (solid) vs predicted, probed (dashed)\nprobe RMSE {rmse:.2f} px"
-    ax_roll.set_title(title, fontsize=9)
-    rates = {s: [metrics[f"success_{p}{SUFFIX[s]}"] for p in cfg.planners] for s in cfg.settings}
-    figures.draw_success_rates(ax_bar, rates, cfg.planners, cfg.episodes)
-    figures.draw_success_by_path(ax_path, ep, cfg.planners)
-    if cfg.compute_samples:
-        axes[-1, 3].axis("on")
-        figures.draw_compute(axes[-1, 3], metrics, cfg.settings[0])
-    fig.suptitle(f"{TITLE} (seed {cfg.seed}, {cfg.steps} training steps)")
-    fig.tight_layout()
-    save_figure(fig, path)

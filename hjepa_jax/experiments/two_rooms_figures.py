@@ -1,14 +1,16 @@
-"""The Two Rooms figures' panels, shared by the experiments that plan there: the room's
-border, a layout's walls, a planner's episodes, success rates, success against the path
-length and against planning compute."""
+"""The Two Rooms figures: a planning run's figure (`draw_run`) and its panels, shared by the
+experiments that plan there: the room's border, a layout's walls, a planner's episodes,
+success rates, success against the path length and against planning compute."""
 
 from __future__ import annotations
 
 import re
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from hjepa_jax.envs import two_rooms as tr
+from hjepa_jax.experiments.common import on_process_0, save_figure
 from hjepa_jax.models import two_rooms as agent
 
 
@@ -94,3 +96,48 @@ def draw_compute(ax, metrics: dict, setting: str) -> None:
     ax.set(ylim=(0, 1.05), xlabel="world-model evaluations per episode", ylabel="success")
     ax.set_title(f"success against compute, {setting}\n(numbers: samples)", fontsize=9)
     ax.legend(fontsize=7)
+
+
+@on_process_0
+def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
+    """The figure of a planning run with config `cfg`: one row of episodes per setting (a
+    column per planner), then the world model's rollouts (`probe`'s true and predicted
+    positions), the success rates, success against the start-goal path length and (with
+    compute_samples) against planning compute, under `heading`; saved to `path`."""
+    true_pos, pred_pos = probe.true, probe.predicted
+    planners = [p for p in cfg.planners if p != "random"]
+    cols, rows = max(len(planners), 3 + bool(cfg.compute_samples)), len(cfg.settings) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, setting in zip(axes, cfg.settings, strict=False):
+        for ax, planner in zip(row, planners, strict=False):
+            ax.axis("on")
+            draw_episodes(ax, ep, planner, setting)
+            rate = metrics[f"success_{planner}{suffix(setting)}"]
+            title = f"{planner}, {setting}: success {rate:.2f}\n(* reached, X missed)"
+            ax.set_title(title, fontsize=9)
+    ax_roll, ax_bar, ax_path = axes[-1, :3]
+    for ax in (ax_roll, ax_bar, ax_path):
+        ax.axis("on")
+    draw_map(ax_roll)
+    for i in range(6):
+        (line,) = ax_roll.plot(*true_pos[i].T, lw=1.2)
+        ax_roll.plot(*pred_pos[i].T, "--", color=line.get_color(), lw=1.2)
+    rmse = metrics["probe_position_rmse"]
+    title = f"rollouts: true (solid) vs predicted, probed (dashed)\nprobe RMSE {rmse:.2f} px"
+    ax_roll.set_title(title, fontsize=9)
+    rates = {s: [metrics[f"success_{p}{suffix(s)}"] for p in cfg.planners] for s in cfg.settings}
+    draw_success_rates(ax_bar, rates, cfg.planners, cfg.episodes)
+    draw_success_by_path(ax_path, ep, cfg.planners)
+    if cfg.compute_samples:
+        axes[-1, 3].axis("on")
+        draw_compute(axes[-1, 3], metrics, cfg.settings[0])
+    fig.suptitle(f"{heading} (seed {cfg.seed}, {cfg.steps} training steps)")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def suffix(setting: str) -> str:
+    """The suffix of a setting's metrics (success_<planner><suffix>): none for random walls."""
+    return "" if setting == "random" else "_" + setting
