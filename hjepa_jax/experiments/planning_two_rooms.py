@@ -363,5 +363,8 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     )  # fmt: skip
     arrays = {k: np.concatenate([part[k] for part in parts]) for k in names}
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
-    figures.draw_run(cfg, out / f"{NAME}.png", arrays, probe, metrics, TITLE)
+    draw(cfg, out / f"{NAME}.png", arrays, probe, metrics, TITLE)
     return metrics
+
+
+draw = figures.draw_run  # the run's figure, drawn by process 0 only
