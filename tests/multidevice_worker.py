@@ -12,8 +12,9 @@ python tests/multidevice_worker.py process OUT_DIR COORDINATOR NUM_PROCESSES PRO
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=" + (
-    "8" if sys.argv[1] == "devices" else "2"
+DEVICES = "8" if sys.argv[1] == "devices" else "2"  # after the flags inherited from the tests
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=" + DEVICES
 )
 
 import json  # noqa: E402

@@ -11,7 +11,9 @@ python tests/sharding_worker.py OUT_DIR
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = (  # after the flags inherited from the tests
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+)
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
