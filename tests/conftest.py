@@ -28,13 +28,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 FAST_COMPILE = "--xla_cpu_use_fusion_emitters=false"
-if "HJEPA_TEST_XLA_CHECKED" not in os.environ:  # the first process only; the rest inherit
-    os.environ["HJEPA_TEST_XLA_CHECKED"] = "1"
+opted_out = os.environ.get("HJEPA_TEST_XLA_DEFAULTS") == "1"
+if not opted_out and "HJEPA_TEST_XLA_CHECKED" not in os.environ:  # the first process only
+    os.environ["HJEPA_TEST_XLA_CHECKED"] = "1"  # the rest inherit the flags and this
     flags = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
     probe = [sys.executable, "-c", "import jax; jax.numpy.zeros(1).block_until_ready()"]
     env = {**os.environ, "XLA_FLAGS": flags}
-    known = subprocess.run(probe, env=env, capture_output=True, timeout=300).returncode == 0
-    if known and os.environ.get("HJEPA_TEST_XLA_DEFAULTS") != "1":
+    if subprocess.run(probe, env=env, capture_output=True, timeout=300).returncode == 0:
         os.environ["XLA_FLAGS"] = flags
 
 import jax  # noqa: E402  (after the environment: a plugin may have imported it already)
