@@ -8,6 +8,7 @@ import re
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.experiments.common import on_process_0, save_figure
@@ -93,6 +94,9 @@ def draw_compute(ax, metrics: dict, setting: str) -> None:
         for x, y, n in points:
             ax.annotate(n, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))  # 1, 2, 5 per decade
+    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))  # 20,000, as in tables
+    ax.xaxis.set_minor_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set(ylim=(0, 1.05), xlabel="world-model evaluations per episode", ylabel="success")
     ax.set_title(f"success against compute, {setting}\n(numbers: samples)", fontsize=9)
     ax.legend(fontsize=7)
