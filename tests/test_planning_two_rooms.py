@@ -155,6 +155,7 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
         ({"cost": "euclid"}, "cost must be among"),
         ({"hier_horizon": 1, "replan_every": 2}, "must be >= replan_every"),
         ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
+        ({"level1": "mppi"}, "level1 must be among"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, fields, match):
@@ -264,6 +265,47 @@ def test_learned_level2_predicts_k_steps_ahead_better_than_copy_last(tiny_run):
     right, left = code(1.5), code(-1.5)
     moved = lambda b: model.predict2(level2["pred2"], s, b)
     assert float(jnp.sum((moved(right) - moved(left)) ** 2)) > 0.1 * float(jnp.sum(s**2)) / s.size
+
+
+def test_hjepa_replans_level2_every_level2_every_calls_under_vmap(tiny_run):
+    """level2_every=3: level 2 plans at calls 0 and 3 only; calls 1 and 2 keep its subgoal
+    and macro plan while level 1 replans. Under vmap the call count stays unbatched, so the
+    compiled program keeps a real cond (the skipped level 2 costs no time)."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    cfg = agent.PlannerConfig(samples=8, elites=2, iterations=2, macro_horizon=3, hier_horizon=4)
+    every = dataclasses.replace(cfg, level2_every=3)
+    layout = tr.fixed_layout()
+    enc = lambda q: trained.model.encode(trained.params["enc"], q, layout)
+    starts = jnp.array([[10.0, 20.0], [12.0, 40.0]])
+    s0, g = jax.vmap(enc)(starts), enc(jnp.array([50.0, 32.0]))
+
+    def calls(pcfg, s):
+        two_level, warm0 = agent.two_level_planner("hjepa", trained.model, trained.params, pcfg)
+
+        def call(warm, key):
+            plan, warm = two_level(s, g, key, warm)
+            return warm, (plan.subgoal, plan.macro_actions, plan.actions)
+
+        return jax.lax.scan(call, warm0, jax.random.split(jax.random.PRNGKey(0), 4))[1]
+
+    sub, macro, actions = jax.jit(jax.vmap(lambda s: calls(every, s)))(s0)
+    for i in (1, 2):  # level 1 only: the subgoal and macro plan of call 0
+        np.testing.assert_array_equal(sub[:, i], sub[:, 0])
+        np.testing.assert_array_equal(macro[:, i], macro[:, 0])
+    assert not np.allclose(macro[:, 3], macro[:, 0])  # level 2 planned again
+    assert not np.allclose(actions[:, 1], actions[:, 0])  # level 1 planned each call
+    conds = lambda pcfg: str(jax.make_jaxpr(jax.vmap(lambda s: calls(pcfg, s)))(s0)).count("cond[")
+    assert conds(every) == conds(cfg) + 1
+    # Level 1 by gradient MPC: the same subgoal schedule, a plan of hier_horizon actions.
+    descent = dataclasses.replace(every, level1="gradient_mpc", gd_steps=3)
+    sub_d, _, act_d = jax.jit(jax.vmap(lambda s: calls(descent, s)))(s0)
+    np.testing.assert_array_equal(sub_d[:, 2], sub_d[:, 0])
+    assert act_d.shape == actions.shape and bool(jnp.all(jnp.isfinite(act_d)))
+    # level2_every=1: level 2 plans at every call.
+    sub1 = jax.jit(jax.vmap(lambda s: calls(cfg, s)))(s0)[0]
+    np.testing.assert_allclose(sub1[:, 0], sub[:, 0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(sub1[:, 1], sub1[:, 0])
 
 
 def test_figure_is_a_png(tiny_run):
@@ -442,6 +484,13 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     assert count("hierarchical") == plans * (7 * 2 * 2 * 3 + 7 * 2 * 6)
     assert count("hierarchical", "map") == count("level1", "map") == plans * 4 * 6
     assert count("hjepa") == plans * (7 * 2 * 2 + 7 * 2 * 6)  # level 2 steps, then level 1
+    every = dataclasses.replace(cfg, level2_every=3)  # level 2 at plans 0 and 3 of 4
+    assert agent.evaluations_per_episode("hjepa", every) == 2 * 7 * 2 * 2 + plans * 7 * 2 * 6
+    hier = agent.evaluations_per_episode("hierarchical", every)
+    assert hier == 2 * 7 * 2 * 2 * 3 + plans * 7 * 2 * 6
+    descent = dataclasses.replace(every, level1="gradient_mpc")  # level 1: 4 steps x 6
+    assert agent.evaluations_per_episode("hjepa", descent) == 2 * 7 * 2 * 2 + plans * 4 * 6
+    assert agent.evaluations_per_episode("level1", descent) == plans * 4 * 6
     assert count("random") == 0
     with pytest.raises(ValueError, match="planner"):
         agent.evaluations_per_episode("a_star", cfg)
@@ -560,6 +609,8 @@ def test_library_model_refuses_bad_arguments_naming_them():
         agent.ModelConfig(state="grid")
     with pytest.raises(ValueError, match="PlannerConfig: hier_horizon=1, but hier_horizon"):
         agent.PlannerConfig(hier_horizon=1, replan_every=2)
+    with pytest.raises(ValueError, match="PlannerConfig: level1='mppi'"):
+        agent.PlannerConfig(level1="mppi")
     with pytest.raises(
         ValueError, match="Model: cfg='Config', but cfg must be an instance of ModelConfig"
     ):

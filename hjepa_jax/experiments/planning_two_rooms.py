@@ -166,6 +166,8 @@ class Config:
     macro_steps: Count = 6
     macro_horizon: Count = 10
     hier_horizon: Count = 8
+    level2_every: Count = 1  # two-level planners: level-1 plans per level-2 plan
+    level1: str = "cem"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
     waypoint_moves: Count = 5  # map costs: the hierarchical subgoal, pixels down V_g
     # Planned and executed actions clipped to this L2 norm: within the protocol's 2.45, and
     # the open-loop walk's longest step, beyond which the world model never saw a move.
@@ -201,6 +203,7 @@ class Config:
             ("train_layout", (self.train_layout,), tuple(tr.LAYOUTS)),
             ("cost", (self.cost,), COSTS),
             ("policy", (self.policy,), tuple(tr.POLICIES)),
+            ("level1", (self.level1,), agent.LEVEL1),
         ):
             if not given or set(given) - set(known):
                 raise ValueError(f"{NAME}: {name} must be among {known}, got {given!r}")

@@ -75,6 +75,7 @@ __all__ = [
     "SETTINGS",
     "COSTS",
     "MAP_COSTS",
+    "LEVEL1",
     "SIDE",
     "ModelConfig",
     "PlannerConfig",
@@ -114,6 +115,7 @@ SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
 }
 MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
 COSTS = ("critic", "distance") + MAP_COSTS
+LEVEL1 = ("cem", "gradient_mpc")  # the two-level planners' level 1
 SIDE = 65  # the map critic's grid: the full observation's pixels
 
 
@@ -213,6 +215,8 @@ class PlannerConfig:
     macro_steps: int = 6
     macro_horizon: int = 10
     hier_horizon: int = 8
+    level2_every: int = 1  # two-level planners: level-1 plans per level-2 plan
+    level1: str = "cem"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
     waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
     action_norm: float = 1.8  # every action, planned and executed, clipped to this L2 norm
 
@@ -220,13 +224,14 @@ class PlannerConfig:
         fn, fix = "PlannerConfig", "pass an integer >= 1"
         counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
         counts += ("iterations", "gd_steps", "gd_starts", "macro_steps", "macro_horizon")
-        counts += ("hier_horizon", "gd_noise_samples")
+        counts += ("hier_horizon", "gd_noise_samples", "level2_every")
         _common.counts(fn, self, counts + ("waypoint_moves",), fix)
         _common.non_negatives(
             fn, self, ("wall_cost", "wall_fade", "discount", "gd_noise"), "pass a number >= 0"
         )
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm")
         _common.positives(fn, self, positives, "pass a number > 0")
+        _checks.one_of(fn, "level1", self.level1, LEVEL1, "pick one of them")
         for name in ("horizon_plan", "hier_horizon"):
             if getattr(self, name) < self.replan_every:
                 rule = f">= replan_every ({self.replan_every})"
@@ -739,35 +744,13 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     pred, kind = params["pred"], model.cfg.cost
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
     predict, cost, sample_kw, low_kw = _sampling_parts(model, params, cfg)
-
-    def descend(s, g, warm, cost, noise=None):  # gradient MPC from the warm start(s)
-        out = planning.gradient_mpc(
-            predict,
-            pred,
-            s,
-            g,
-            warm,
-            bound=bound,
-            steps=cfg.gd_steps,
-            optimizer=optax.adam(cfg.gd_lr),
-            cost=cost,
-            discount=cfg.discount,
-            unroll=model.cfg.state == "spatial",
-            noise=noise,
-        )
-        return out.actions[:r], shift(out.actions)
+    descend = _descent(model, params, cfg)
 
     if name == "gradient_mpc":
 
-        def plan(s, g, key, warm):  # the warm start and gd_starts - 1 random plans
-            starts, noise = warm, None
-            if cfg.gd_starts > 1:
-                draws = cfg.init_std * jax.random.normal(key, (cfg.gd_starts - 1, h, 2))
-                starts = jnp.concatenate([warm[None], jnp.clip(draws, -bound, bound)])
-            if cfg.gd_noise > 0:  # smoothing: the mean cost of gd_noise_samples perturbed plans
-                shape = (cfg.gd_noise_samples, h, 2)
-                noise = cfg.gd_noise * jax.random.normal(jax.random.fold_in(key, 1), shape)
-            return descend(s, g, starts, cost, noise)
+        def plan(s, g, key, warm):
+            out = descend(s, g, key, warm, cost)
+            return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((h, 2))
     if name == "cem":
@@ -793,14 +776,16 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         aim = (lambda g, s: model.subgoal(params, g, s, moves)) if name == "hierarchical" else None
 
         def plan(s, g, key, warm):  # level 2: the map's waypoint; level 1: gradient MPC
-            return descend(s, aim(g, s) if aim else g, warm, local)
+            out = descend(s, aim(g, s) if aim else g, None, warm, local)
+            return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
 
     if name == "level1":  # the hierarchy's level 1 alone, aimed at the goal
+        reach = _level1(model, params, cfg)
 
         def plan(s, g, key, warm):
-            out = planning.cem(predict, pred, s, g, key, mean0=warm, **low_kw)
+            out = reach(s, g, key, warm)
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
@@ -808,8 +793,8 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         two_level, warm0 = two_level_planner(name, model, params, cfg)
 
         def plan(s, g, key, warm):
-            out = two_level(s, g, key, warm)
-            return out.actions[:r], (out.macro_actions, shift(out.actions))
+            out, warm = two_level(s, g, key, warm)
+            return out.actions[:r], warm
 
         return plan, warm0
 
@@ -817,6 +802,53 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         return jax.random.uniform(key, (r, 2), minval=-bound, maxval=bound), warm
 
     return plan, jnp.zeros(())
+
+
+def _descent(model: Model, params: dict, cfg: PlannerConfig):
+    """Gradient MPC on the world model: `descend(s [D], g, key, warm [H, 2], cost) ->
+    hj.planning.Plan` from the warm start and gd_starts - 1 draws of N(0, init_std^2), each
+    descending the mean cost of gd_noise_samples perturbed plans when gd_noise > 0; key None:
+    the warm start alone, unsmoothed (the map costs' level 1)."""
+    predict = _sampling_parts(model, params, cfg)[0]
+    bound = tr.EnvParams().max_action
+
+    def descend(s, g, key, warm, cost):
+        starts, noise = warm, None
+        if key is not None and cfg.gd_starts > 1:
+            draws = cfg.init_std * jax.random.normal(key, (cfg.gd_starts - 1, *warm.shape))
+            starts = jnp.concatenate([warm[None], jnp.clip(draws, -bound, bound)])
+        if key is not None and cfg.gd_noise > 0:
+            shape = (cfg.gd_noise_samples, *warm.shape)
+            noise = cfg.gd_noise * jax.random.normal(jax.random.fold_in(key, 1), shape)
+        return planning.gradient_mpc(
+            predict,
+            params["pred"],
+            s,
+            g,
+            starts,
+            bound=bound,
+            steps=cfg.gd_steps,
+            optimizer=optax.adam(cfg.gd_lr),
+            cost=cost,
+            discount=cfg.discount,
+            unroll=model.cfg.state == "spatial",
+            noise=noise,
+        )
+
+    return descend
+
+
+def _level1(model: Model, params: dict, cfg: PlannerConfig):
+    """The two-level planners' level 1 on the model's cost: `reach(s [D], g [D], key, warm
+    [hier_horizon, 2]) -> hj.planning.Plan`, CEM (samples, elites, iterations) or gradient
+    MPC (`_descent`) as cfg.level1 says."""
+    predict, cost, _, low_kw = _sampling_parts(model, params, cfg)
+    if cfg.level1 == "gradient_mpc":
+        descend = _descent(model, params, cfg)
+        return lambda s, g, key, warm: descend(s, g, key, warm, cost)
+    return lambda s, g, key, warm: planning.cem(
+        predict, params["pred"], s, g, key, mean0=warm, **low_kw
+    )
 
 
 def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
@@ -842,11 +874,16 @@ def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
 def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     """The two-level planners ("hierarchical": level 1 held for macro_steps as the level 2;
     "hjepa": the learned level 2 over codes): `two_level(s [D], g [D], key, warm) ->
-    hj.planning.HierarchicalPlan` (its subgoal the state after the first macro step) and the
-    initial warm start (macro plan, level-1 plan). `make_planner` executes its actions."""
+    (hj.planning.HierarchicalPlan, warm)` (its subgoal the state after the first macro step)
+    and the initial warm start. Level 2 plans at the first call and every `level2_every`
+    calls after it; in between, level 1 alone plans toward the last subgoal (a `lax.cond` on
+    the call count, which stays unbatched under vmap, so the skipped level 2 costs no time).
+    warm = (macro plan [macro_horizon, codes], level-1 plan [hier_horizon, 2], subgoal [D],
+    macro cost [], calls []). `make_planner` executes the plan's actions."""
     _checks.one_of("two_level_planner", "name", name, ("hierarchical", "hjepa"), "pick one")
     _common.config_of("two_level_planner", "cfg", cfg, PlannerConfig)
     predict, cost, _, low_kw = _sampling_parts(model, params, cfg)
+    reach = _level1(model, params, cfg)
     codes = model.cfg.level2_codes if name == "hjepa" else 2
     level2 = {}  # hierarchical: level 1 held for macro_steps; hjepa: the learned level 2
     if name == "hjepa":
@@ -856,33 +893,53 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
             macro_action_dim=codes,
             macro_bound=1.0,
         )
+    r = cfg.replan_every
+    shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
+
+    def fine(s0, subgoal, k, m0, g):  # hjepa: aim at the goal once no subgoal is nearer
+        if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
+            nearer = cost(subgoal, g) < cost(s0, g)
+            subgoal = jax.tree.map(lambda a, b: jnp.where(nearer, a, b), subgoal, g)
+        return reach(s0, subgoal, k, m0)
 
     def two_level(s, g, key, warm):
-        macro0, fine0 = warm
+        macro0, fine0, subgoal, macro_cost, calls = warm
 
-        def fine(s0, subgoal, k, m0):  # hjepa: aim at the goal once no subgoal is nearer
-            if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
-                nearer = cost(subgoal, g) < cost(s0, g)
-                subgoal = jax.tree.map(lambda a, b: jnp.where(nearer, a, b), subgoal, g)
-            return planning.cem(predict, params["pred"], s0, subgoal, k, mean0=m0, **low_kw)
+        def both(_):
+            return planning.hierarchical(
+                predict,
+                params["pred"],
+                s,
+                g,
+                key,
+                macro_steps=cfg.macro_steps,
+                macro_horizon=cfg.macro_horizon,
+                macro_discount=cfg.discount,
+                macro_mean0=macro0,
+                mean0=fine0,
+                low_level=lambda s0, sub, k, m0: fine(s0, sub, k, m0, g),
+                **level2,
+                **low_kw,
+            )
 
-        return planning.hierarchical(
-            predict,
-            params["pred"],
-            s,
-            g,
-            key,
-            macro_steps=cfg.macro_steps,
-            macro_horizon=cfg.macro_horizon,
-            macro_discount=cfg.discount,
-            macro_mean0=macro0,
-            mean0=fine0,
-            low_level=fine,
-            **level2,
-            **low_kw,
-        )
+        def level1(_):
+            out = fine(s, subgoal, jax.random.fold_in(key, 1), fine0, g)
+            return planning.HierarchicalPlan(out.actions, out.cost, subgoal, macro0, macro_cost)
 
-    return two_level, (jnp.zeros((cfg.macro_horizon, codes)), jnp.zeros((cfg.hier_horizon, 2)))
+        if cfg.level2_every == 1:
+            out = both(None)
+        else:
+            out = jax.lax.cond(calls % cfg.level2_every == 0, both, level1, None)
+        return out, (out.macro_actions, shift(out.actions), out.subgoal, out.macro_cost, calls + 1)
+
+    warm0 = (
+        jnp.zeros((cfg.macro_horizon, codes)),
+        jnp.zeros((cfg.hier_horizon, 2)),
+        jnp.zeros(model.state_dim),
+        jnp.zeros(()),
+        jnp.zeros((), jnp.int32),
+    )
+    return two_level, warm0
 
 
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
@@ -891,11 +948,13 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_starts x
     gd_steps x horizon_plan (each a forward step and its backward pass), times
     gd_noise_samples when smoothed (gd_noise > 0); hierarchical: its level 2
-    (samples x iterations x macro_horizon x macro_steps) plus its level-1 CEM (samples x
-    iterations x hier_horizon), or with a map cost gradient MPC over hier_horizon; hjepa: the
+    (samples x iterations x macro_horizon x macro_steps) plus its level 1 (CEM: samples x
+    iterations x hier_horizon; level1="gradient_mpc": as gradient MPC's over hier_horizon),
+    or with a map cost gradient MPC over hier_horizon, unsmoothed; hjepa: the
     same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
     counted as one evaluation, though one covers level2_k env steps); level1 its level-1
-    planner alone; random 0. Times the plans, ceil(max_steps / replan_every).
+    planner alone; random 0. Times the plans, ceil(max_steps / replan_every); a two-level
+    planner's level 2 times its own plans, ceil(plans / level2_every).
 
     Example:
       >>> from hjepa_jax.models import two_rooms
@@ -910,18 +969,22 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     _common.config_of(fn, "cfg", cfg, PlannerConfig)
     sampled = cfg.samples * cfg.iterations
     smoothed = cfg.gd_noise_samples if cfg.gd_noise > 0 else 1
-    low = cfg.gd_steps * cfg.hier_horizon if cost in MAP_COSTS else sampled * cfg.hier_horizon
+    descents = cfg.gd_starts * smoothed * cfg.gd_steps  # gradient MPC: steps x starts x noise
+    low = {"cem": sampled, "gradient_mpc": descents}[cfg.level1] * cfg.hier_horizon
+    low = cfg.gd_steps * cfg.hier_horizon if cost in MAP_COSTS else low
+    plans = -(-cfg.max_steps // cfg.replan_every)
+    level2 = {"hierarchical": cfg.macro_horizon * cfg.macro_steps, "hjepa": cfg.macro_horizon}
+    if planner in level2 and cost not in MAP_COSTS:  # level 2 plans every level2_every plans
+        return low * plans + sampled * level2[planner] * -(-plans // cfg.level2_every)
     per_plan = {
-        "gradient_mpc": cfg.gd_starts * cfg.gd_steps * cfg.horizon_plan * smoothed,
+        "gradient_mpc": descents * cfg.horizon_plan,
         "cem": sampled * cfg.horizon_plan,
         "mppi": sampled * cfg.horizon_plan,
         "level1": low,
-        "hierarchical": low
-        + (0 if cost in MAP_COSTS else sampled * cfg.macro_horizon * cfg.macro_steps),
-        "hjepa": low + sampled * cfg.macro_horizon,
+        "hierarchical": low,
         "random": 0,
     }[planner]
-    return per_plan * -(-cfg.max_steps // cfg.replan_every)
+    return per_plan * plans
 
 
 def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
@@ -1269,7 +1332,7 @@ def subgoal_probe(
         enc = lambda q: model.encode(params["enc"], q, layout)
         frame = tr.render_position(state.goal, layout, env)
         s0 = enc(state.position)
-        plan = two_level(
+        plan, _ = two_level(
             s0, model.goal(params, enc(state.goal), frame, model.cfg.cost), k_plan, warm0
         )
         subgoals = planning.rollout(
