@@ -8,12 +8,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
-from hjepa_jax.experiments import common, planning_two_rooms, run
+from hjepa_jax.experiments import common, planning_two_rooms, run, two_rooms_figures
 from hjepa_jax.models import two_rooms as agent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -659,3 +660,24 @@ def test_clip_norm_scales_long_actions_to_the_bound_and_has_a_gradient_at_zero()
     np.testing.assert_allclose(out, [[1.47, 1.96], [1.0, 1.0]], rtol=1e-6)
     grad = jax.grad(lambda a: jnp.sum(agent.clip_norm(a, 2.45) * jnp.array([1.0, 2.0])))
     np.testing.assert_allclose(grad(jnp.zeros(2)), [1.0, 2.0])
+
+
+def test_compute_panel_draws_each_sweep_with_its_main_run_and_lone_planners_as_points():
+    """The success-against-compute panel: a sampling planner's sweep (compute_*) and its main
+    run at cfg.samples on one line, sorted by evaluations; a planner outside the sweep
+    (gradient MPC) a single point; random (no evaluations) left out."""
+    metrics = {
+        "compute_success_cem_2": 0.2, "compute_evals_cem_2": 4800,
+        "compute_success_cem_4": 0.9, "compute_evals_cem_4": 9600,
+        "success_cem_three_rooms_fixed": 0.95, "plan_evals_per_episode_cem": 38400,
+        "success_gradient_mpc_three_rooms_fixed": 0.8, "plan_evals_per_episode_gradient_mpc": 4000,
+        "success_random_three_rooms_fixed": 0.0, "plan_evals_per_episode_random": 0,
+    }  # fmt: skip
+    fig, ax = plt.subplots()
+    two_rooms_figures.draw_compute(ax, metrics, "three_rooms_fixed", 16)
+    lines = {line.get_label(): line.get_data() for line in ax.get_lines()}
+    plt.close(fig)
+    assert set(lines) == {"cem", "gradient_mpc"}
+    assert list(lines["cem"][0]) == [4800, 9600, 38400]
+    assert list(lines["cem"][1]) == [0.2, 0.9, 0.95]
+    assert list(lines["gradient_mpc"][0]) == [4000] and list(lines["gradient_mpc"][1]) == [0.8]

@@ -78,9 +78,11 @@ def draw_success_rates(ax, rates: dict, planners, episodes: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
-def draw_compute(ax, metrics: dict, setting: str) -> None:
+def draw_compute(ax, metrics: dict, setting: str, samples: int) -> None:
     """Success against world-model evaluations per episode, a line per planner, from the
-    metrics compute_success_<planner>_<samples> and compute_evals_<planner>_<samples>."""
+    metrics compute_success_<planner>_<samples> and compute_evals_<planner>_<samples>, with
+    the main run at `samples` (success_<planner><suffix>, plan_evals_per_episode_<planner>);
+    a planner outside the sweep (gradient MPC) is its main run's point alone."""
     runs: dict[str, list] = {}
     for key, success in metrics.items():
         if m := re.fullmatch(r"compute_success_(\w+?)_(\d+)", key):
@@ -88,9 +90,15 @@ def draw_compute(ax, metrics: dict, setting: str) -> None:
             runs.setdefault(planner, []).append(
                 (metrics[f"compute_evals_{planner}_{n}"], success, n)
             )
+    for key, evals in metrics.items():
+        planner = key.removeprefix("plan_evals_per_episode_")
+        if key != planner and evals > 0 and f"success_{planner}{suffix(setting)}" in metrics:
+            label = str(samples) if planner in runs else ""
+            point = (evals, metrics[f"success_{planner}{suffix(setting)}"], label)
+            runs.setdefault(planner, []).append(point)
     for planner, points in sorted(runs.items()):
         evals, success, _ = zip(*sorted(points), strict=True)
-        ax.plot(evals, success, "o-", label=planner)
+        ax.plot(evals, success, "o-" if len(points) > 1 else "s", label=planner)
         for x, y, n in points:
             ax.annotate(n, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
@@ -136,7 +144,7 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
     draw_success_by_path(ax_path, ep, cfg.planners)
     if cfg.compute_samples:
         axes[-1, 3].axis("on")
-        draw_compute(axes[-1, 3], metrics, cfg.settings[0])
+        draw_compute(axes[-1, 3], metrics, cfg.settings[0], cfg.samples)
     fig.suptitle(f"{heading} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)
