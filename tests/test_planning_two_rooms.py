@@ -636,8 +636,8 @@ def test_ebjepa_planner_preset_sets_their_planning_settings():
 
 def test_hjepa_three_rooms_preset_is_quick_mode_in_three_rooms_and_make_reproduce_runs_it():
     """`--preset hjepa_three_rooms`: quick mode's model and critic in the zigzag of three
-    rooms, with the learned level 2 (planner hjepa) and flat CEM over a few sample counts;
-    `make reproduce` runs it beside the quick runs."""
+    rooms, with the learned level 2 (planner hjepa), flat CEM over a few sample counts and flat
+    gradient MPC; `make reproduce` runs it beside the quick runs."""
     parser = argparse.ArgumentParser()
     common.add_config_flags(parser, planning_two_rooms.Config)
     cfg = common.config_from_args(
@@ -647,7 +647,7 @@ def test_hjepa_three_rooms_preset_is_quick_mode_in_three_rooms_and_make_reproduc
     for field in ("state", "embed_dim", "blur", "steps", "critic_steps", "episodes"):
         assert getattr(cfg, field) == getattr(quick, field), field
     assert cfg.train_layout == "three_rooms_fixed" and cfg.settings == ("three_rooms_fixed",)
-    assert "hjepa" in cfg.planners and "cem" in cfg.planners and cfg.compute_samples
+    assert {"hjepa", "cem", "gradient_mpc"} <= set(cfg.planners) and cfg.compute_samples
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert "planning_two_rooms --preset hjepa_three_rooms" in makefile
 

@@ -183,11 +183,16 @@ class Config:
             init_std=2.0, hier_horizon=90, max_steps=200, action_norm=2.45,
         ),
         # H-JEPA at quick size (`make reproduce`): quick mode's model in three rooms with the
-        # doors at y = 18 and 46, a learned level 2 and flat CEM, at 16 samples and at 2, 4, 8.
+        # doors at y = 18 and 46, a learned level 2 planned once per macro-action (5 codes
+        # ahead) whose subgoal level 1 reaches by gradient MPC (4 actions, 5 steps from the
+        # warm start and one random plan); against flat CEM (16 samples, and 2, 4, 8) and
+        # flat gradient MPC (horizon 8, the same descent).
         "hjepa_three_rooms": dict(
             QUICK, train_layout="three_rooms_fixed", settings=("three_rooms_fixed",),
-            planners=("cem", "hjepa", "random"), trajectories=6000, length=24,
-            level2_horizon=3, samples=16, elites=4, iterations=5, compute_samples=(2, 4, 8),
+            planners=("cem", "gradient_mpc", "hjepa", "random"), trajectories=6000, length=24,
+            level2_horizon=3, samples=16, elites=4, iterations=3, compute_samples=(2, 4, 8),
+            level2_every=3, macro_horizon=5, hier_horizon=4, level1="gradient_mpc",
+            gd_steps=5, gd_starts=2, gd_noise=0.0,
         ),
     }  # fmt: skip
 
