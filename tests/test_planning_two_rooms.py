@@ -663,9 +663,9 @@ def test_clip_norm_scales_long_actions_to_the_bound_and_has_a_gradient_at_zero()
 
 
 def test_compute_panel_draws_each_sweep_with_its_main_run_and_lone_planners_as_points():
-    """The success-against-compute panel: a sampling planner's sweep (compute_*) and its main
-    run at cfg.samples on one line, sorted by evaluations; a planner outside the sweep
-    (gradient MPC) a single point; random (no evaluations) left out."""
+    """The success-against-compute panels: a sampling planner's sweep (compute_*) and its main
+    run at cfg.samples on one line, sorted by evaluations (or by seconds); a planner outside
+    the sweep (gradient MPC) a single point; random (no evaluations) left out."""
     metrics = {
         "compute_success_cem_2": 0.2, "compute_evals_cem_2": 4800,
         "compute_success_cem_4": 0.9, "compute_evals_cem_4": 9600,
@@ -681,3 +681,14 @@ def test_compute_panel_draws_each_sweep_with_its_main_run_and_lone_planners_as_p
     assert list(lines["cem"][0]) == [4800, 9600, 38400]
     assert list(lines["cem"][1]) == [0.2, 0.9, 0.95]
     assert list(lines["gradient_mpc"][0]) == [4000] and list(lines["gradient_mpc"][1]) == [0.8]
+    seconds = {
+        "compute_s_cem_2": 0.02, "compute_s_cem_4": 0.05,
+        "plan_s_per_episode_cem_three_rooms_fixed": 0.15,
+        "plan_s_per_episode_gradient_mpc_three_rooms_fixed": 0.07,
+    }  # fmt: skip
+    fig, ax = plt.subplots()
+    two_rooms_figures.draw_compute(ax, {**metrics, **seconds}, "three_rooms_fixed", 16, "s")
+    lines = {line.get_label(): line.get_data() for line in ax.get_lines()}
+    plt.close(fig)
+    assert list(lines["cem"][0]) == [0.02, 0.05, 0.15] and list(lines["cem"][1]) == [0.2, 0.9, 0.95]
+    assert list(lines["gradient_mpc"][0]) == [0.07]

@@ -78,34 +78,42 @@ def draw_success_rates(ax, rates: dict, planners, episodes: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
-def draw_compute(ax, metrics: dict, setting: str, samples: int) -> None:
-    """Success against world-model evaluations per episode, a line per planner, from the
-    metrics compute_success_<planner>_<samples> and compute_evals_<planner>_<samples>, with
-    the main run at `samples` (success_<planner><suffix>, plan_evals_per_episode_<planner>);
-    a planner outside the sweep (gradient MPC) is its main run's point alone."""
+def draw_compute(ax, metrics: dict, setting: str, samples: int, measure: str = "evals") -> None:
+    """Success against planning compute, a line per planner: against world-model evaluations
+    per episode (measure "evals": the metrics compute_evals_<planner>_<samples> and
+    plan_evals_per_episode_<planner>) or seconds of planning per episode ("s":
+    compute_s_<planner>_<samples> and plan_s_per_episode_<planner>_<setting>). Each line is
+    the planner's sample sweep (compute_success_<planner>_<samples>) with its main run at
+    `samples` (success_<planner><suffix>); a planner outside the sweep (gradient MPC) is its
+    main run's point alone."""
+    main = {"evals": "plan_evals_per_episode_{}", "s": "plan_s_per_episode_{}_" + setting}[measure]
     runs: dict[str, list] = {}
     for key, success in metrics.items():
         if m := re.fullmatch(r"compute_success_(\w+?)_(\d+)", key):
             planner, n = m.group(1), m.group(2)
             runs.setdefault(planner, []).append(
-                (metrics[f"compute_evals_{planner}_{n}"], success, n)
+                (metrics[f"compute_{measure}_{planner}_{n}"], success, n)
             )
-    for key, evals in metrics.items():
-        planner = key.removeprefix("plan_evals_per_episode_")
-        if key != planner and evals > 0 and f"success_{planner}{suffix(setting)}" in metrics:
+    for key in metrics:
+        planner = key.removeprefix("plan_evals_per_episode_")  # the planners that ran
+        rate = f"success_{planner}{suffix(setting)}"
+        if key != planner and metrics[key] > 0 and rate in metrics:
             label = str(samples) if planner in runs else ""
-            point = (evals, metrics[f"success_{planner}{suffix(setting)}"], label)
-            runs.setdefault(planner, []).append(point)
+            runs.setdefault(planner, []).append(
+                (metrics[main.format(planner)], metrics[rate], label)
+            )
     for planner, points in sorted(runs.items()):
-        evals, success, _ = zip(*sorted(points), strict=True)
-        ax.plot(evals, success, "o-" if len(points) > 1 else "s", label=planner)
+        xs, ys, _ = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, "o-" if len(points) > 1 else "s", label=planner)
         for x, y, n in points:
             ax.annotate(n, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))  # 1, 2, 5 per decade
-    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))  # 20,000, as in tables
-    ax.xaxis.set_minor_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
-    ax.set(ylim=(0, 1.05), xlabel="world-model evaluations per episode", ylabel="success")
+    form = "{x:,.0f}" if measure == "evals" else "{x:g}"  # 20,000, as in tables; 0.05 s
+    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter(form))
+    ax.xaxis.set_minor_formatter(ticker.StrMethodFormatter(form))
+    xlabel = {"evals": "world-model evaluations", "s": "s of planning"}[measure] + " per episode"
+    ax.set(ylim=(0, 1.05), xlabel=xlabel, ylabel="success")
     ax.set_title(f"success against compute, {setting}\n(numbers: samples)", fontsize=9)
     ax.legend(fontsize=7)
 
@@ -115,10 +123,11 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
     """The figure of a planning run with config `cfg`: one row of episodes per setting (a
     column per planner), then the world model's rollouts (`probe`'s true and predicted
     positions), the success rates, success against the start-goal path length and (with
-    compute_samples) against planning compute, under `heading`; saved to `path`."""
+    compute_samples) against planning compute, in evaluations and in seconds, under
+    `heading`; saved to `path`."""
     true_pos, pred_pos = probe.true, probe.predicted
     planners = [p for p in cfg.planners if p != "random"]
-    cols, rows = max(len(planners), 3 + bool(cfg.compute_samples)), len(cfg.settings) + 1
+    cols, rows = max(len(planners), 3 + 2 * bool(cfg.compute_samples)), len(cfg.settings) + 1
     fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -142,9 +151,10 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
     rates = {s: [metrics[f"success_{p}{suffix(s)}"] for p in cfg.planners] for s in cfg.settings}
     draw_success_rates(ax_bar, rates, cfg.planners, cfg.episodes)
     draw_success_by_path(ax_path, ep, cfg.planners)
-    if cfg.compute_samples:
-        axes[-1, 3].axis("on")
-        draw_compute(axes[-1, 3], metrics, cfg.settings[0], cfg.samples)
+    if cfg.compute_samples:  # against evaluations, then against seconds
+        for ax, measure in zip(axes[-1, 3:5], ("evals", "s"), strict=True):
+            ax.axis("on")
+            draw_compute(ax, metrics, cfg.settings[0], cfg.samples, measure)
     fig.suptitle(f"{heading} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)
