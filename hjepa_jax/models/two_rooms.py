@@ -743,7 +743,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred, kind = params["pred"], model.cfg.cost
     shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
-    predict, cost, sample_kw, low_kw = _sampling_parts(model, params, cfg)
+    predict, cost, sample_kw, _ = _sampling_parts(model, params, cfg)
     descend = _descent(model, params, cfg)
 
     if name == "gradient_mpc":
