@@ -742,7 +742,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     _common.config_of("make_planner", "cfg", cfg, PlannerConfig)
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred, kind = params["pred"], model.cfg.cost
-    shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
+    shift = lambda a: _shift(a, r)
     predict, cost, sample_kw, _ = _sampling_parts(model, params, cfg)
     descend = _descent(model, params, cfg)
 
@@ -802,6 +802,11 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         return jax.random.uniform(key, (r, 2), minval=-bound, maxval=bound), warm
 
     return plan, jnp.zeros(())
+
+
+def _shift(actions: jax.Array, r: int) -> jax.Array:
+    """The next plan's warm start: actions [H, A] less the r executed, then r zero actions."""
+    return jnp.concatenate([actions[r:], jnp.zeros_like(actions[:r])])
 
 
 def _descent(model: Model, params: dict, cfg: PlannerConfig):
@@ -893,8 +898,6 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
             macro_action_dim=codes,
             macro_bound=1.0,
         )
-    r = cfg.replan_every
-    shift = lambda a: jnp.concatenate([a[r:], jnp.zeros_like(a[:r])])
 
     def fine(s0, subgoal, k, m0, g):  # hjepa: aim at the goal once no subgoal is nearer
         if name == "hjepa":  # (a macro-action always moves: none stays at the goal)
@@ -930,7 +933,8 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
             out = both(None)
         else:
             out = jax.lax.cond(calls % cfg.level2_every == 0, both, level1, None)
-        return out, (out.macro_actions, shift(out.actions), out.subgoal, out.macro_cost, calls + 1)
+        fine1 = _shift(out.actions, cfg.replan_every)
+        return out, (out.macro_actions, fine1, out.subgoal, out.macro_cost, calls + 1)
 
     warm0 = (
         jnp.zeros((cfg.macro_horizon, codes)),
