@@ -98,7 +98,7 @@ def test_offline_data_is_the_local_tfds_dataset(tiny_run):
         layout=TINY.train_layout, door_frac=TINY.door_frac, wall_frac=TINY.wall_frac,
         policy=TINY.policy,
     ).name  # fmt: skip
-    assert (root / name / "1.0.0").is_dir()
+    assert (root / name / str(hj.data.two_rooms.HjepaTwoRooms.VERSION)).is_dir()
 
 
 def test_episodes_npz_can_rescore_every_episode(tiny_run):
@@ -107,12 +107,12 @@ def test_episodes_npz_can_rescore_every_episode(tiny_run):
     n = TINY.episodes * len(TINY.planners)
     assert ep["positions"].shape == (n, TINY.max_steps + 1, 2)
     assert ep["goals"].shape == (n, 2)
-    assert ep["wall_x"].shape == ep["door_y"].shape == (n, 2)
+    assert ep["wall_x"].shape == ep["door_y"].shape == (n, tr.MAX_WALLS)
     assert set(ep["planner"]) == set(TINY.planners)
     assert set(ep["layout"]) == {"fixed"}
     np.testing.assert_array_equal(ep["wall_x"][:, 0], 32.0)
     np.testing.assert_array_equal(ep["door_y"][:, 0], 18.0)
-    assert np.isnan(ep["wall_x"][:, 1]).all() and np.isnan(ep["door_y"][:, 1]).all()
+    assert np.isnan(ep["wall_x"][:, 1:]).all() and np.isnan(ep["door_y"][:, 1:]).all()
     # Re-scoring from the saved trajectories gives the saved successes: EB-JEPA's, at the
     # last step, and the first hit at any step (then `steps` is the first hit's).
     dist = np.linalg.norm(ep["positions"] - ep["goals"][:, None], axis=-1)
@@ -141,7 +141,7 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
     assert -1.0 <= metrics["path_corr_map"] <= 1.0
     ep = np.load(tmp_path / "episodes.npz")
     assert set(ep["planner"]) == {"hierarchical", "level1"} and set(ep["layout"]) == {"three_rooms"}
-    assert not np.isnan(ep["wall_x"]).any()  # two walls in every episode
+    assert not np.isnan(ep["wall_x"][:, :2]).any()  # two walls in every episode
     # The same episodes, two different planners: the waypoint moves the agents otherwise.
     mine = lambda name: ep["positions"][ep["planner"] == name]
     assert not np.allclose(mine("hierarchical"), mine("level1"))

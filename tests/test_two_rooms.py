@@ -1,6 +1,6 @@
 """hjepa_jax.envs.two_rooms against geometry written out here in numpy, not the env's helpers.
 
-Each test runs one batch that mixes the three layout kinds, so each jitted function compiles once.
+Each test runs one batch that mixes the four layout kinds, so each jitted function compiles once.
 """
 
 import functools
@@ -14,12 +14,12 @@ import pytest
 from hjepa_jax.envs import two_rooms as tr
 
 P = tr.EnvParams()
-KINDS = (tr.LayoutKind.RANDOM, tr.LayoutKind.FIXED, tr.LayoutKind.THREE_ROOMS)
+KINDS = tuple(tr.LayoutKind)  # random, fixed, three rooms, four rooms
 JIT_STEP = jax.jit(tr.step)
 
 
 def any_layout(key):
-    """A layout of a random kind (random, fixed or three rooms)."""
+    """A layout of a random kind (random, fixed, three or four rooms)."""
     k_kind, k_layout = jax.random.split(key)
     return tr.make_layout(k_layout, jax.random.randint(k_kind, (), 0, len(KINDS)))
 
@@ -74,7 +74,7 @@ def reset_many(key, n):
 
 
 def test_reset_rooms_and_margins():
-    n = 3 * 1024
+    n = 4 * 1024
     state, obs = reset_many(jax.random.PRNGKey(0), n)
     assert obs.shape == (n, 65, 65, 2) and obs.dtype == jnp.float32
     wx, dy, on = walls_of(state.layout)
@@ -83,19 +83,20 @@ def test_reset_rooms_and_margins():
         assert np.all(p - 4.0 >= 2.6 - 1e-5) and np.all(60.0 - p >= 2.6 - 1e-5)
         dist_to_walls = np.where(on, np.abs(p[:, :1] - wx) - 1.0, np.inf)
         assert np.all(dist_to_walls >= 2.6 - 1e-5)
-    first, last = wx[:, 0], np.where(on[:, 1], wx[:, 1], wx[:, 0])
+    first, last = wx[:, 0], np.max(np.where(on, wx, -np.inf), axis=1)
     assert np.all(start[:, 0] < first) and np.all(goal[:, 0] > last)  # room 0 -> last room
     kind = np.asarray(state.layout.kind)
-    np.testing.assert_array_equal(kind, np.arange(n) % 3)
-    rand, fixed, three = (kind == k for k in KINDS)
+    np.testing.assert_array_equal(kind, np.arange(n) % 4)
+    rand, fixed, three, four = (kind == k for k in KINDS)
     assert np.all(wx[fixed, 0] == 32) and np.all(dy[fixed, 0] == 18)
-    assert not on[fixed | rand, 1].any()
+    assert not on[fixed | rand, 1:].any() and not on[three, 2].any() and on[four].all()
+    assert np.all(wx[four] == [18, 32, 46]) and np.all(dy[four] == [18, 46, 18])
     assert set(np.unique(wx[rand, 0])) == set(range(20, 45))
     assert set(np.unique(dy[rand, 0])) == set(range(10, 55))
-    assert np.all(wx[three] == [22, 43]) and on[three].all()
-    assert set(np.unique(dy[three])) == set(range(10, 55))
+    assert np.all(wx[three, :2] == [22, 43]) and on[three, :2].all()
+    assert set(np.unique(dy[three, :2])) == set(range(10, 55))
     assert np.mean(dy[three, 0] != dy[three, 1]) > 0.9  # independent doors
-    for k in (rand, fixed, three):  # uniform: start and goal cover their rooms
+    for k in (rand, fixed, three, four):  # uniform: start and goal cover their rooms
         assert np.ptp(start[k, 1]) > 45 and np.ptp(goal[k, 1]) > 45
 
 
@@ -166,7 +167,7 @@ def run(state, actions):
 def test_door_lets_through_and_wall_stops():
     # Fixed layout: wall x in [31, 33], door rows 14..22.
     state, pos, _ = run(start_state((20.0, 18.0)), [(2.0, 0.0)] * 10)
-    assert pos[-1, 0] > 34.0 and tr.room_index(state.position, state.layout) == 2
+    assert pos[-1, 0] > 34.0 and tr.room_index(state.position, state.layout) == 3
     # A scripted path from the lower left through the door to the right room.
     path = [(2.0, -2.0)] * 6 + [(2.0, 0.0)] * 6 + [(2.0, 2.0)] * 5
     state, pos, _ = run(start_state((15.0, 30.0)), path)
@@ -291,7 +292,7 @@ def test_random_trajectories():
     data = tr.random_trajectories(jax.random.PRNGKey(6), P, any_layout, n, length)
     assert data.positions.shape == (n, length + 1, 2)
     assert data.actions.shape == (n, length, 2)
-    assert data.layouts.wall_x.shape == (n, 2) and data.aimed.shape == (n,)
+    assert data.layouts.wall_x.shape == (n, tr.MAX_WALLS) and data.aimed.shape == (n,)
     assert 0.24 < float(data.aimed.mean()) < 0.36
     pos = np.asarray(data.positions, np.float64)
     wx, dy, on = walls_of(data.layouts)
@@ -386,7 +387,7 @@ def test_fixed_three_rooms_keep_their_doors_at_18_and_46():
     three-room kind (starts in the left room, goals in the right one)."""
     keys = jax.random.split(jax.random.PRNGKey(3), 4)
     layouts = jax.vmap(tr.LAYOUTS["three_rooms_fixed"])(keys)
-    np.testing.assert_array_equal(layouts.door_y, np.tile([18.0, 46.0], (4, 1)))
+    np.testing.assert_array_equal(layouts.door_y[:, :2], np.tile([18.0, 46.0], (4, 1)))
     assert np.all(np.asarray(layouts.kind) == tr.LayoutKind.THREE_ROOMS)
     layout = tr.fixed_three_rooms_layout()
     free = lambda x, y: bool(tr.is_free(jnp.array([x, y]), layout, P))
@@ -394,3 +395,17 @@ def test_fixed_three_rooms_keep_their_doors_at_18_and_46():
     assert not free(22.0, 46.0) and not free(43.0, 18.0)
     with pytest.raises(ValueError, match="door_y"):
         tr.fixed_three_rooms_layout(door_y=(18.0,))
+
+
+def test_fixed_four_rooms_zigzag_through_three_doors():
+    """Four rooms in a row: walls at x = 18, 32, 46 open only at y = 18, 46, 18; rooms 0..3
+    left to right."""
+    layout = tr.LAYOUTS["four_rooms_fixed"](jax.random.PRNGKey(0))
+    assert int(layout.kind) == tr.LayoutKind.FOUR_ROOMS
+    free = lambda x, y: bool(tr.is_free(jnp.array([x, y]), layout, P))
+    assert free(18.0, 18.0) and free(32.0, 46.0) and free(46.0, 18.0)
+    assert not free(18.0, 46.0) and not free(32.0, 18.0) and not free(46.0, 46.0)
+    xs = jnp.array([[10.0, 30.0], [25.0, 30.0], [40.0, 30.0], [55.0, 30.0]])
+    assert tr.room_index(xs, layout).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"fixed_four_rooms_layout: wall_x"):
+        tr.fixed_four_rooms_layout(wall_x=(18, 32))

@@ -31,7 +31,7 @@ def test_load_equals_generate_and_the_environments_own_trajectories(data_dir, tr
         assert train[k].dtype == again[k].dtype, k
         np.testing.assert_array_equal(train[k], again[k], err_msg=k)
     assert train["position"].shape == (64, 13, 2) and train["action"].shape == (64, 12, 2)
-    assert train["wall_x"].shape == (64, 2) and train["kind"].shape == (64,)
+    assert train["wall_x"].shape == (64, tr.MAX_WALLS) and train["kind"].shape == (64,)
     # Row i is trajectory i of random_trajectories under the split's key.
     key = jax.random.fold_in(jax.random.PRNGKey(5), 0)
     direct = tr.random_trajectories(key, tr.EnvParams(), tr.mixed_layout, 64, 12, 0.3, 0.2)
@@ -44,7 +44,7 @@ def test_load_equals_generate_and_the_environments_own_trajectories(data_dir, tr
     other = ds.generate("train", ds.make_config(**{**SMALL, "seed": 6}))
     assert not np.array_equal(other["position"], train["position"])
     assert config.name.startswith("custom_") and ds.make_config().name == "default"
-    assert (data_dir / "hjepa_two_rooms" / config.name / "1.0.0").is_dir()
+    assert (data_dir / "hjepa_two_rooms" / config.name / str(ds.HjepaTwoRooms.VERSION)).is_dir()
 
 
 def test_stored_positions_replay_from_the_stored_actions(train):
@@ -73,6 +73,7 @@ def test_layout_setting_picks_the_layouts(layout, kinds):
     assert set(arrays["kind"].tolist()) == kinds
     on = arrays["wall_on"]
     np.testing.assert_array_equal(on[:, 1], arrays["kind"] == tr.LayoutKind.THREE_ROOMS)
+    assert not on[:, 2].any()  # the third slot: four rooms only
     if layout == "fixed":
         np.testing.assert_array_equal(arrays["wall_x"][:, 0], 32.0)
         np.testing.assert_array_equal(arrays["door_y"][:, 0], 18.0)

@@ -3,7 +3,8 @@
 Rows are trajectories of `hjepa_jax.envs.two_rooms.random_trajectories` (a persistent,
 slowly turning heading, steps of about 1 px; optionally a fraction aimed through a door and
 a fraction pushing into a wall beside it), each in its own layout drawn by the config's `layout`
-("random", "fixed", "three_rooms" or "mixed": half random walls, half three rooms). No
+(`envs.two_rooms.LAYOUTS`: "random", "fixed", "three_rooms", "three_rooms_fixed",
+"four_rooms_fixed" or "mixed": half random walls, half three rooms). No
 expert data: nothing in a trajectory knows a goal.
 
 Observations are not stored: an observation is a pure function of (position, layout),
@@ -92,7 +93,7 @@ def generate(split: str, config: TwoRoomsConfig = DEFAULT_CONFIG) -> dict[str, n
     Returns:
       position: [N, T + 1, 2] float32, (x, y) pixels.
       action:   [N, T, 2] float32, clipped to the action bound.
-      wall_x, door_y: [N, 2] float32; wall_on: [N, 2] bool; kind: [N] int32 (the `Layout`).
+      wall_x, door_y: [N, 3] float32; wall_on: [N, 3] bool; kind: [N] int32 (the `Layout`).
       aimed:    [N] bool, the trajectory was steered through a door.
     """
     _check(config)
@@ -141,9 +142,10 @@ def trajectories(arrays: dict[str, np.ndarray]) -> env.Trajectories:
 class HjepaTwoRooms(tfds.core.GeneratorBasedBuilder):
     """tfds builder `hjepa_two_rooms`: generated locally, nothing is downloaded."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
-        "1.0.0": "First release: random-policy trajectories (positions, actions, layouts)."
+        "1.0.0": "First release: random-policy trajectories (positions, actions, layouts).",
+        "1.1.0": "Three wall slots (four rooms in a row); room draws over four rooms.",
     }
     BUILDER_CONFIGS = [DEFAULT_CONFIG]
     code_path = None  # as in HjepaMovingShapes: no source files, no checksums

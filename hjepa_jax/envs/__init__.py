@@ -10,6 +10,7 @@ from hjepa_jax.envs.two_rooms import (
     Layout,
     LayoutKind,
     Trajectories,
+    fixed_four_rooms_layout,
     fixed_layout,
     fixed_three_rooms_layout,
     goal_obs,
@@ -47,6 +48,7 @@ __all__ = [
     "success",
     "three_rooms_layout",
     "fixed_three_rooms_layout",
+    "fixed_four_rooms_layout",
     "two_rooms",
     "wall_image",
 ]

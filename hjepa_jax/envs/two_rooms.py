@@ -7,11 +7,13 @@ centred at (x, y) = (j, i). The blocked set is closed:
     wall k   |x - wall_x[k]| <= 1  and  |y - door_y[k]| > 4     (wall_half_width, door_half_height)
 
 so an interior wall is three pixels wide and its door is the nine rows |y - door_y| <= 4. A
-layout holds two walls, the second possibly disabled (`wall_on`), so one code path serves
-two rooms and three rooms. Rooms are numbered by x: room 0 left of wall 0, room 1 between the
-walls (empty with one wall), room 2 right of the last wall. `reset` puts the start in room 0
-(the left room) and the goal in room 2 (the right room), both uniform over their room at
->= min_wall_distance (2.6 px) from every wall.
+layout holds MAX_WALLS = 3 walls sorted by x; a layout of fewer repeats its last wall in the
+spare slots and disables them (`wall_on`), so one code path serves two, three and four rooms.
+Rooms are numbered by x, room k left of wall k: room 0 left of wall 0 and room 3 right of the
+last wall, with the rooms between a wall and its disabled copies empty (two rooms are rooms 0
+and 3, three rooms 0, 1 and 3). `reset` puts the start in room 0 (the left room) and the goal
+in room 3 (the right room), both uniform over their room at >= min_wall_distance (2.6 px)
+from every wall.
 
 Dynamics (`step`): the action a is clipped to [-max_action, max_action] per axis and the agent
 moves along the segment p + s a, s in [0, 1]. If the segment touches a blocked box, the move
@@ -31,7 +33,7 @@ the walls: the one-pixel border lines on rows and columns 4 and 60, and the inte
 
 Everything is a pure function of explicit arguments; jit it, and vmap it over keys (shapes
 and concrete arguments are checked before tracing, with a ValueError naming the argument;
-traced values are not: a traced `kind` outside 0..2 is clamped by `lax.switch`):
+traced values are not: a traced `kind` outside 0..3 is clamped by `lax.switch`):
 
     params = EnvParams()
     keys = jax.random.split(key, 4096)
@@ -65,6 +67,7 @@ __all__ = [
     "fixed_layout",
     "three_rooms_layout",
     "fixed_three_rooms_layout",
+    "fixed_four_rooms_layout",
     "make_layout",
     "mixed_layout",
     "LAYOUTS",
@@ -84,7 +87,7 @@ __all__ = [
     "POLICIES",
 ]
 
-MAX_WALLS = 2
+MAX_WALLS = 3  # wall slots of a Layout: up to four rooms in a row
 
 
 class LayoutKind(enum.IntEnum):
@@ -93,6 +96,7 @@ class LayoutKind(enum.IntEnum):
     RANDOM = 0  # one wall, wall_x ~ U{20..44}, door_y ~ U{10..54}
     FIXED = 1  # one wall, wall_x = 32, door_y = 18
     THREE_ROOMS = 2  # walls at x = 22 and 43, door_y ~ U{10..54} each
+    FOUR_ROOMS = 3  # walls at x = 18, 32 and 46, doors at y = 18, 46 and 18 (a zigzag)
 
 
 @struct.dataclass
@@ -114,8 +118,9 @@ class EnvParams:
 
 @struct.dataclass
 class Layout:
-    """Interior walls, sorted by x. wall_x, door_y: [2] float32 (integer-valued); wall_on: [2]
-    bool (a one-wall layout repeats its wall in slot 1 and disables it); kind: [] int32."""
+    """Interior walls, sorted by x. wall_x, door_y: [MAX_WALLS] = [3] float32 (integer-valued);
+    wall_on: [3] bool (a layout of fewer walls repeats its last one in the spare slots and
+    disables them); kind: [] int32."""
 
     wall_x: jax.Array
     door_y: jax.Array
@@ -138,30 +143,24 @@ class Trajectories(NamedTuple):
 
     positions: jax.Array  # [n, length + 1, 2]
     actions: jax.Array  # [n, length, 2], already clipped
-    layouts: Layout  # leaves [n, 2] (kind [n])
+    layouts: Layout  # leaves [n, MAX_WALLS] (kind [n])
     aimed: jax.Array  # [n] bool: the trajectory was steered through a door
 
 
 # ----------------------------------------------------------------------------------- layouts
 
 
-def _one_wall(wall_x, door_y, kind) -> Layout:
-    wall_x = jnp.asarray(wall_x, jnp.float32)
-    door_y = jnp.asarray(door_y, jnp.float32)
+def _walls(wall_x, door_y, kind) -> Layout:
+    """The Layout of k <= MAX_WALLS walls (wall_x, door_y: [k], sorted by x): the last wall
+    repeated, disabled, in the spare slots."""
+    wall_x, door_y = (jnp.atleast_1d(jnp.asarray(v, jnp.float32)) for v in (wall_x, door_y))
+    k = wall_x.shape[0]
+    spare = MAX_WALLS - k
     return Layout(
-        wall_x=jnp.stack([wall_x, wall_x]),
-        door_y=jnp.stack([door_y, door_y]),
-        wall_on=jnp.array([True, False]),
+        wall_x=jnp.concatenate([wall_x, jnp.repeat(wall_x[-1:], spare)]),
+        door_y=jnp.concatenate([door_y, jnp.repeat(door_y[-1:], spare)]),
+        wall_on=jnp.array([True] * k + [False] * spare),
         kind=jnp.asarray(kind, jnp.int32),
-    )
-
-
-def _two_walls(wall_x, door_y) -> Layout:
-    return Layout(
-        wall_x=jnp.asarray(wall_x, jnp.float32),
-        door_y=jnp.asarray(door_y, jnp.float32),
-        wall_on=jnp.array([True, True]),
-        kind=jnp.asarray(LayoutKind.THREE_ROOMS, jnp.int32),
     )
 
 
@@ -183,14 +182,14 @@ def random_layout(key: jax.Array, wall_x_range=(20, 44), door_y_range=(10, 54)) 
       >>> from hjepa_jax.envs import two_rooms as tr
       >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
       >>> tr.random_layout(key).wall_on.tolist()
-      [True, False]
+      [True, False, False]
     """
     _check_range("random_layout", "wall_x_range", wall_x_range)
     _check_range("random_layout", "door_y_range", door_y_range)
     kx, ky = jax.random.split(key)
     wall_x = jax.random.randint(kx, (), wall_x_range[0], wall_x_range[1] + 1)
     door_y = jax.random.randint(ky, (), door_y_range[0], door_y_range[1] + 1)
-    return _one_wall(wall_x, door_y, LayoutKind.RANDOM)
+    return _walls(wall_x, door_y, LayoutKind.RANDOM)
 
 
 def fixed_layout(key: jax.Array | None = None, wall_x=32, door_y=18) -> Layout:
@@ -202,10 +201,10 @@ def fixed_layout(key: jax.Array | None = None, wall_x=32, door_y=18) -> Layout:
       >>> from hjepa_jax.envs import two_rooms as tr
       >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
       >>> tr.fixed_layout().wall_x.tolist(), tr.fixed_layout().door_y.tolist()
-      ([32.0, 32.0], [18.0, 18.0])
+      ([32.0, 32.0, 32.0], [18.0, 18.0, 18.0])
     """
     del key
-    return _one_wall(wall_x, door_y, LayoutKind.FIXED)
+    return _walls(wall_x, door_y, LayoutKind.FIXED)
 
 
 def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -> Layout:
@@ -217,13 +216,13 @@ def three_rooms_layout(key: jax.Array, wall_x=(22, 43), door_y_range=(10, 54)) -
       >>> from hjepa_jax.envs import two_rooms as tr
       >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
       >>> tr.three_rooms_layout(key).wall_x.tolist()
-      [22.0, 43.0]
+      [22.0, 43.0, 43.0]
     """
     _check_range("three_rooms_layout", "door_y_range", door_y_range)
     fix = "pass the two walls' x, left one first"
-    _checks.shape("three_rooms_layout", "wall_x", wall_x, (MAX_WALLS,), "[2]", fix)
-    door_y = jax.random.randint(key, (MAX_WALLS,), door_y_range[0], door_y_range[1] + 1)
-    return _two_walls(wall_x, door_y)
+    _checks.shape("three_rooms_layout", "wall_x", wall_x, (2,), "[2]", fix)
+    door_y = jax.random.randint(key, (2,), door_y_range[0], door_y_range[1] + 1)
+    return _walls(wall_x, door_y, LayoutKind.THREE_ROOMS)
 
 
 def fixed_three_rooms_layout(key: jax.Array | None = None, wall_x=(22, 43), door_y=(18, 46)):
@@ -232,19 +231,37 @@ def fixed_three_rooms_layout(key: jax.Array | None = None, wall_x=(22, 43), door
 
     Example:
       >>> from hjepa_jax.envs import two_rooms as tr
-      >>> tr.fixed_three_rooms_layout().door_y.tolist()
-      [18.0, 46.0]
+      >>> tr.fixed_three_rooms_layout().door_y.tolist()  # the last slot: a disabled copy
+      [18.0, 46.0, 46.0]
     """
     del key
     fix = "pass the two walls' x (left one first) and their doors' y"
     for name, value in (("wall_x", wall_x), ("door_y", door_y)):
-        _checks.shape("fixed_three_rooms_layout", name, value, (MAX_WALLS,), "[2]", fix)
-    return _two_walls(wall_x, door_y)
+        _checks.shape("fixed_three_rooms_layout", name, value, (2,), "[2]", fix)
+    return _walls(wall_x, door_y, LayoutKind.THREE_ROOMS)
+
+
+def fixed_four_rooms_layout(key: jax.Array | None = None, wall_x=(18, 32, 46), door_y=(18, 46, 18)):
+    """Four rooms in a row whose doors stay put: walls at x = 18, 32 and 46, doors at y = 18,
+    46 and 18, so the way from the left room to the right one zigzags twice: from `reset`'s
+    starts to its goals 83 px on average, 66 px in the three-room zigzag. `key` is unused.
+
+    Example:
+      >>> from hjepa_jax.envs import two_rooms as tr
+      >>> layout = tr.fixed_four_rooms_layout()
+      >>> layout.wall_x.tolist(), layout.wall_on.tolist()
+      ([18.0, 32.0, 46.0], [True, True, True])
+    """
+    del key
+    fix = "pass the three walls' x (left one first) and their doors' y"
+    for name, value in (("wall_x", wall_x), ("door_y", door_y)):
+        _checks.shape("fixed_four_rooms_layout", name, value, (3,), "[3]", fix)
+    return _walls(wall_x, door_y, LayoutKind.FOUR_ROOMS)
 
 
 def make_layout(key: jax.Array, kind) -> Layout:
     """The layout of an integer `kind` (LayoutKind); `kind` may be traced, e.g. mixed in a vmap
-    (a traced kind is not checked: lax.switch clamps it into 0..2).
+    (a traced kind is not checked: lax.switch clamps it into 0..3).
 
     Example:
       >>> import jax
@@ -254,9 +271,10 @@ def make_layout(key: jax.Array, kind) -> Layout:
       >>> int(tr.make_layout(key, tr.LayoutKind.FIXED).kind)
       1
     """
-    fix = "pass a LayoutKind: 0 random, 1 fixed, 2 three rooms"
-    kind = _checks.integer("make_layout", "kind", kind, minimum=0, maximum=2, fix=fix, static=False)
-    return jax.lax.switch(kind, (random_layout, fixed_layout, three_rooms_layout), key)
+    fix = "pass a LayoutKind: 0 random, 1 fixed, 2 three rooms, 3 four rooms"
+    kind = _checks.integer("make_layout", "kind", kind, minimum=0, maximum=3, fix=fix, static=False)
+    kinds = (random_layout, fixed_layout, three_rooms_layout, fixed_four_rooms_layout)
+    return jax.lax.switch(kind, kinds, key)
 
 
 def mixed_layout(key: jax.Array) -> Layout:
@@ -280,6 +298,7 @@ LAYOUTS: dict[str, Callable[[jax.Array], Layout]] = {
     "fixed": fixed_layout,
     "three_rooms": three_rooms_layout,
     "three_rooms_fixed": fixed_three_rooms_layout,
+    "four_rooms_fixed": fixed_four_rooms_layout,
     "mixed": mixed_layout,
 }
 
@@ -288,12 +307,12 @@ LAYOUTS: dict[str, Callable[[jax.Array], Layout]] = {
 
 
 def _room_x_bounds(layout: Layout, params: EnvParams) -> tuple[jax.Array, jax.Array]:
-    """x-extent (lo [3], hi [3]) of rooms 0, 1, 2 between the wall faces; room 1 of a one-wall
-    layout has hi < lo (empty), and its room 2 starts at the one wall."""
+    """x-extent (lo, hi: [MAX_WALLS + 1]) of rooms 0..3 between the wall faces; a room between
+    a wall and its disabled copy has hi < lo (empty), and room 3 starts at the last wall."""
     hw = params.wall_half_width
     w = layout.wall_x
-    lo = jnp.stack([jnp.asarray(params.border_lo, jnp.float32), w[0] + hw, w[1] + hw])
-    hi = jnp.stack([w[0] - hw, w[1] - hw, jnp.asarray(params.border_hi, jnp.float32)])
+    lo = jnp.concatenate([jnp.full((1,), params.border_lo, jnp.float32), w + hw])
+    hi = jnp.concatenate([w - hw, jnp.full((1,), params.border_hi, jnp.float32)])
     return lo, hi
 
 
@@ -303,8 +322,9 @@ def _check_position(fn: str, position, want: tuple, name: str = "position") -> N
 
 
 def room_index(position: jax.Array, layout: Layout) -> jax.Array:
-    """Room of a position: the number of wall centres left of it (0, 1 or 2; a one-wall layout
-    gives 0 or 2). position [..., 2] with layout leaves broadcasting; -> [...] int32.
+    """Room of a position: the number of wall centres left of it, disabled copies included
+    (0..3; a one-wall layout gives 0 or 3, three rooms 0, 1 or 3). position [..., 2] with
+    layout leaves broadcasting; -> [...] int32.
 
     Example:
       >>> import jax
@@ -312,7 +332,7 @@ def room_index(position: jax.Array, layout: Layout) -> jax.Array:
       >>> from hjepa_jax.envs import two_rooms as tr
       >>> params, key = tr.EnvParams(), jax.random.PRNGKey(0)
       >>> tr.room_index(jnp.array([[10.0, 30.0], [50.0, 30.0]]), tr.fixed_layout()).tolist()
-      [0, 2]
+      [0, 3]
     """
     _check_position("room_index", position, (*np.shape(position)[:-1], 2))
     x = jnp.asarray(position)[..., 0]
@@ -417,7 +437,7 @@ def random_position(key: jax.Array, layout: Layout, params: EnvParams) -> jax.Ar
 
 
 def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, jax.Array]:
-    """Start uniform in room 0 (left), goal uniform in room 2 (right: past the last wall), both
+    """Start uniform in room 0 (left), goal uniform in room 3 (right: past the last wall), both
     at >= min_wall_distance from every wall. -> (state, obs [size, size, 2]).
 
     Example:
@@ -430,12 +450,12 @@ def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, 
       ((65, 65, 2), 0)
     """
     fix = "pass one layout (jax.vmap over a batch of them)"
-    _checks.shape("reset", "layout.wall_x", layout.wall_x, (MAX_WALLS,), "[2]", fix)
+    _checks.shape("reset", "layout.wall_x", layout.wall_x, (MAX_WALLS,), "[3]", fix)
     k_start, k_goal = jax.random.split(key)
     lo, hi = _room_x_bounds(layout, params)
     state = EnvState(
         position=_uniform_in_room(k_start, lo[0], hi[0], params),
-        goal=_uniform_in_room(k_goal, lo[2], hi[2], params),
+        goal=_uniform_in_room(k_goal, lo[-1], hi[-1], params),
         layout=layout,
         t=jnp.zeros((), jnp.int32),
     )
@@ -642,7 +662,8 @@ def _trajectory(
     walled = (u_aim >= door_frac) & (u_aim < door_frac + wall_frac)
 
     # Aimed: a door k, a direction s (+1: left to right), a start near the door on its near side.
-    k = jnp.where(layout.wall_on[1], jax.random.randint(k_wall, (), 0, MAX_WALLS), 0)
+    walls = jnp.sum(layout.wall_on)
+    k = jax.random.randint(k_wall, (), 0, walls)
     side = jnp.where(jax.random.bernoulli(k_side), 1.0, -1.0)
     wx, door = layout.wall_x[k], layout.door_y[k]
     # Walled: the same, toward a height of the wall at least 2 px outside its door.
@@ -650,7 +671,7 @@ def _trajectory(
         jax.random.uniform(k_y), door, params.border_lo + m, params.border_hi - m, params
     )
     dy = jnp.where(walled, wall_y, door)
-    room = jnp.where(side > 0, k, jnp.where(layout.wall_on[1], k + 1, 2))
+    room = jnp.where(side > 0, k, jnp.where(k == walls - 1, MAX_WALLS, k + 1))
     reach = max(0.3 * length, 6.0)  # start within about `reach` px of the door
     near_lo = jnp.where(side > 0, jnp.maximum(lo[room], wx - hw - reach), wx + hw)
     near_hi = jnp.where(side > 0, wx - hw, jnp.minimum(hi[room], wx + hw + reach))
@@ -731,8 +752,8 @@ def random_trajectories(
       policy: the free walker's, "turn" or "open_loop" (static).
 
     Returns:
-      Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, 2] leaves),
-      aimed [n] bool).
+      Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, MAX_WALLS]
+      leaves), aimed [n] bool).
 
     Example:
       >>> import jax

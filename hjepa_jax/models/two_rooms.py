@@ -112,6 +112,7 @@ SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
     "fixed": tr.fixed_layout,
     "three_rooms": tr.three_rooms_layout,
     "three_rooms_fixed": tr.fixed_three_rooms_layout,  # doors at y = 18 and 46: a zigzag
+    "four_rooms_fixed": tr.fixed_four_rooms_layout,  # doors at y = 18, 46 and 18: two zigzags
 }
 MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
 COSTS = ("critic", "distance") + MAP_COSTS
@@ -1044,8 +1045,8 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
 class Episodes(NamedTuple):
     """What `run_episodes` returns, numpy arrays of N episodes: positions [N, max_steps+1, 2],
     goals [N, 2], success [N] bool (at the last step), first_hit [N] bool (at any step), steps
-    [N] (env steps to the first hit, max_steps if none), wall_x and door_y [N, 2] (NaN for a
-    missing second wall), and seconds: the compiled batch's wall time / N."""
+    [N] (env steps to the first hit, max_steps if none), wall_x and door_y [N, 3] (NaN for a
+    disabled wall slot), and seconds: the compiled batch's wall time / N."""
 
     positions: np.ndarray
     goals: np.ndarray
@@ -1176,7 +1177,7 @@ def rollout_errors(
 
 
 def path_length(start, goal, wall_x, door_y, points: int = 17) -> float:
-    """Shortest path length (pixels) from start [2] in room 0 to goal [2] in room 2 through
+    """Shortest path length (pixels) from start [2] in room 0 to goal [2] in the last room through
     the door of every wall in wall_x [K] (NaN: no wall; door_y [K] their doors), each door a
     segment of `points` crossing points (the walls' thickness ignored). The yardstick of the
     planners' costs.
