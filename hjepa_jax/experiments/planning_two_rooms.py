@@ -2,6 +2,7 @@
 
     hjepa-run planning_two_rooms --quick --out out/planning_two_rooms   # fixed wall, minutes
     hjepa-run planning_two_rooms --preset hjepa_three_rooms --out out/hjepa_three_rooms  # H-JEPA
+    hjepa-run planning_two_rooms --preset hjepa_four_rooms --out out/hjepa_four_rooms    # longer
     hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1.5 h on 2 CPUs
 
 Shows that a world model trained only on reward-free random-walk pixel trajectories (the
@@ -42,8 +43,8 @@ subgoal_through_doors_straight, subgoal_progress_straight of a wall-blind plan. 
 --compute-samples N1,N2,..: compute_success_<planner>_<N>, compute_evals_<planner>_<N> and
 compute_s_<planner>_<N> (s per episode) of each sampling planner with N samples, first setting.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
-success [N], first_hit [N], steps [N], wall_x [N, 2], door_y [N, 2] with NaN for a missing
-second wall). `hj.world_model.load(ckpt_dir)` returns the trained world model.
+success [N], first_hit [N], steps [N], wall_x [N, 3], door_y [N, 3] with NaN for a disabled
+wall slot). `hj.world_model.load(ckpt_dir)` returns the trained world model.
 Measured numbers, each with its command: docs/results.md.
 """
 
@@ -96,6 +97,19 @@ QUICK = dict(
     # MPPI at 0.5 and gradient MPC unsmoothed: 0.85 and 0.83 (docs/results.md)
     mppi_temperature=2.0, gd_noise=1.0, gd_noise_samples=4,
     planners=("gradient_mpc", "cem", "mppi", "random"),
+)  # fmt: skip
+
+# H-JEPA at quick size (`make reproduce`): quick mode's model in three rooms with the doors at
+# y = 18 and 46, a learned level 2 planned once per macro-action (5 codes ahead) whose
+# subgoal level 1 reaches by gradient MPC (4 actions, 5 steps from the warm start and one
+# random plan); against flat CEM (16 samples, and 2, 4, 8) and flat gradient MPC (horizon 8,
+# the same descent).
+HJEPA = dict(
+    QUICK, train_layout="three_rooms_fixed", settings=("three_rooms_fixed",),
+    planners=("cem", "gradient_mpc", "hjepa", "random"), trajectories=6000, length=24,
+    level2_horizon=3, samples=16, elites=4, iterations=3, compute_samples=(2, 4, 8),
+    level2_every=3, macro_horizon=5, hier_horizon=4, level1="gradient_mpc",
+    gd_steps=5, gd_starts=2, gd_noise=0.0,
 )  # fmt: skip
 
 
@@ -182,17 +196,10 @@ class Config:
             horizon_plan=90, samples=200, iterations=20, elites=20, replan_every=1,
             init_std=2.0, hier_horizon=90, max_steps=200, action_norm=2.45,
         ),
-        # H-JEPA at quick size (`make reproduce`): quick mode's model in three rooms with the
-        # doors at y = 18 and 46, a learned level 2 planned once per macro-action (5 codes
-        # ahead) whose subgoal level 1 reaches by gradient MPC (4 actions, 5 steps from the
-        # warm start and one random plan); against flat CEM (16 samples, and 2, 4, 8) and
-        # flat gradient MPC (horizon 8, the same descent).
-        "hjepa_three_rooms": dict(
-            QUICK, train_layout="three_rooms_fixed", settings=("three_rooms_fixed",),
-            planners=("cem", "gradient_mpc", "hjepa", "random"), trajectories=6000, length=24,
-            level2_horizon=3, samples=16, elites=4, iterations=3, compute_samples=(2, 4, 8),
-            level2_every=3, macro_horizon=5, hier_horizon=4, level1="gradient_mpc",
-            gd_steps=5, gd_starts=2, gd_noise=0.0,
+        "hjepa_three_rooms": HJEPA,
+        # The same in four rooms in a row (doors at y = 18, 46, 18): a longer way to the goal.
+        "hjepa_four_rooms": dict(
+            HJEPA, train_layout="four_rooms_fixed", settings=("four_rooms_fixed",)
         ),
     }  # fmt: skip
 
