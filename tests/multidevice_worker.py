@@ -9,13 +9,11 @@ python tests/multidevice_worker.py process OUT_DIR COORDINATOR NUM_PROCESSES PRO
     on the pmap path; process 0 writes OUT_DIR/result.json.
 """
 
-import os
 import sys
 
-DEVICES = "8" if sys.argv[1] == "devices" else "2"  # after the flags inherited from the tests
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=" + DEVICES
-)
+from forced_devices import force
+
+force(8 if sys.argv[1] == "devices" else 2)
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

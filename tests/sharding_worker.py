@@ -8,12 +8,11 @@ python tests/sharding_worker.py OUT_DIR
     (summaries, and the sharding of one kernel and its Adam moment).
 """
 
-import os
 import sys
 
-os.environ["XLA_FLAGS"] = (  # after the flags inherited from the tests
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-)
+from forced_devices import force
+
+force(8)
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
