@@ -744,8 +744,9 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
     pred, kind = params["pred"], model.cfg.cost
     shift = lambda a: _shift(a, r)
-    predict, cost, sample_kw, _ = _sampling_parts(model, params, cfg)
-    descend = _descent(model, params, cfg)
+    parts = _sampling_parts(model, params, cfg)
+    predict, cost, sample_kw, _ = parts
+    descend = _descent(model, params, cfg, predict)
 
     if name == "gradient_mpc":
 
@@ -783,7 +784,7 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         return plan, jnp.zeros((cfg.hier_horizon, 2))
 
     if name == "level1":  # the hierarchy's level 1 alone, aimed at the goal
-        reach = _level1(model, params, cfg)
+        reach = _level1(model, params, cfg, parts)
 
         def plan(s, g, key, warm):
             out = reach(s, g, key, warm)
@@ -810,12 +811,11 @@ def _shift(actions: jax.Array, r: int) -> jax.Array:
     return jnp.concatenate([actions[r:], jnp.zeros_like(actions[:r])])
 
 
-def _descent(model: Model, params: dict, cfg: PlannerConfig):
-    """Gradient MPC on the world model: `descend(s [D], g, key, warm [H, 2], cost) ->
-    hj.planning.Plan` from the warm start and gd_starts - 1 draws of N(0, init_std^2), each
-    descending the mean cost of gd_noise_samples perturbed plans when gd_noise > 0; key None:
-    the warm start alone, unsmoothed (the map costs' level 1)."""
-    predict = _sampling_parts(model, params, cfg)[0]
+def _descent(model: Model, params: dict, cfg: PlannerConfig, predict):
+    """Gradient MPC on the world model (`predict` of `_sampling_parts`): `descend(s [D], g,
+    key, warm [H, 2], cost) -> hj.planning.Plan` from the warm start and gd_starts - 1 draws
+    of N(0, init_std^2), each descending the mean cost of gd_noise_samples perturbed plans
+    when gd_noise > 0; key None: the warm start alone, unsmoothed (the map costs' level 1)."""
     bound = tr.EnvParams().max_action
 
     def descend(s, g, key, warm, cost):
@@ -844,13 +844,13 @@ def _descent(model: Model, params: dict, cfg: PlannerConfig):
     return descend
 
 
-def _level1(model: Model, params: dict, cfg: PlannerConfig):
-    """The two-level planners' level 1 on the model's cost: `reach(s [D], g [D], key, warm
-    [hier_horizon, 2]) -> hj.planning.Plan`, CEM (samples, elites, iterations) or gradient
-    MPC (`_descent`) as cfg.level1 says."""
-    predict, cost, _, low_kw = _sampling_parts(model, params, cfg)
+def _level1(model: Model, params: dict, cfg: PlannerConfig, parts):
+    """The two-level planners' level 1 on the model's cost (`parts`: `_sampling_parts`):
+    `reach(s [D], g [D], key, warm [hier_horizon, 2]) -> hj.planning.Plan`, CEM (samples,
+    elites, iterations) or gradient MPC (`_descent`) as cfg.level1 says."""
+    predict, cost, _, low_kw = parts
     if cfg.level1 == "gradient_mpc":
-        descend = _descent(model, params, cfg)
+        descend = _descent(model, params, cfg, predict)
         return lambda s, g, key, warm: descend(s, g, key, warm, cost)
     return lambda s, g, key, warm: planning.cem(
         predict, params["pred"], s, g, key, mean0=warm, **low_kw
@@ -888,8 +888,9 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
     macro cost [], calls []). `make_planner` executes the plan's actions."""
     _checks.one_of("two_level_planner", "name", name, ("hierarchical", "hjepa"), "pick one")
     _common.config_of("two_level_planner", "cfg", cfg, PlannerConfig)
-    predict, cost, _, low_kw = _sampling_parts(model, params, cfg)
-    reach = _level1(model, params, cfg)
+    parts = _sampling_parts(model, params, cfg)
+    predict, cost, _, low_kw = parts
+    reach = _level1(model, params, cfg, parts)
     codes = model.cfg.level2_codes if name == "hjepa" else 2
     level2 = {}  # hierarchical: level 1 held for macro_steps; hjepa: the learned level 2
     if name == "hjepa":
