@@ -1,0 +1,66 @@
+"""Success against planning compute, averaged over training seeds, a panel per layout.
+
+    python docs/compute_curves.py --png FILE SETTING=OUT[,OUT...] [SETTING=OUT[,OUT...] ...]
+
+Each OUT is the `--out` folder of a `planning_two_rooms` run with `--compute-samples` in
+SETTING (its first setting, e.g. three_rooms_fixed), one run per training seed. The runs of
+a setting are averaged metric by metric (the mean over the seeds) and drawn as a run's own
+figure draws its compute panel (`two_rooms_figures.draw_compute`): a line per sampling
+planner over its sample counts (the main run at `--samples`), and a planner outside the
+sweep (gradient MPC) as a point. Prints, per setting, each drawn point's mean and std of
+success over the seeds as JSON. Everything drawn comes from the runs' metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from hjepa_jax.experiments import two_rooms_figures as figures
+from hjepa_jax.experiments.common import save_figure
+
+SUCCESS = re.compile(r"(compute_success_\w+|success_\w+)")
+
+
+def average(runs: list[dict]) -> tuple[dict, dict]:
+    """The mean of each numeric metric that every run has, and the std of the success ones."""
+    number = lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    keys = {k for k in set.intersection(*(set(r) for r in runs)) if all(number(r[k]) for r in runs)}
+    mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+    std = {k: float(np.std([r[k] for r in runs])) for k in keys if SUCCESS.fullmatch(k)}
+    return mean, std
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="SETTING=OUT[,OUT...]")
+    parser.add_argument("--png", required=True)
+    parser.add_argument("--samples", type=int, default=16, help="the main runs' samples")
+    args = parser.parse_args(argv)
+    groups = {}
+    for spec in args.runs:
+        setting, sep, outs = spec.partition("=")
+        if not sep or not outs:
+            parser.error(f"runs must be SETTING=OUT[,OUT...], got {spec!r}")
+        read = lambda out: json.loads((Path(out) / "metrics.json").read_text())
+        groups[setting] = [read(out) for out in outs.split(",")]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 4.2), squeeze=False)
+    table = {}
+    for ax, (setting, runs) in zip(axes[0], groups.items(), strict=True):
+        mean, std = average(runs)
+        figures.draw_compute(ax, mean, setting, args.samples)
+        ax.set_title(f"{setting}: mean of {len(runs)} seeds\n(numbers: samples)", fontsize=9)
+        table[setting] = {k: [round(mean[k], 3), round(std[k], 3)] for k in sorted(std)}
+    fig.tight_layout()
+    save_figure(fig, Path(args.png))
+    print(json.dumps(table, indent=1))
+    return table
+
+
+if __name__ == "__main__":
+    main()
