@@ -359,7 +359,7 @@ def test_other_sampling_arguments():
             r"regression_r2: train_y.shape=\(3,\), but train_y must have shape \(4,\)",
         ),
         (lambda: hj.nn.conv.fold_batch(jnp.ones(3), 2), r"fold_batch: x.shape=\(3,\) has fewer"),
-        (lambda: hj.envs.make_layout(KEY, 3), r"make_layout: kind=3, but kind must be .* \[0, 2\]"),
+        (lambda: hj.envs.make_layout(KEY, 4), r"make_layout: kind=4, but kind must be .* \[0, 3\]"),
         (
             lambda: hj.envs.random_trajectories(
                 KEY, hj.envs.EnvParams(), hj.envs.fixed_layout, 2, 3, 0.7, 0.5
