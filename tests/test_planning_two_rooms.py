@@ -650,6 +650,13 @@ def test_hjepa_three_rooms_preset_is_quick_mode_in_three_rooms_and_make_reproduc
     assert {"hjepa", "cem", "gradient_mpc"} <= set(cfg.planners) and cfg.compute_samples
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert "planning_two_rooms --preset hjepa_three_rooms" in makefile
+    four = common.config_from_args(
+        planning_two_rooms.Config, parser.parse_args(["--preset", "hjepa_four_rooms"]), False
+    )  # the same model and planners in four rooms
+    assert four.train_layout == "four_rooms_fixed" and four.settings == ("four_rooms_fixed",)
+    moved = {"train_layout", "settings"}
+    same = lambda c: {k: v for k, v in dataclasses.asdict(c).items() if k not in moved}
+    assert same(four) == same(cfg)
 
 
 def test_clip_norm_scales_long_actions_to_the_bound_and_has_a_gradient_at_zero():
