@@ -145,7 +145,7 @@ class HjepaTwoRooms(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release: random-policy trajectories (positions, actions, layouts).",
-        "1.1.0": "Three wall slots (four rooms in a row); room draws over four rooms.",
+        "1.1.0": "Three wall slots (four rooms in a row); one- and two-wall rows as in 1.0.0.",
     }
     BUILDER_CONFIGS = [DEFAULT_CONFIG]
     code_path = None  # as in HjepaMovingShapes: no source files, no checksums

@@ -431,8 +431,15 @@ def random_position(key: jax.Array, layout: Layout, params: EnvParams) -> jax.Ar
     """
     k_room, k_pos = jax.random.split(key)
     lo, hi = _room_x_bounds(layout, params)
-    widths = jnp.maximum(hi - lo - 2 * params.min_wall_distance, 0.0)
-    room = jax.random.categorical(k_room, jnp.log(widths))
+    logits = jnp.log(jnp.maximum(hi - lo - 2 * params.min_wall_distance, 0.0))
+    # Up to two walls room 2 is empty: draw among rooms 0, 1, 3, which keeps the draws that
+    # layouts of two and three rooms had when a layout held two wall slots.
+    three = jnp.array([0, 1, MAX_WALLS])
+    room = jnp.where(
+        layout.wall_on[2],
+        jax.random.categorical(k_room, logits),
+        three[jax.random.categorical(k_room, logits[three])],
+    )
     return _uniform_in_room(k_pos, lo[room], hi[room], params)
 
 
