@@ -409,3 +409,15 @@ def test_fixed_four_rooms_zigzag_through_three_doors():
     assert tr.room_index(xs, layout).tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match=r"fixed_four_rooms_layout: wall_x"):
         tr.fixed_four_rooms_layout(wall_x=(18, 32))
+
+
+def test_one_and_two_wall_draws_are_those_of_two_wall_slots():
+    """random_position in layouts of one and two walls draws what it drew when a layout held
+    two wall slots (dataset version 1.0.0's trajectories): the sums of 64 draws, pinned."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 64)
+    for layout_fn, want in (
+        (tr.fixed_layout, (2109.0024, 2047.1798)),
+        (tr.fixed_three_rooms_layout, (2051.9041, 2047.1798)),
+    ):
+        draws = jax.vmap(lambda k, f=layout_fn: tr.random_position(k, f(), P))(keys)
+        np.testing.assert_allclose(np.asarray(draws).sum(0), want, rtol=1e-5)
