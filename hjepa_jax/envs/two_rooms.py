@@ -164,6 +164,14 @@ def _walls(wall_x, door_y, kind) -> Layout:
     )
 
 
+def _fixed_walls(fn: str, wall_x, door_y, kind, count: int) -> Layout:
+    """`_walls` of `count` given walls, their wall_x and door_y each checked to be [count]."""
+    fix = f"pass the {count} walls' x (left one first) and their doors' y"
+    for name, value in (("wall_x", wall_x), ("door_y", door_y)):
+        _checks.shape(fn, name, value, (count,), f"[{count}]", fix)
+    return _walls(wall_x, door_y, kind)
+
+
 def _check_range(fn: str, name: str, bounds) -> None:
     """An inclusive integer range (low, high), low <= high."""
     fix = f"pass {name}=(low, high) with low <= high"
@@ -235,10 +243,7 @@ def fixed_three_rooms_layout(key: jax.Array | None = None, wall_x=(22, 43), door
       [18.0, 46.0, 46.0]
     """
     del key
-    fix = "pass the two walls' x (left one first) and their doors' y"
-    for name, value in (("wall_x", wall_x), ("door_y", door_y)):
-        _checks.shape("fixed_three_rooms_layout", name, value, (2,), "[2]", fix)
-    return _walls(wall_x, door_y, LayoutKind.THREE_ROOMS)
+    return _fixed_walls("fixed_three_rooms_layout", wall_x, door_y, LayoutKind.THREE_ROOMS, 2)
 
 
 def fixed_four_rooms_layout(key: jax.Array | None = None, wall_x=(18, 32, 46), door_y=(18, 46, 18)):
@@ -253,10 +258,7 @@ def fixed_four_rooms_layout(key: jax.Array | None = None, wall_x=(18, 32, 46), d
       ([18.0, 32.0, 46.0], [True, True, True])
     """
     del key
-    fix = "pass the three walls' x (left one first) and their doors' y"
-    for name, value in (("wall_x", wall_x), ("door_y", door_y)):
-        _checks.shape("fixed_four_rooms_layout", name, value, (3,), "[3]", fix)
-    return _walls(wall_x, door_y, LayoutKind.FOUR_ROOMS)
+    return _fixed_walls("fixed_four_rooms_layout", wall_x, door_y, LayoutKind.FOUR_ROOMS, 3)
 
 
 def make_layout(key: jax.Array, kind) -> Layout:
