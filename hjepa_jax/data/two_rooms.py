@@ -142,10 +142,11 @@ def trajectories(arrays: dict[str, np.ndarray]) -> env.Trajectories:
 class HjepaTwoRooms(tfds.core.GeneratorBasedBuilder):
     """tfds builder `hjepa_two_rooms`: generated locally, nothing is downloaded."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release: random-policy trajectories (positions, actions, layouts).",
-        "1.1.0": "Three wall slots (four rooms in a row); one- and two-wall rows as in 1.0.0.",
+        "1.1.0": "Three wall slots (four rooms in a row); start draws redrawn in every layout.",
+        "1.2.0": "One- and two-wall rows as in 1.0.0 again; four-room rows as in 1.1.0.",
     }
     BUILDER_CONFIGS = [DEFAULT_CONFIG]
     code_path = None  # as in HjepaMovingShapes: no source files, no checksums
