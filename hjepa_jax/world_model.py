@@ -369,7 +369,7 @@ def _restore(folder: str, step: int | None, what: str):
             return None
         saved = ckpt.read_meta(step)["config"]
         fields = {f.name for f in dataclasses.fields(two_rooms.ModelConfig)}
-        kwargs = {k: v for k, v in saved.items() if k in fields}
+        kwargs = {k: v for k, v in {**two_rooms.ADDED, **saved}.items() if k in fields}
         if "channels" in kwargs:
             kwargs["channels"] = tuple(kwargs["channels"])
         model = two_rooms.Model(two_rooms.ModelConfig(**kwargs))

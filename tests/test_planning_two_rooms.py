@@ -213,6 +213,7 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path)
     # Anyone can plan with the trained world model: hj.world_model.load of the --ckpt-dir.
     trained = hj.world_model.load(out / "ckpt")
     assert trained.step == TINY.steps
+    assert trained.model.cfg == TINY.model_config()  # unsaved fields (ADDED): not the defaults
     _, held = planning_two_rooms.offline_data(cfg)
     probe = agent.probe(
         trained.model,
@@ -454,7 +455,7 @@ def test_windows_are_random_slices_of_each_trajectory_and_train_the_model():
 
 
 def test_checkpoints_from_before_the_context_term_still_match():
-    """A field added later (ADDED) is left out of the saved config at its old behaviour's
+    """A field added later (agent.ADDED) is left out of the saved config at its old behaviour's
     value, so a checkpoint saved before it existed matches (hj.checkpoint's comparison); set
     to anything else, it is saved and a checkpoint without it is refused."""
     saved_before = planning_two_rooms.trained_config(TINY, "world_model")
@@ -471,7 +472,7 @@ def test_checkpoints_from_before_the_context_term_still_match():
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,
-        macro_steps=3, macro_horizon=2, hier_horizon=6,
+        macro_steps=3, macro_horizon=2, hier_horizon=6, gd_noise=0.0,
     )  # fmt: skip
     plans = 4  # ceil(10 / 3)
     count = lambda name, cost="critic": agent.evaluations_per_episode(name, cfg, cost)
@@ -699,3 +700,12 @@ def test_compute_panel_draws_each_sweep_with_its_main_run_and_lone_planners_as_p
     plt.close(fig)
     assert list(lines["cem"][0]) == [0.02, 0.05, 0.15] and list(lines["cem"][1]) == [0.2, 0.9, 0.95]
     assert list(lines["gradient_mpc"][0]) == [0.07]
+
+
+def test_the_model_and_planner_configs_default_to_full_mode():
+    """`two_rooms.ModelConfig()` and `PlannerConfig()` hold full mode's settings, the ones the
+    experiment runs with no flags, so a user's model built from the defaults is full mode's."""
+    cfg = planning_two_rooms.Config()
+    assert cfg.model_config() == agent.ModelConfig()
+    assert cfg.planner_config() == agent.PlannerConfig()
+    assert cfg.quick().model_config() != agent.ModelConfig()

@@ -74,7 +74,9 @@ def shapes_case():
 
 
 def two_rooms_case():
-    model = two_rooms.Model(two_rooms.ModelConfig(channels=(4, 4, 4), hidden=16))
+    model = two_rooms.Model(
+        two_rooms.ModelConfig(state="spatial", embed_dim=4, channels=(4, 4, 4), hidden=16)
+    )
     data = tr.random_trajectories(jax.random.PRNGKey(1), tr.EnvParams(), tr.fixed_layout, 2, 6)
     return model, (data.positions, data.actions, data.layouts)
 

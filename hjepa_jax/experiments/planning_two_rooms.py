@@ -11,8 +11,10 @@ learned from the same trajectories let planners steer an agent through the door(
 goal's room: gradient MPC, CEM, MPPI, a hierarchical planner, and H-JEPA ("hjepa": a level 2
 learned from the same trajectories, over codes of k-step action chunks, proposes subgoal
 states that level 1 reaches), against random actions.
-Quick mode: the fixed wall, a vector state; full mode: random walls mixed with three rooms,
-a spatial state, all three settings. The model, critics and planners are
+Quick mode: the fixed wall, an 8-dim vector state, the flat planners. Full mode: random walls,
+a 32-dim vector state trained with the context term, every planner on random walls and on
+the fixed wall (`--state spatial`: a convolutional state; `--train-layout mixed --settings
+random,fixed,three_rooms`: three rooms too). The model, critics and planners are
 `hjepa_jax.models.two_rooms`; this module configures, runs and draws. With `--ckpt-dir` a
 rerun that changes only planning fields (PLANNING_FIELDS) reuses the trained models.
 
@@ -92,7 +94,8 @@ PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fit
 # Quick mode (`--quick`): the fixed wall, a vector state, the flat planners; minutes.
 QUICK = dict(
     train_layout="fixed", settings=("fixed",), state="vector", embed_dim=8,
-    blur=10.0, trajectories=4000, steps=2000, episodes=20, critic_steps=4000,
+    blur=10.0, context=0.0, hard=0.0, trajectories=4000, steps=2000, episodes=20,
+    critic_steps=4000,
     samples=96, elites=24, iterations=4,  # 128 x 5: the same success, 1.7x the time
     # MPPI at 0.5 and gradient MPC unsmoothed: 0.85 and 0.83 (docs/results.md)
     mppi_temperature=2.0, gd_noise=1.0, gd_noise_samples=4,
@@ -117,29 +120,29 @@ HJEPA = dict(
 @config
 class Config:
     seed: int = 0
-    train_layout: str = "mixed"  # "fixed", "random" or "mixed" (random + three rooms)
-    settings: tuple[str, ...] = ("random", "fixed", "three_rooms")
+    train_layout: str = "random"  # "fixed", "random", "mixed" (random + three rooms), ...
+    settings: tuple[str, ...] = ("random", "fixed")
     planners: tuple[str, ...] = PLANNERS  # a subset shortens a run (planning is most of it)
-    trajectories: Count = 10000
+    trajectories: Count = 16000
     length: Count = 16  # T, steps per trajectory
     window: Whole = 0  # the world model trains on random windows of this many steps (0: all T)
     policy: str = "open_loop"  # the reward-free walk (two_rooms.POLICIES): EB-JEPA's
     door_frac: NonNegative = 0.0  # aimed through a door (steered by the door's coordinates)
     wall_frac: NonNegative = 0.0  # aimed into a wall beside it (idem)
-    blur: NonNegative = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
+    blur: NonNegative = 2.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
     pool: Count = 2  # average-pool the 65 x 65 frames by this factor (1: none)
     channels: tuple[Count, ...] = (16, 32, 32)
-    embed_dim: Count = 4  # D of a vector state; channels of a spatial one
-    state: Literal["vector", "spatial"] = "spatial"  # see hjepa_jax.models.two_rooms.Model
+    embed_dim: Count = 32  # D of a vector state; channels of a spatial one
+    state: Literal["vector", "spatial"] = "vector"  # see hjepa_jax.models.two_rooms.Model
     hidden: Count = 256  # predictor / inverse-dynamics width
     horizon: Count = 4  # world-model training rollout
     inverse_dynamics: NonNegative = 1.0
     smoothness: NonNegative = 2.0  # weight of ||s_{t+1} - s_t||^2 / D (temporal similarity)
     variance: NonNegative = 25.0  # VICReg's variance and covariance weights on the states
     covariance: NonNegative = 1.0
-    context: NonNegative = 0.0  # hj.world_model's context term: InfoNCE along each window
-    hard: NonNegative = 0.0  # hj.world_model's weight of hard rollouts: e^hard (0: plain mean)
-    critic_steps: Count = 3000  # the critic trains after the world model, on frozen states
+    context: NonNegative = 5.0  # hj.world_model's context term: InfoNCE along each window
+    hard: NonNegative = 1.0  # hj.world_model's weight of hard rollouts: e^hard (0: plain mean)
+    critic_steps: Count = 8000  # the critic trains after the world model, on frozen states
     critic_batch: Count = 64
     critic_dim: Count = 16  # K, the critic's embedding
     critic_others: Count = 8  # M, random places per trajectory pushed apart from it
@@ -157,7 +160,7 @@ class Config:
     level2_k: Count = 6  # level-1 steps per macro-action
     level2_codes: Count = 2  # the size of its macro-action codes in [-1, 1]
     level2_horizon: Count = 2  # macro steps per training rollout (T >= level2_k x this)
-    steps: Count = 1500
+    steps: Count = 6000
     batch_size: Count = 32
     learning_rate: Positive = 1e-3
     log_every: Count = 100
@@ -168,16 +171,16 @@ class Config:
     eval_chunk: Count = 10  # episodes vmapped together (memory; rounding, see PlannerConfig)
     horizon_plan: Count = 8
     discount: NonNegative = 1.0
-    samples: Count = 64  # CEM / MPPI: about gradient MPC's planning time with the spatial model
-    elites: Count = 16
-    iterations: Count = 3
+    samples: Count = 128  # CEM / MPPI
+    elites: Count = 32
+    iterations: Count = 5
     init_std: Positive = 1.5
     gd_steps: Count = 20
     gd_lr: Positive = 0.3
     gd_starts: Count = 1  # gradient MPC from the warm start and gd_starts - 1 random plans
-    gd_noise: NonNegative = 0.0  # gradient MPC smoothed over gd_noise_samples draws of this std
-    gd_noise_samples: Count = 8
-    mppi_temperature: Positive = 0.5
+    gd_noise: NonNegative = 1.0  # gradient MPC smoothed over gd_noise_samples draws of this std
+    gd_noise_samples: Count = 4
+    mppi_temperature: Positive = 2.0
     macro_steps: Count = 6
     macro_horizon: Count = 10
     hier_horizon: Count = 8
@@ -250,18 +253,17 @@ CRITIC_FIELDS = (
     "critic_step", "cost", "map_cap", "map_penalty", "map_visits", "wall_margin",
 )  # fmt: skip
 LEVEL2_FIELDS = ("level2_steps", "level2_k", "level2_codes", "level2_horizon")
-ADDED = {"context": 0.0, "window": 0, "hard": 0.0}  # newer than some checkpoints: unsaved so
 
 
 def trained_config(cfg: Config, model: str) -> dict:
     """The config saved with (and checked against) the checkpoints of "world_model", "critic"
     or "level2": the fields its training reads. The critic's and level 2's name the world
     model's steps `model_steps` (their `steps` are their own, which a resumed run may
-    extend). A field of ADDED at its value there is left out, so that checkpoints saved
+    extend). A field of agent.ADDED at its value there is left out, so that checkpoints saved
     before it existed still match."""
     fields = dataclasses.asdict(cfg)
     skip = {"world_model": CRITIC_FIELDS + LEVEL2_FIELDS, "critic": LEVEL2_FIELDS}.get(model, ())
-    for name in PLANNING_FIELDS + skip + tuple(k for k, v in ADDED.items() if fields[k] == v):
+    for name in PLANNING_FIELDS + skip + tuple(k for k, v in agent.ADDED.items() if fields[k] == v):
         del fields[name]
     if model != "world_model":
         own = cfg.critic_steps if model == "critic" else cfg.level2_steps

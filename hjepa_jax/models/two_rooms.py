@@ -120,6 +120,12 @@ LEVEL1 = ("cem", "gradient_mpc")  # the two-level planners' level 1
 SIDE = 65  # the map critic's grid: the full observation's pixels
 
 
+# ModelConfig fields newer than some checkpoints, at the value those were trained with: a
+# checkpoint's config leaves such a field out at this value (so that older checkpoints still
+# match), and `hj.world_model.load` reads a missing one as this value, not as the default.
+ADDED = {"context": 0.0, "window": 0, "hard": 0.0}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What the world model and the critic are built and trained with (the names of the
@@ -130,10 +136,10 @@ class ModelConfig:
     """
 
     pool: int = 2  # average-pool the 65 x 65 frames by this factor (1: none)
-    blur: float = 1.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
+    blur: float = 2.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
     channels: tuple[int, ...] = (16, 32, 32)
-    embed_dim: int = 4  # D of a vector state; channels of a spatial one
-    state: str = "spatial"  # "vector" or "spatial"
+    embed_dim: int = 32  # D of a vector state; channels of a spatial one
+    state: str = "vector"  # "vector" or "spatial"
     hidden: int = 256  # predictor / inverse-dynamics width
     horizon: int = 4  # world-model training rollout
     window: int = 0  # world-model training: a random window of this many steps (0: all)
@@ -141,8 +147,8 @@ class ModelConfig:
     smoothness: float = 2.0  # weight of ||s_{t+1} - s_t||^2 / D
     variance: float = 25.0  # VICReg's variance and covariance weights on the states
     covariance: float = 1.0
-    context: float = 0.0  # weight of `hj.world_model`'s context term (InfoNCE along a window)
-    hard: float = 0.0  # `hj.world_model`'s weight of hard rollouts, e^hard (0: a plain mean)
+    context: float = 5.0  # weight of `hj.world_model`'s context term (InfoNCE along a window)
+    hard: float = 1.0  # `hj.world_model`'s weight of hard rollouts, e^hard (0: a plain mean)
     cost: str = "critic"  # which critic trains, and the planners' cost: one of COSTS
     critic_dim: int = 16  # K, the "critic" embedding
     critic_others: int = 8  # M, states of the same environment pushed apart from each row
@@ -200,9 +206,9 @@ class PlannerConfig:
     eval_chunk: int = 10
     horizon_plan: int = 8
     discount: float = 1.0
-    samples: int = 64  # CEM / MPPI
-    elites: int = 16
-    iterations: int = 3
+    samples: int = 128  # CEM / MPPI
+    elites: int = 32
+    iterations: int = 5
     init_std: float = 1.5
     gd_steps: int = 20
     gd_lr: float = 0.3
@@ -210,9 +216,9 @@ class PlannerConfig:
     gd_starts: int = 1
     # gradient MPC's smoothing: it descends the plan's mean cost under gd_noise_samples draws
     # of N(0, gd_noise^2) per action (`hj.planning.gradient_mpc`'s noise; 0: the cost itself)
-    gd_noise: float = 0.0
-    gd_noise_samples: int = 8
-    mppi_temperature: float = 0.5
+    gd_noise: float = 1.0
+    gd_noise_samples: int = 4
+    mppi_temperature: float = 2.0
     macro_steps: int = 6
     macro_horizon: int = 10
     hier_horizon: int = 8
