@@ -275,7 +275,10 @@ def test_hjepa_replans_level2_every_level2_every_calls_under_vmap(tiny_run):
     compiled program keeps a real cond (the skipped level 2 costs no time)."""
     out, _ = tiny_run
     trained = hj.world_model.load(out / "ckpt")
-    cfg = agent.PlannerConfig(samples=8, elites=2, iterations=2, macro_horizon=3, hier_horizon=4)
+    cfg = agent.PlannerConfig(
+        samples=8, elites=2, iterations=2, macro_horizon=3, hier_horizon=4, level2_every=1,
+        level1="cem",
+    )  # fmt: skip
     every = dataclasses.replace(cfg, level2_every=3)
     layout = tr.fixed_layout()
     enc = lambda q: trained.model.encode(trained.params["enc"], q, layout)
@@ -472,7 +475,8 @@ def test_checkpoints_from_before_the_context_term_still_match():
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,
-        macro_steps=3, macro_horizon=2, hier_horizon=6, gd_noise=0.0,
+        macro_steps=3, macro_horizon=2, hier_horizon=6, gd_noise=0.0, level2_every=1,
+        level1="cem",
     )  # fmt: skip
     plans = 4  # ceil(10 / 3)
     count = lambda name, cost="critic": agent.evaluations_per_episode(name, cfg, cost)

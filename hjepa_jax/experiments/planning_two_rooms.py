@@ -12,9 +12,9 @@ goal's room: gradient MPC, CEM, MPPI, a hierarchical planner, and H-JEPA ("hjepa
 learned from the same trajectories, over codes of k-step action chunks, proposes subgoal
 states that level 1 reaches), against random actions.
 Quick mode: the fixed wall, an 8-dim vector state, the flat planners. Full mode: random walls,
-a 32-dim vector state trained with the context term, every planner on random walls and on
-the fixed wall (`--state spatial`: a convolutional state; `--train-layout mixed --settings
-random,fixed,three_rooms`: three rooms too). The model, critics and planners are
+a 32-dim vector state trained with the context term, the flat planners and H-JEPA on random
+walls and on the fixed wall (`--state spatial`: a convolutional state; `--train-layout mixed
+--settings random,fixed,three_rooms`: three rooms too). The model, critics and planners are
 `hjepa_jax.models.two_rooms`; this module configures, runs and draws. With `--ckpt-dir` a
 rerun that changes only planning fields (PLANNING_FIELDS) reuses the trained models.
 
@@ -100,6 +100,8 @@ QUICK = dict(
     # MPPI at 0.5 and gradient MPC unsmoothed: 0.85 and 0.83 (docs/results.md)
     mppi_temperature=2.0, gd_noise=1.0, gd_noise_samples=4,
     planners=("gradient_mpc", "cem", "mppi", "random"),
+    # the two-level planners (`--planners hjepa`): level 2 at each plan, level 1 by CEM
+    level2_every=1, macro_horizon=10, hier_horizon=8, level1="cem",
 )  # fmt: skip
 
 # H-JEPA at quick size (`make reproduce`): quick mode's model in three rooms with the doors at
@@ -122,7 +124,9 @@ class Config:
     seed: int = 0
     train_layout: str = "random"  # "fixed", "random", "mixed" (random + three rooms), ...
     settings: tuple[str, ...] = ("random", "fixed")
-    planners: tuple[str, ...] = PLANNERS  # a subset shortens a run (planning is most of it)
+    # the flat planners, H-JEPA and random; "hierarchical" and "level1" (the level-1 predictor
+    # repeated as level 2, and its level 1 alone) on request: planning is most of a run
+    planners: tuple[str, ...] = ("gradient_mpc", "cem", "mppi", "hjepa", "random")
     trajectories: Count = 16000
     length: Count = 16  # T, steps per trajectory
     window: Whole = 0  # the world model trains on random windows of this many steps (0: all T)
@@ -182,10 +186,10 @@ class Config:
     gd_noise_samples: Count = 4
     mppi_temperature: Positive = 2.0
     macro_steps: Count = 6
-    macro_horizon: Count = 10
-    hier_horizon: Count = 8
-    level2_every: Count = 1  # two-level planners: level-1 plans per level-2 plan
-    level1: str = "cem"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
+    macro_horizon: Count = 5
+    hier_horizon: Count = 4
+    level2_every: Count = 3  # two-level planners: level-1 plans per level-2 plan
+    level1: str = "gradient_mpc"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
     waypoint_moves: Count = 5  # map costs: the hierarchical subgoal, pixels down V_g
     # Planned and executed actions clipped to this L2 norm: within the protocol's 2.45, and
     # the open-loop walk's longest step, beyond which the world model never saw a move.

@@ -220,10 +220,10 @@ class PlannerConfig:
     gd_noise_samples: int = 4
     mppi_temperature: float = 2.0
     macro_steps: int = 6
-    macro_horizon: int = 10
-    hier_horizon: int = 8
-    level2_every: int = 1  # two-level planners: level-1 plans per level-2 plan
-    level1: str = "cem"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
+    macro_horizon: int = 5
+    hier_horizon: int = 4
+    level2_every: int = 3  # two-level planners: level-1 plans per level-2 plan
+    level1: str = "gradient_mpc"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
     waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
     action_norm: float = 1.8  # every action, planned and executed, clipped to this L2 norm
 
