@@ -3,7 +3,7 @@
     hjepa-run planning_two_rooms --quick --out out/planning_two_rooms   # fixed wall, minutes
     hjepa-run planning_two_rooms --preset hjepa_three_rooms --out out/hjepa_three_rooms  # H-JEPA
     hjepa-run planning_two_rooms --preset hjepa_four_rooms --out out/hjepa_four_rooms    # longer
-    hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1.5 h on 2 CPUs
+    hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1 h on 2 CPUs
 
 Shows that a world model trained only on reward-free random-walk pixel trajectories (the
 local tfds dataset `hjepa_two_rooms`; no reconstruction) and a critic of temporal distances
