@@ -119,8 +119,15 @@ HJEPA = dict(
 )  # fmt: skip
 
 
+# Full mode's model and planner settings: the library's defaults, where the fields mean the same.
+_MODEL, _PLANNER = agent.ModelConfig(), agent.PlannerConfig()
+
+
 @config
 class Config:
+    """The experiment's settings; defaults: full mode. The fields named as those of
+    `two_rooms.ModelConfig` and `PlannerConfig` take their defaults and meanings from there."""
+
     seed: int = 0
     train_layout: str = "random"  # "fixed", "random", "mixed" (random + three rooms), ...
     settings: tuple[str, ...] = ("random", "fixed")
@@ -129,72 +136,69 @@ class Config:
     planners: tuple[str, ...] = ("gradient_mpc", "cem", "mppi", "hjepa", "random")
     trajectories: Count = 16000
     length: Count = 16  # T, steps per trajectory
-    window: Whole = 0  # the world model trains on random windows of this many steps (0: all T)
+    window: Whole = _MODEL.window
     policy: str = "open_loop"  # the reward-free walk (two_rooms.POLICIES): EB-JEPA's
     door_frac: NonNegative = 0.0  # aimed through a door (steered by the door's coordinates)
     wall_frac: NonNegative = 0.0  # aimed into a wall beside it (idem)
-    blur: NonNegative = 2.0  # Gaussian blur of the agent channel, std in pooled pixels (0: none)
-    pool: Count = 2  # average-pool the 65 x 65 frames by this factor (1: none)
-    channels: tuple[Count, ...] = (16, 32, 32)
-    embed_dim: Count = 32  # D of a vector state; channels of a spatial one
-    state: Literal["vector", "spatial"] = "vector"  # see hjepa_jax.models.two_rooms.Model
-    hidden: Count = 256  # predictor / inverse-dynamics width
-    horizon: Count = 4  # world-model training rollout
-    inverse_dynamics: NonNegative = 1.0
-    smoothness: NonNegative = 2.0  # weight of ||s_{t+1} - s_t||^2 / D (temporal similarity)
-    variance: NonNegative = 25.0  # VICReg's variance and covariance weights on the states
-    covariance: NonNegative = 1.0
-    context: NonNegative = 5.0  # hj.world_model's context term: InfoNCE along each window
-    hard: NonNegative = 1.0  # hj.world_model's weight of hard rollouts: e^hard (0: plain mean)
+    blur: NonNegative = _MODEL.blur
+    pool: Count = _MODEL.pool
+    channels: tuple[Count, ...] = _MODEL.channels
+    embed_dim: Count = _MODEL.embed_dim
+    state: Literal["vector", "spatial"] = _MODEL.state
+    hidden: Count = _MODEL.hidden
+    horizon: Count = _MODEL.horizon
+    inverse_dynamics: NonNegative = _MODEL.inverse_dynamics
+    smoothness: NonNegative = _MODEL.smoothness
+    variance: NonNegative = _MODEL.variance
+    covariance: NonNegative = _MODEL.covariance
+    context: NonNegative = _MODEL.context
+    hard: NonNegative = _MODEL.hard
     critic_steps: Count = 8000  # the critic trains after the world model, on frozen states
     critic_batch: Count = 64
-    critic_dim: Count = 16  # K, the critic's embedding
-    critic_others: Count = 8  # M, random places per trajectory pushed apart from it
-    critic_penalty: NonNegative = 100.0
-    critic_step: Positive = 0.1  # the critic's unit: one random-policy step
-    cost: str = "critic"  # the planners': "critic", "distance"; oracle: "map", "straight"
-    map_cap: NonNegative = 20.0  # the "map" critic's cost of a never-visited pixel
-    map_penalty: NonNegative = 1000.0
-    map_visits: Count = 256  # random places per layout (and row) that count as visited
-    wall_cost: NonNegative = 2.5  # weight of the predicted intrinsic cost two_rooms.wall_proximity
-    wall_fade: NonNegative = 1.0  # critic cost: that term fades to 0 as d(s, g) drops below it
-    wall_margin: int = 2  # its dilation of the walls, in pixels
+    critic_dim: Count = _MODEL.critic_dim
+    critic_others: Count = _MODEL.critic_others
+    critic_penalty: NonNegative = _MODEL.critic_penalty
+    critic_step: Positive = _MODEL.critic_step
+    cost: str = _MODEL.cost
+    map_cap: NonNegative = _MODEL.map_cap
+    map_penalty: NonNegative = _MODEL.map_penalty
+    map_visits: Count = _MODEL.map_visits
+    wall_cost: NonNegative = _PLANNER.wall_cost
+    wall_fade: NonNegative = _PLANNER.wall_fade
+    wall_margin: int = _MODEL.wall_margin
     # the learned level 2 of the "hjepa" planner, trained when it is among the planners
     level2_steps: Count = 3000
-    level2_k: Count = 6  # level-1 steps per macro-action
-    level2_codes: Count = 2  # the size of its macro-action codes in [-1, 1]
-    level2_horizon: Count = 2  # macro steps per training rollout (T >= level2_k x this)
+    level2_k: Count = _MODEL.level2_k
+    level2_codes: Count = _MODEL.level2_codes
+    level2_horizon: Count = _MODEL.level2_horizon
     steps: Count = 6000
     batch_size: Count = 32
     learning_rate: Positive = 1e-3
     log_every: Count = 100
     # planning
     episodes: Count = 200
-    max_steps: Count = 200  # env steps per episode (the benchmark's limit)
-    replan_every: Count = 2  # env steps executed per plan
-    eval_chunk: Count = 10  # episodes vmapped together (memory; rounding, see PlannerConfig)
-    horizon_plan: Count = 8
-    discount: NonNegative = 1.0
-    samples: Count = 128  # CEM / MPPI
-    elites: Count = 32
-    iterations: Count = 5
-    init_std: Positive = 1.5
-    gd_steps: Count = 20
-    gd_lr: Positive = 0.3
-    gd_starts: Count = 1  # gradient MPC from the warm start and gd_starts - 1 random plans
-    gd_noise: NonNegative = 1.0  # gradient MPC smoothed over gd_noise_samples draws of this std
-    gd_noise_samples: Count = 4
-    mppi_temperature: Positive = 2.0
-    macro_steps: Count = 6
-    macro_horizon: Count = 5
-    hier_horizon: Count = 4
-    level2_every: Count = 3  # two-level planners: level-1 plans per level-2 plan
-    level1: str = "gradient_mpc"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
-    waypoint_moves: Count = 5  # map costs: the hierarchical subgoal, pixels down V_g
-    # Planned and executed actions clipped to this L2 norm: within the protocol's 2.45, and
-    # the open-loop walk's longest step, beyond which the world model never saw a move.
-    action_norm: Positive = 1.8
-    # Success against planning compute: the sampling planners again in the first setting with
+    max_steps: Count = _PLANNER.max_steps
+    replan_every: Count = _PLANNER.replan_every
+    eval_chunk: Count = _PLANNER.eval_chunk
+    horizon_plan: Count = _PLANNER.horizon_plan
+    discount: NonNegative = _PLANNER.discount
+    samples: Count = _PLANNER.samples
+    elites: Count = _PLANNER.elites
+    iterations: Count = _PLANNER.iterations
+    init_std: Positive = _PLANNER.init_std
+    gd_steps: Count = _PLANNER.gd_steps
+    gd_lr: Positive = _PLANNER.gd_lr
+    gd_starts: Count = _PLANNER.gd_starts
+    gd_noise: NonNegative = _PLANNER.gd_noise
+    gd_noise_samples: Count = _PLANNER.gd_noise_samples
+    mppi_temperature: Positive = _PLANNER.mppi_temperature
+    macro_steps: Count = _PLANNER.macro_steps
+    macro_horizon: Count = _PLANNER.macro_horizon
+    hier_horizon: Count = _PLANNER.hier_horizon
+    level2_every: Count = _PLANNER.level2_every
+    level1: str = _PLANNER.level1
+    waypoint_moves: Count = _PLANNER.waypoint_moves
+    action_norm: Positive = _PLANNER.action_norm
     # these sample counts (elites a quarter), on the same episodes; () for none.
     compute_samples: Annotated[tuple[Count, ...], MayBeEmpty()] = ()
 

@@ -225,7 +225,9 @@ class PlannerConfig:
     level2_every: int = 3  # two-level planners: level-1 plans per level-2 plan
     level1: str = "gradient_mpc"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
     waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
-    action_norm: float = 1.8  # every action, planned and executed, clipped to this L2 norm
+    # Every action, planned and executed, clipped to this L2 norm: within the protocol's 2.45,
+    # and the open-loop walk's longest step, beyond which the world model never saw a move.
+    action_norm: float = 1.8
 
     def __post_init__(self):
         fn, fix = "PlannerConfig", "pass an integer >= 1"
