@@ -201,6 +201,7 @@ class Config:
     level1: str = _PLANNER.level1
     waypoint_moves: Count = _PLANNER.waypoint_moves
     action_norm: Positive = _PLANNER.action_norm
+    # Success against planning compute: the sampling planners again in the first setting with
     # these sample counts (elites a quarter), on the same episodes; () for none.
     compute_samples: Annotated[tuple[Count, ...], MayBeEmpty()] = ()
 
