@@ -189,7 +189,10 @@ def test_learned_cost_map_gives_the_path_through_the_door():
         for i in walk:
             visits[(row, *CELLS[i])] += 1.0
     logits = jnp.zeros((ROWS, COLS))  # one map for the one layout, shared by every row
-    opt = optax.adam(0.05)
+    # the step size decays to 0, so the map settles at the loss's minimum rather than
+    # wandering +-0.2 around it with each minibatch (which left the check at float rounding's mercy)
+    steps = 1500
+    opt = optax.adam(optax.cosine_decay_schedule(0.05, steps))
     state = opt.init(logits)
 
     @jax.jit
@@ -202,14 +205,14 @@ def test_learned_cost_map_gives_the_path_through_the_door():
         updates, state = opt.update(grad, state)
         return optax.apply_updates(logits, updates), state, metrics
 
-    for step in range(1500):
+    for step in range(steps):
         idx = jax.random.randint(jax.random.PRNGKey(step), (32,), 0, 256)
         logits, state, metrics = update(logits, state, idx)
     cost = np.asarray(jax.nn.softplus(logits))
     free = np.zeros((ROWS, COLS), bool)
     for cell in CELLS:
         free[cell] = True
-    assert np.all(np.abs(cost[free] - 1.0) < 0.2) and np.all(cost[~free] > 15.0)
+    assert np.all(np.abs(cost[free] - 1.0) < 0.02) and np.all(cost[~free] > 15.0)
     source = np.zeros((ROWS, COLS), bool)
     source[6, 6] = True  # just right of the wall, far from the door
     v = np.asarray(hj.critic.value_iteration(jnp.asarray(cost), jnp.asarray(source)))
