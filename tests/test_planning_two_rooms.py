@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -127,14 +128,18 @@ def test_episodes_npz_can_rescore_every_episode(tiny_run):
     assert moves.max() <= TINY.action_norm + 1e-4 and TINY.action_norm <= 2.45
 
 
-def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tmp_path):
+def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tiny_run, tmp_path):
     """cost="map" end to end, two planners in three rooms: the subset of planners runs, and
     the hierarchical planner (waypoints on the map, level-1 gradient MPC) and its level 1
-    alone each report their success and write their episodes."""
+    alone each report their success and write their episodes. The world model is TINY's,
+    from a copy of its checkpoint: another cost trains only the critic."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_run[0] / "ckpt" / "world_model", ckpt / "world_model")
     cfg = dataclasses.replace(
         TINY, cost="map", settings=("three_rooms",), planners=("hierarchical", "level1")
     )
-    metrics = planning_two_rooms.run(cfg, tmp_path)
+    metrics = planning_two_rooms.run(cfg, tmp_path, common.RunOptions(ckpt_dir=str(ckpt)))
+    assert metrics["resumed_from_step"] == TINY.steps and metrics["critic_resumed_from_step"] == 0
     for planner in cfg.planners:
         assert 0.0 <= metrics[f"success_{planner}_three_rooms"] <= 1.0
     assert "success_gradient_mpc_three_rooms" not in metrics
