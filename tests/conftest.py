@@ -5,7 +5,7 @@
   by the xdist workers and the experiments the tests launch, which compile the same programs
   again and again. The cache changes no result, only how long a repeated compile takes;
 - XLA CPU compiles for compile speed (FAST_COMPILE): with its earlier fusion emitters, and
-  with LLVM's optimization level 0 (XLA's default is 2). The suite is bound by compiling many
+  with LLVM's optimization level 0 (XLA's default is 3). The suite is bound by compiling many
   small programs. On 2 cores from an empty compilation cache, the whole suite took 595 s with
   the emitters alone and 509 s with both; programs that run long (the quick experiments'
   training) run slower, up to twice as long for fig4_ellipse. Results agree with XLA's
