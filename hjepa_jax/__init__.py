@@ -31,6 +31,7 @@ from hjepa_jax import (
     planning,
     probes,
     sampling,
+    search,
     train,
     world_model,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "planning",
     "probes",
     "sampling",
+    "search",
     "train",
     "world_model",
 ]

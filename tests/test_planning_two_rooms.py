@@ -477,6 +477,49 @@ def test_checkpoints_from_before_the_context_term_still_match():
     ]
 
 
+def test_hjepa_search_keeps_its_subgoal_between_searches_and_aims_at_a_goal_reached(tiny_run):
+    """hjepa_search with level2_every=3 searches at calls 0 and 3: calls 1 and 2 keep the
+    subgoal and its cost while level 1 replans. Its subgoal is a state the learned level 2
+    imagined, one macro step from the start. At the goal it plans toward the goal itself."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
+    cfg = agent.PlannerConfig(
+        level2_every=3, hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4,
+        search_directions=6,
+    )  # fmt: skip
+    plan, warm0 = agent.search_planner(model, trained.params, cfg)
+    layout = tr.fixed_layout()
+    enc = lambda q: model.encode(trained.params["enc"], q, layout)
+    starts = jnp.array([[10.0, 20.0], [12.0, 40.0]])
+    s0, g = jax.vmap(enc)(starts), enc(jnp.array([50.0, 32.0]))
+
+    def calls(s):
+        def call(warm, key):
+            actions, warm = plan(s, g, key, warm)
+            return warm, (actions, warm[1], warm[2])
+
+        return jax.lax.scan(call, warm0, jax.random.split(jax.random.PRNGKey(0), 4))[1]
+
+    actions, sub, lowest = jax.jit(jax.vmap(calls))(s0)
+    assert actions.shape == (2, 4, cfg.replan_every, 2) and bool(jnp.all(jnp.isfinite(actions)))
+    for i in (1, 2):
+        np.testing.assert_array_equal(sub[:, i], sub[:, 0])
+        np.testing.assert_array_equal(lowest[:, i], lowest[:, 0])
+    first = jax.vmap(model.predict2, (None, None, 0))
+    codes = agent.macro_codes(model, trained.params, cfg)
+    for b in range(2):
+        steps = first(trained.params["level2"]["pred2"], s0[b], codes)
+        assert float(jnp.min(jnp.sum((steps - sub[b, 0]) ** 2, -1))) < 1e-8
+        assert float(lowest[b, 0]) <= float(jnp.sum((s0[b] - g) ** 2))
+    # At the goal no imagined state costs less: level 1 plans toward the goal itself.
+    key = jax.random.PRNGKey(1)
+    aimed, _ = agent.make_planner("level1", model, trained.params, cfg)
+    np.testing.assert_allclose(
+        jax.jit(plan)(g, g, key, warm0)[0], jax.jit(aimed)(g, g, key, warm0[0])[0], atol=1e-6
+    )
+
+
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,
@@ -502,6 +545,9 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     descent = dataclasses.replace(every, level1="gradient_mpc")  # level 1: 4 steps x 6
     assert agent.evaluations_per_episode("hjepa", descent) == 2 * 7 * 2 * 2 + plans * 4 * 6
     assert agent.evaluations_per_episode("level1", descent) == plans * 4 * 6
+    search = dataclasses.replace(every, search_directions=5, search_frontier=4, search_depth=3)
+    level2 = 5 * (1 + 4 * 3)  # the codes from the start, then from 4 states at each depth
+    assert agent.evaluations_per_episode("hjepa_search", search) == 2 * level2 + plans * 7 * 2 * 6
     assert count("random") == 0
     with pytest.raises(ValueError, match="planner"):
         agent.evaluations_per_episode("a_star", cfg)

@@ -200,6 +200,11 @@ class Config:
     level2_every: Count = _PLANNER.level2_every
     level1: str = _PLANNER.level1
     waypoint_moves: Count = _PLANNER.waypoint_moves
+    search_depth: Count = _PLANNER.search_depth
+    search_frontier: Count = _PLANNER.search_frontier
+    search_directions: Count = _PLANNER.search_directions
+    search_speed: Positive = _PLANNER.search_speed
+    search_spacing: Positive = _PLANNER.search_spacing
     action_norm: Positive = _PLANNER.action_norm
     # Success against planning compute: the sampling planners again in the first setting with
     # these sample counts (elites a quarter), on the same episodes; () for none.
@@ -327,7 +332,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         metrics.update({f"critic_{k}": v for k, v in critic.history[-1].items() if k != "step"})
         metrics["critic_resumed_from_step"] = critic.summary["resumed_from_step"]
 
-    if "hjepa" in cfg.planners:  # the learned level 2, on the same trajectories' states
+    if set(cfg.planners) & set(agent.LEVEL2):  # the learned level 2, on the same states
         loop = dataclasses.replace(
             options.loop(cfg, out, "level2"), steps=cfg.level2_steps, log_every=cfg.log_every
         )

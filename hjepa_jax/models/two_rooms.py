@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hjepa_jax import _checks, critic, hjepa, nn, planning, probes, train, world_model
+from hjepa_jax import _checks, critic, hjepa, nn, planning, probes, search, train, world_model
 from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.models import _common
 
@@ -76,6 +76,7 @@ __all__ = [
     "COSTS",
     "MAP_COSTS",
     "LEVEL1",
+    "LEVEL2",
     "SIDE",
     "ModelConfig",
     "PlannerConfig",
@@ -90,6 +91,8 @@ __all__ = [
     "train_level2",
     "make_planner",
     "two_level_planner",
+    "macro_codes",
+    "search_planner",
     "evaluations_per_episode",
     "make_evaluate",
     "Episodes",
@@ -105,7 +108,10 @@ __all__ = [
     "subgoal_probe",
 ]
 
-PLANNERS = ("gradient_mpc", "cem", "mppi", "hierarchical", "level1", "hjepa", "random")
+PLANNERS = (
+    "gradient_mpc", "cem", "mppi", "hierarchical", "level1", "hjepa", "hjepa_search", "random"
+)  # fmt: skip
+LEVEL2 = ("hjepa", "hjepa_search")  # the planners that need the learned level 2
 # The task settings' layouts; the order sets each setting's key (`tasks`: fold_in its index).
 SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
     "random": tr.random_layout,
@@ -225,6 +231,14 @@ class PlannerConfig:
     level2_every: int = 3  # two-level planners: level-1 plans per level-2 plan
     level1: str = "gradient_mpc"  # their level 1 (and planner level1): "cem" or "gradient_mpc"
     waypoint_moves: int = 5  # map costs: the hierarchical subgoal, pixels down V_g
+    # hjepa_search: breadth-first search over the learned level 2 (`hj.search.breadth_first`),
+    # search_depth macro steps deep, keeping search_frontier states per step, each expanded by
+    # the codes of search_directions chunks of one action of norm search_speed (`macro_codes`)
+    search_depth: int = 24
+    search_frontier: int = 16
+    search_directions: int = 8
+    search_speed: float = 0.6
+    search_spacing: float = 0.5  # kept states lie > this x a typical macro step apart
     # Every action, planned and executed, clipped to this L2 norm: within the protocol's 2.45,
     # and the open-loop walk's longest step, beyond which the world model never saw a move.
     action_norm: float = 1.8
@@ -233,12 +247,14 @@ class PlannerConfig:
         fn, fix = "PlannerConfig", "pass an integer >= 1"
         counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
         counts += ("iterations", "gd_steps", "gd_starts", "macro_steps", "macro_horizon")
-        counts += ("hier_horizon", "gd_noise_samples", "level2_every")
-        _common.counts(fn, self, counts + ("waypoint_moves",), fix)
+        counts += ("hier_horizon", "gd_noise_samples", "level2_every", "waypoint_moves")
+        counts += ("search_depth", "search_frontier", "search_directions")
+        _common.counts(fn, self, counts, fix)
         _common.non_negatives(
             fn, self, ("wall_cost", "wall_fade", "discount", "gd_noise"), "pass a number >= 0"
         )
-        positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm")
+        positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
+        positives += ("search_spacing",)
         _common.positives(fn, self, positives, "pass a number > 0")
         _checks.one_of(fn, "level1", self.level1, LEVEL1, "pick one of them")
         for name in ("horizon_plan", "hier_horizon"):
@@ -799,6 +815,8 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((cfg.hier_horizon, 2))
+    if name == "hjepa_search":
+        return search_planner(model, params, cfg)
     if name in ("hierarchical", "hjepa"):
         two_level, warm0 = two_level_planner(name, model, params, cfg)
 
@@ -956,6 +974,56 @@ def two_level_planner(name: str, model: Model, params: dict, cfg: PlannerConfig)
     return two_level, warm0
 
 
+def macro_codes(model: Model, params: dict, cfg: PlannerConfig) -> jax.Array:
+    """The codes [search_directions, A2] that hjepa_search expands every state by: the learned
+    level 2's codes (`Model.encode_actions`) of chunks of one action held for level2_k steps,
+    of norm search_speed, at search_directions evenly spaced headings."""
+    angle = jnp.arange(cfg.search_directions) * (2 * jnp.pi / cfg.search_directions)
+    action = cfg.search_speed * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+    chunks = jnp.repeat(action[:, None], model.cfg.level2_k, axis=1)  # [K, k, 2]
+    enc_a = params["level2"]["enc_a"]
+    return jax.vmap(lambda c: model.encode_actions(enc_a, c.reshape(-1)))(chunks)
+
+
+def search_planner(model: Model, params: dict, cfg: PlannerConfig):
+    """H-JEPA whose level 2 searches in imagination: at the first plan and every
+    `level2_every` plans after it, `hj.search.breadth_first` over the learned level 2
+    (`Model.predict2`, the codes of `macro_codes`) imagines where the agent can go and proposes
+    the subgoal (the state after the first macro step toward the imagined state of lowest cost
+    to the goal); level 1 (`cfg.level1`, on the model's cost) plans toward it, or toward the
+    goal itself once no imagined state costs less than the current one. `plan(s [D], g [D],
+    key, warm) -> (actions [replan_every, 2], warm)` and the initial warm start; warm =
+    (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [], calls [])."""
+    _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
+    parts = _sampling_parts(model, params, cfg)
+    cost, reach = parts[1], _level1(model, params, cfg, parts)
+    pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
+    kw = dict(frontier=cfg.search_frontier, depth=cfg.search_depth, spacing=cfg.search_spacing)
+
+    def plan(s, g, key, warm):
+        fine0, subgoal, lowest, calls = warm
+
+        def imagine(_):
+            out = search.breadth_first(model.predict2, pred2, s, g, codes, cost=cost, **kw)
+            return out.subgoal, out.cost
+
+        subgoal, lowest = jax.lax.cond(
+            calls % cfg.level2_every == 0, imagine, lambda _: (subgoal, lowest), None
+        )
+        target = jnp.where(lowest < cost(s, g), subgoal, g)
+        out = reach(s, target, key, fine0)
+        warm = (_shift(out.actions, cfg.replan_every), subgoal, lowest, calls + 1)
+        return out.actions[: cfg.replan_every], warm
+
+    warm0 = (
+        jnp.zeros((cfg.hier_horizon, 2)),
+        jnp.zeros(model.state_dim),
+        jnp.zeros(()),
+        jnp.zeros((), jnp.int32),
+    )
+    return plan, warm0
+
+
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
     """World-model evaluations (one predictor step each) that `planner` spends on an episode
     of `cfg.max_steps` env steps with `cost`: a machine-free measure of planning compute.
@@ -966,9 +1034,11 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     iterations x hier_horizon; level1="gradient_mpc": as gradient MPC's over hier_horizon),
     or with a map cost gradient MPC over hier_horizon, unsmoothed; hjepa: the
     same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
-    counted as one evaluation, though one covers level2_k env steps); level1 its level-1
-    planner alone; random 0. Times the plans, ceil(max_steps / replan_every); a two-level
-    planner's level 2 times its own plans, ceil(plans / level2_every).
+    counted as one evaluation, though one covers level2_k env steps); hjepa_search: the
+    same level 1 plus `hj.search.evaluations` of its search, search_directions x (1 +
+    search_frontier x search_depth) level-2 steps; level1 its level-1 planner alone; random 0.
+    Times the plans, ceil(max_steps / replan_every); a two-level planner's level 2 times its
+    own plans, ceil(plans / level2_every).
 
     Example:
       >>> from hjepa_jax.models import two_rooms
@@ -987,9 +1057,15 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     low = {"cem": sampled, "gradient_mpc": descents}[cfg.level1] * cfg.hier_horizon
     low = cfg.gd_steps * cfg.hier_horizon if cost in MAP_COSTS else low
     plans = -(-cfg.max_steps // cfg.replan_every)
-    level2 = {"hierarchical": cfg.macro_horizon * cfg.macro_steps, "hjepa": cfg.macro_horizon}
+    level2 = {
+        "hierarchical": sampled * cfg.macro_horizon * cfg.macro_steps,
+        "hjepa": sampled * cfg.macro_horizon,
+        "hjepa_search": search.evaluations(
+            codes=cfg.search_directions, frontier=cfg.search_frontier, depth=cfg.search_depth
+        ),
+    }
     if planner in level2 and cost not in MAP_COSTS:  # level 2 plans every level2_every plans
-        return low * plans + sampled * level2[planner] * -(-plans // cfg.level2_every)
+        return low * plans + level2[planner] * -(-plans // cfg.level2_every)
     per_plan = {
         "gradient_mpc": descents * cfg.horizon_plan,
         "cem": sampled * cfg.horizon_plan,

@@ -1,0 +1,153 @@
+"""Level-2 planning by search in imagination: breadth-first over a learned coarse model.
+
+The sampling and gradient planners of `hj.planning` minimize a cost summed along one
+predicted trajectory, so a cost that is lowest in front of a wall (the representation
+distance to a goal behind it) holds them there. An H-JEPA agent can instead explore with
+its level-2 model alone (Sec. 8's hierarchical planning, the paper's Fig. 15): starting from
+s0, expand every kept state by each of K macro-actions b_1..b_K,
+
+    s'' = Pred2(s, b_k),
+
+keep up to `frontier` new states per level that are at least `spacing` from every state
+kept so far (the farthest first), and stop after `depth` levels. The imagined state of
+lowest cost c(s'', goal) is where the plan leads; the subgoal handed to level 1 is the
+state after the first macro step on the way to it. Walls the coarse model has learned stop
+the expansion, so the kept states flood the room and pass the doors, and the distance to the
+goal only has to be right near the goal.
+
+Everything is fixed-shape (jit, vmap): states that are not kept are +inf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hjepa_jax import _checks, planning
+
+__all__ = ["SearchPlan", "breadth_first", "evaluations"]
+
+
+class SearchPlan(NamedTuple):
+    """subgoal: [D] the state after the first macro step toward `best`; best: [D] the kept
+    state of lowest cost; cost: [] its cost c(best, goal); steps: [] its depth in macro steps
+    (0: s0 itself); states: [1 + depth * frontier, D] every kept state, s0 first, +inf where
+    none was kept; first: [1 + depth * frontier] the index in `states` of each one's first
+    macro step (0 for s0)."""
+
+    subgoal: jax.Array
+    best: jax.Array
+    cost: jax.Array
+    steps: jax.Array
+    states: jax.Array
+    first: jax.Array
+
+
+def evaluations(codes: int, frontier: int, depth: int) -> int:
+    """Coarse-model evaluations of one `breadth_first` call: codes x (1 + frontier x depth)
+    (the first codes set the spacing's scale).
+
+    Example:
+      >>> import hjepa_jax as hj
+      >>> hj.search.evaluations(codes=12, frontier=32, depth=24)
+      9228
+    """
+    return codes * (1 + frontier * depth)
+
+
+def breadth_first(
+    coarse_predict: Callable,
+    coarse_params,
+    s0: jax.Array,
+    goal,
+    codes: jax.Array,
+    *,
+    frontier: int = 32,
+    depth: int = 16,
+    spacing: float = 0.5,
+    cost: Callable = planning.squared_distance,
+) -> SearchPlan:
+    """Breadth-first search over the macro-actions `codes` with the coarse model; see the
+    module docstring.
+
+    Args:
+      coarse_predict, coarse_params: the level-2 model `(params, s [D], b [A2]) -> [D]`.
+      s0: [D] the current state; goal: what `cost` compares with (default: a state [D]).
+      codes: [K, A2] the macro-actions tried from every kept state (K >= 2).
+      frontier: the most states kept per level.
+      depth: levels (macro steps) searched.
+      spacing: a new state is kept only if it lies farther than spacing x m from every
+        kept state, m the median distance ||Pred2(s0, b_k) - s0|| of one macro step from s0
+        (scale-free: 0.5 keeps states half a typical macro step apart).
+      cost: `cost(s [D], goal) -> []`, lowest at the goal.
+
+    Returns:
+      SearchPlan; its subgoal is s0 when no kept state costs less than s0.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> walk = lambda p, s, b: s + b  # a 2-D walker, no walls
+      >>> codes = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+      >>> plan = hj.search.breadth_first(walk, None, jnp.zeros(2), jnp.array([3.0, 0.0]),
+      ...                                codes, frontier=8, depth=4)
+      >>> plan.subgoal.tolist(), float(plan.cost), int(plan.steps)
+      ([1.0, 0.0], 0.0, 3)
+    """
+    fn = "search.breadth_first"
+    frontier = _checks.integer(fn, "frontier", frontier, fix="keep >= 1 states, e.g. 32")
+    depth = _checks.integer(fn, "depth", depth, fix="search >= 1 macro steps, e.g. 16")
+    _checks.positive(fn, "spacing", spacing, "pass a fraction of a macro step > 0, e.g. 0.5")
+    fix = "pass the macro-actions to try, [K, A2] with K >= 2"
+    _checks.rank(fn, "codes", codes, 2, "[K, A2]", fix)
+    if codes.shape[0] < 2:
+        _checks.fail(fn, "codes", codes.shape, "holds fewer than 2 macro-actions", fix)
+    _checks.rank(fn, "s0", s0, 1, "[D]", "pass one state [D]; vmap for a batch")
+    planning._check_model(fn, coarse_predict, coarse_params, s0, goal, codes.shape[1], cost,
+                          "coarse_predict")  # fmt: skip
+    k, dim = codes.shape[0], s0.shape[0]
+    one = lambda s, b: coarse_predict(coarse_params, s, b)
+    expand = jax.vmap(jax.vmap(one, (None, 0)), (0, None))  # [F, D] x [K, A2] -> [F, K, D]
+    moves = jnp.linalg.norm(expand(s0[None], codes)[0] - s0, axis=-1)
+    min_sq = (spacing * jnp.median(moves)) ** 2
+    size = 1 + depth * frontier
+    states = jnp.full((size, dim), jnp.inf, s0.dtype).at[0].set(s0)
+    first = jnp.zeros(size, jnp.int32)
+    level0 = (jnp.broadcast_to(s0, (frontier, dim)), jnp.arange(frontier) == 0)
+
+    def level(carry, d):
+        states, first, (front, alive) = carry
+        kids = expand(front, codes).reshape(frontier * k, dim)
+        slot = 1 + d * frontier + jnp.arange(frontier)
+        parent_first = jnp.repeat(first[slot - frontier], k)  # (unused at d = 0)
+        gap = jnp.min(jnp.sum((kids[:, None] - states[None]) ** 2, -1), axis=1)
+        gap = jnp.where(jnp.repeat(alive, k) & jnp.all(jnp.isfinite(kids), -1), gap, -1.0)
+
+        def keep(gap, _):  # the farthest child, then the gaps to it shrink
+            j = jnp.argmax(gap)
+            new = gap[j] > min_sq
+            gap = jnp.minimum(gap, jnp.sum((kids - kids[j]) ** 2, -1)).at[j].set(-1.0)
+            return gap, (j, new)
+
+        _, (pick, new) = jax.lax.scan(keep, gap, None, length=frontier)
+        front = kids[pick]
+        states = states.at[slot].set(jnp.where(new[:, None], front, jnp.inf))
+        first = first.at[slot].set(jnp.where(d == 0, slot, parent_first[pick]))
+        return (states, first, (front, new)), None
+
+    (states, first, _), _ = jax.lax.scan(level, (states, first, level0), jnp.arange(depth))
+    costs = jnp.where(
+        jnp.all(jnp.isfinite(states), -1), jax.vmap(lambda s: cost(s, goal))(states), jnp.inf
+    )
+    best = jnp.argmin(costs)
+    return SearchPlan(
+        subgoal=states[first[best]],
+        best=states[best],
+        cost=costs[best],
+        steps=jnp.where(best == 0, 0, 1 + (best - 1) // frontier),
+        states=states,
+        first=first,
+    )

@@ -1,0 +1,107 @@
+"""hj.search.breadth_first: search in imagination finds the way through a door that a
+straight-line cost hides, checked against a breadth-first search on the grid itself."""
+
+import collections
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hjepa_jax as hj
+
+SIDE, DOOR_Y = 4, 3  # the cells -4..4 square; the wall at x = 0, open at y = DOOR_Y
+MOVES = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], np.float32)
+
+
+def free(x, y):
+    return abs(x) <= SIDE and abs(y) <= SIDE and (x != 0 or y == DOOR_Y)
+
+
+def walk(params, s, b):
+    """The coarse model: one cell in the direction b; a move into the wall stays put."""
+    del params
+    nxt = s + b
+    ok = (jnp.max(jnp.abs(nxt)) <= SIDE) & ((nxt[0] != 0) | (nxt[1] == DOOR_Y))
+    return jnp.where(ok, nxt, s)
+
+
+def grid_steps(goal):
+    """Steps to `goal` from every free cell, by breadth-first search on the grid."""
+    steps, todo = {goal: 0}, collections.deque([goal])
+    while todo:
+        x, y = todo.popleft()
+        for dx, dy in MOVES.astype(int):
+            nxt = (x + dx, y + dy)
+            if free(*nxt) and nxt not in steps:
+                steps[nxt] = steps[(x, y)] + 1
+                todo.append(nxt)
+    return steps
+
+
+def search(start, goal, **kw):
+    kw = dict(dict(frontier=40, depth=24), **kw)
+    return hj.search.breadth_first(
+        walk, None, jnp.array(start, jnp.float32), jnp.array(goal, jnp.float32), MOVES, **kw
+    )
+
+
+@pytest.mark.parametrize("start, goal", [((-3, -3), (2, -3)), ((-1, -4), (4, 4))])
+def test_the_subgoal_starts_a_shortest_path_through_the_door(start, goal):
+    steps = grid_steps(goal)
+    plan = search(start, goal)
+    assert float(plan.cost) == 0.0  # the goal itself was imagined
+    assert int(plan.steps) == steps[start]  # first reached at its breadth-first depth
+    sub = tuple(int(v) for v in np.asarray(plan.subgoal))
+    assert steps[sub] == steps[start] - 1
+
+
+def test_kept_states_are_the_reachable_cells_once_each():
+    plan = search((-3, -3), (3, 3))
+    kept = np.asarray(plan.states)[np.all(np.isfinite(plan.states), -1)]
+    cells = {tuple(c) for c in kept.astype(int)}
+    assert len(cells) == len(kept)  # no cell twice: the spacing keeps them apart
+    assert cells == set(grid_steps((-3, -3)))  # and every reachable one: 72 of the 81
+
+
+def test_a_shallow_search_aims_at_the_nearest_imagined_state():
+    plan = search((-3, -3), (3, -3), depth=2)
+    assert int(plan.steps) == 2 and float(plan.cost) == float(
+        np.sum((plan.best - jnp.array([3.0, -3.0])) ** 2)
+    )
+    assert tuple(np.asarray(plan.best).astype(int)) == (-1, -3)  # in front of the wall
+
+
+def test_at_the_goal_the_subgoal_is_the_state_itself():
+    plan = search((2, 2), (2, 2))
+    chex.assert_trees_all_equal(plan.subgoal, jnp.array([2.0, 2.0]))
+    assert int(plan.steps) == 0 and float(plan.cost) == 0.0
+
+
+def test_jit_and_vmap_agree_with_the_plain_function():
+    starts = jnp.array([[-3.0, -3.0], [-1.0, -4.0]])
+    goal = jnp.array([3.0, 3.0])
+    plain = jax.tree.map(lambda *a: jnp.stack(a), *[search(s, goal) for s in starts])
+    one = lambda s: hj.search.breadth_first(walk, None, s, goal, MOVES, frontier=40, depth=24)
+    chex.assert_trees_all_close(jax.jit(jax.vmap(one))(starts), plain)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(codes=MOVES[:1]), "codes.*fewer than 2"),
+        (dict(codes=MOVES[0]), r"codes.*\[K, A2\]"),
+        (dict(frontier=0), "frontier"),
+        (dict(depth=1.5), "depth"),
+        (dict(spacing=0.0), "spacing"),
+        (dict(goal=jnp.zeros(3)), "goal"),
+        (dict(s0=jnp.zeros((2, 2))), "s0"),
+    ],
+)
+def test_bad_arguments_are_refused_by_name(kw, match):
+    args = dict(s0=jnp.zeros(2), goal=jnp.ones(2), codes=MOVES, frontier=4, depth=2)
+    args.update(kw)
+    s0, goal, codes = args.pop("s0"), args.pop("goal"), args.pop("codes")
+    with pytest.raises(ValueError, match=match):
+        hj.search.breadth_first(walk, None, s0, goal, codes, **args)
