@@ -18,7 +18,8 @@ setup: $(STAMP)
 
 reproduce: setup
 	$(BIN)/python -m hjepa_jax.experiments.run all --quick --out $(OUT)
-	$(BIN)/python -m hjepa_jax.experiments.run planning_two_rooms --preset hjepa_three_rooms --out $(OUT)hjepa_three_rooms
+	$(BIN)/python -m hjepa_jax.experiments.run planning_two_rooms --preset hjepa_three_rooms --out $(OUT)hjepa_three_rooms --ckpt-dir $(OUT)ckpt/hjepa_three_rooms
+	$(BIN)/python -m hjepa_jax.experiments.run planning_two_rooms --preset hjepa_search_three_rooms --out $(OUT)hjepa_search_three_rooms --ckpt-dir $(OUT)ckpt/hjepa_three_rooms
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -715,6 +715,50 @@ def test_hjepa_three_rooms_preset_is_quick_mode_in_three_rooms_and_make_reproduc
     assert same(four) == same(cfg)
 
 
+def test_hjepa_search_presets_change_only_planning_and_make_reproduce_reuses_the_model():
+    """`--preset hjepa_search_three_rooms` (and four rooms): the hjepa presets' models, every
+    planner on the representation distance; it differs from them in planning fields only, so
+    `make reproduce` plans it from the hjepa_three_rooms run's checkpoints."""
+    parser = argparse.ArgumentParser()
+    common.add_config_flags(parser, planning_two_rooms.Config)
+    preset = lambda name: common.config_from_args(
+        planning_two_rooms.Config, parser.parse_args(["--preset", name]), False
+    )
+    for rooms in ("three", "four"):
+        base, search = preset(f"hjepa_{rooms}_rooms"), preset(f"hjepa_search_{rooms}_rooms")
+        assert search.plan_cost == "distance" and "hjepa_search" in search.planners
+        for name in ("world_model", "critic", "level2"):
+            saved = [planning_two_rooms.trained_config(c, name) for c in (search, base)]
+            assert saved[0] == saved[1], name
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    lines = [line for line in makefile.splitlines() if "--preset hjepa_" in line]
+    assert len({line.split("--ckpt-dir ")[1] for line in lines}) == 1, lines
+    assert any("hjepa_search_three_rooms" in line for line in lines)
+
+
+def test_plan_cost_distance_plans_on_the_representation_distance_whatever_the_critic(tiny_run):
+    """plan_cost="distance" on a model trained with the critic plans exactly as a model whose
+    cost is the representation distance; a plan_cost not in PLAN_COSTS is refused by name."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    assert trained.model.cfg.cost == "critic"
+    cfg = agent.PlannerConfig(gd_steps=3, gd_noise=0.0, horizon_plan=4, plan_cost="distance")
+    plain = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
+    layout = tr.fixed_layout()
+    enc = lambda q: trained.model.encode(trained.params["enc"], q, layout)
+    s, g, key = enc(jnp.array([10.0, 20.0])), enc(jnp.array([50.0, 32.0])), jax.random.PRNGKey(0)
+    plans = []
+    for model, pcfg in ((trained.model, cfg), (plain, dataclasses.replace(cfg, plan_cost="model"))):
+        plan, warm0 = agent.make_planner("gradient_mpc", model, trained.params, pcfg)
+        plans.append(jax.jit(plan)(s, g, key, warm0)[0])
+    np.testing.assert_array_equal(plans[0], plans[1])
+    model_cost = dataclasses.replace(cfg, plan_cost="model")  # the critic: another plan
+    plan, warm0 = agent.make_planner("gradient_mpc", trained.model, trained.params, model_cost)
+    assert not np.allclose(jax.jit(plan)(s, g, key, warm0)[0], plans[0])
+    with pytest.raises(ValueError, match="plan_cost"):
+        agent.PlannerConfig(plan_cost="critic")
+
+
 def test_clip_norm_scales_long_actions_to_the_bound_and_has_a_gradient_at_zero():
     """EB-JEPA's action clipping: an action longer than the bound is scaled down to it
     (direction kept), a shorter one is unchanged, and gradient MPC's warm start at 0 gets a

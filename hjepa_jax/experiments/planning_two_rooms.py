@@ -3,6 +3,7 @@
     hjepa-run planning_two_rooms --quick --out out/planning_two_rooms   # fixed wall, minutes
     hjepa-run planning_two_rooms --preset hjepa_three_rooms --out out/hjepa_three_rooms  # H-JEPA
     hjepa-run planning_two_rooms --preset hjepa_four_rooms --out out/hjepa_four_rooms    # longer
+    hjepa-run planning_two_rooms --preset hjepa_search_three_rooms --out out/search  # ||s - g||^2
     hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1 h on 2 CPUs
 
 Shows that a world model trained only on reward-free random-walk pixel trajectories (the
@@ -10,7 +11,10 @@ local tfds dataset `hjepa_two_rooms`; no reconstruction) and a critic of tempora
 learned from the same trajectories let planners steer an agent through the door(s) into the
 goal's room: gradient MPC, CEM, MPPI, a hierarchical planner, and H-JEPA ("hjepa": a level 2
 learned from the same trajectories, over codes of k-step action chunks, proposes subgoal
-states that level 1 reaches), against random actions.
+states that level 1 reaches; "hjepa_search": the same level 2 searched breadth-first in
+imagination, `hj.search.breadth_first`), against random actions. `--plan-cost distance`
+plans with EB-JEPA's cost instead, the representation distance ||s - g||^2 alone (the
+hjepa_search presets: every planner at that cost, on the hjepa presets' models).
 Quick mode: the fixed wall, an 8-dim vector state, the flat planners. Full mode: random walls,
 a 32-dim vector state trained with the context term, the flat planners and H-JEPA on random
 walls and on the fixed wall (`--state spatial`: a convolutional state; `--train-layout mixed
@@ -121,6 +125,15 @@ HJEPA = dict(
 )  # fmt: skip
 
 
+# H-JEPA with a level 2 that searches in imagination (`hj.search.breadth_first`), and the
+# other planners, all on the representation distance alone (EB-JEPA's cost): a change of
+# planning only, so with the same --ckpt-dir it reuses the hjepa presets' trained models.
+SEARCH = dict(
+    plan_cost="distance", planners=("hjepa_search", "hjepa", "cem", "gradient_mpc", "random"),
+    compute_samples=(),
+)  # fmt: skip
+
+
 # Full mode's model and planner settings: the library's defaults, where the fields mean the same.
 _MODEL, _PLANNER = agent.ModelConfig(), agent.PlannerConfig()
 
@@ -205,6 +218,7 @@ class Config:
     search_directions: Count = _PLANNER.search_directions
     search_speed: Positive = _PLANNER.search_speed
     search_spacing: Positive = _PLANNER.search_spacing
+    plan_cost: str = _PLANNER.plan_cost  # "model" (`cost`) or "distance": EB-JEPA's cost
     action_norm: Positive = _PLANNER.action_norm
     # Success against planning compute: the sampling planners again in the first setting with
     # these sample counts (elites a quarter), on the same episodes; () for none.
@@ -221,6 +235,12 @@ class Config:
         "hjepa_four_rooms": dict(
             HJEPA, train_layout="four_rooms_fixed", settings=("four_rooms_fixed",)
         ),
+        # The same models planned with EB-JEPA's cost, the representation distance alone: H-JEPA
+        # whose level 2 searches in imagination, against the others at that cost.
+        "hjepa_search_three_rooms": dict(HJEPA, **SEARCH),
+        "hjepa_search_four_rooms": dict(
+            HJEPA, **SEARCH, train_layout="four_rooms_fixed", settings=("four_rooms_fixed",)
+        ),
     }  # fmt: skip
 
     def quick(self) -> Config:
@@ -234,6 +254,7 @@ class Config:
             ("settings", self.settings, tuple(SETTINGS)),
             ("train_layout", (self.train_layout,), tuple(tr.LAYOUTS)),
             ("cost", (self.cost,), COSTS),
+            ("plan_cost", (self.plan_cost,), agent.PLAN_COSTS),
             ("policy", (self.policy,), tuple(tr.POLICIES)),
             ("level1", (self.level1,), agent.LEVEL1),
         ):

@@ -75,6 +75,7 @@ __all__ = [
     "SETTINGS",
     "COSTS",
     "MAP_COSTS",
+    "PLAN_COSTS",
     "LEVEL1",
     "LEVEL2",
     "SIDE",
@@ -89,6 +90,7 @@ __all__ = [
     "same_environment",
     "train_critic",
     "train_level2",
+    "planning_cost",
     "make_planner",
     "two_level_planner",
     "macro_codes",
@@ -122,6 +124,7 @@ SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
 }
 MAP_COSTS = ("map", "straight")  # the costs read through the map critic's locator
 COSTS = ("critic", "distance") + MAP_COSTS
+PLAN_COSTS = ("model", "distance")  # PlannerConfig.plan_cost: the model's own, or EB-JEPA's
 LEVEL1 = ("cem", "gradient_mpc")  # the two-level planners' level 1
 SIDE = 65  # the map critic's grid: the full observation's pixels
 
@@ -239,6 +242,9 @@ class PlannerConfig:
     search_directions: int = 8
     search_speed: float = 0.6
     search_spacing: float = 0.5  # kept states lie > this x a typical macro step apart
+    # The planners' cost: "model", the model's (ModelConfig.cost), or "distance": the
+    # representation distance ||s - g||^2 alone (EB-JEPA's cost), whichever critic it trained.
+    plan_cost: str = "model"
     # Every action, planned and executed, clipped to this L2 norm: within the protocol's 2.45,
     # and the open-loop walk's longest step, beyond which the world model never saw a move.
     action_norm: float = 1.8
@@ -257,6 +263,7 @@ class PlannerConfig:
         positives += ("search_spacing",)
         _common.positives(fn, self, positives, "pass a number > 0")
         _checks.one_of(fn, "level1", self.level1, LEVEL1, "pick one of them")
+        _checks.one_of(fn, "plan_cost", self.plan_cost, PLAN_COSTS, "pick one of them")
         for name in ("horizon_plan", "hier_horizon"):
             if getattr(self, name) < self.replan_every:
                 rule = f">= replan_every ({self.replan_every})"
@@ -759,14 +766,20 @@ def clip_norm(action: jax.Array, max_norm: float) -> jax.Array:
     return action * jnp.minimum(1.0, max_norm * jax.lax.rsqrt(jnp.maximum(sq, max_norm**2)))
 
 
+def planning_cost(cost: str, cfg: PlannerConfig) -> str:
+    """The kind of cost (one of COSTS) the planners of `cfg` plan with on a model trained with
+    `cost` (`ModelConfig.cost`): `cost` where cfg.plan_cost is "model", else cfg.plan_cost."""
+    return cost if cfg.plan_cost == "model" else cfg.plan_cost
+
+
 def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     """`plan(s [D], goal, key, warm) -> (actions [replan_every, 2], warm)` of planner `name`
-    (one of PLANNERS) on the model's cost, and the initial warm start; goal from
-    `Model.goal` (g [D], or a MapGoal for the map costs)."""
+    (one of PLANNERS) on the cost `planning_cost(model.cfg.cost, cfg)`, and the initial warm
+    start; goal from `Model.goal` (g [D], or a MapGoal for the map costs)."""
     _checks.one_of("make_planner", "name", name, PLANNERS, "pick one of them")
     _common.config_of("make_planner", "cfg", cfg, PlannerConfig)
     bound, h, r = tr.EnvParams().max_action, cfg.horizon_plan, cfg.replan_every
-    pred, kind = params["pred"], model.cfg.cost
+    pred, kind = params["pred"], planning_cost(model.cfg.cost, cfg)
     shift = lambda a: _shift(a, r)
     parts = _sampling_parts(model, params, cfg)
     predict, cost, sample_kw, _ = parts
@@ -888,7 +901,7 @@ def _sampling_parts(model: Model, params: dict, cfg: PlannerConfig):
     the sampling planners' keyword arguments (horizon_plan), and those of the hierarchy's
     level 1 (CEM of horizon hier_horizon)."""
     predict = lambda p, s, a: model.predict(p, s, clip_norm(a, cfg.action_norm))
-    cost = model.cost(params, model.cfg.cost, cfg.wall_cost, cfg.wall_fade)
+    cost = model.cost(params, planning_cost(model.cfg.cost, cfg), cfg.wall_cost, cfg.wall_fade)
     sample_kw = dict(
         cost=cost,
         horizon=cfg.horizon_plan,
@@ -1026,7 +1039,8 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
 
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
     """World-model evaluations (one predictor step each) that `planner` spends on an episode
-    of `cfg.max_steps` env steps with `cost`: a machine-free measure of planning compute.
+    of `cfg.max_steps` env steps on a model trained with `cost` (the planners' cost is
+    `planning_cost(cost, cfg)`): a machine-free measure of planning compute.
     CEM and MPPI: samples x iterations x horizon_plan per plan; gradient MPC: gd_starts x
     gd_steps x horizon_plan (each a forward step and its backward pass), times
     gd_noise_samples when smoothed (gd_noise > 0); hierarchical: its level 2
@@ -1051,6 +1065,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     _checks.one_of(fn, "planner", planner, PLANNERS, "pick one of them")
     _checks.one_of(fn, "cost", cost, COSTS, "pick one of them")
     _common.config_of(fn, "cfg", cfg, PlannerConfig)
+    cost = planning_cost(cost, cfg)
     sampled = cfg.samples * cfg.iterations
     smoothed = cfg.gd_noise_samples if cfg.gd_noise > 0 else 1
     descents = cfg.gd_starts * smoothed * cfg.gd_steps  # gradient MPC: steps x starts x noise
@@ -1091,6 +1106,7 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
     `eval_chunk` at a time (vmap within a chunk, a loop over chunks)."""
     env = tr.EnvParams(max_steps=cfg.max_steps)
     plan, warm0 = make_planner(planner, model, params, cfg)
+    kind = planning_cost(model.cfg.cost, cfg)
     n_plans, r = cfg.max_steps // cfg.replan_every, cfg.replan_every
     enc = params["enc"]
 
@@ -1098,7 +1114,7 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
         k_reset, k_plan = jax.random.split(key)
         state, _ = tr.reset(k_reset, env, layout)
         frame = tr.render_position(state.goal, layout, env)
-        goal = model.goal(params, model.encode(enc, state.goal, layout), frame, model.cfg.cost)
+        goal = model.goal(params, model.encode(enc, state.goal, layout), frame, kind)
 
         def act(c, a):
             state, hit, steps = c
