@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("runs", nargs="+", help="SETTING=OUT[,OUT...]")
     parser.add_argument("--png", required=True)
     parser.add_argument("--samples", type=int, default=16, help="the main runs' samples")
+    parser.add_argument(
+        "--frontier", type=int, default=16, help="the main runs' search_frontier (hjepa_search)"
+    )
     args = parser.parse_args(argv)
     groups = {}
     for spec in args.runs:
@@ -53,8 +56,10 @@ def main(argv: list[str] | None = None) -> dict:
     table = {}
     for ax, (setting, runs) in zip(axes[0], groups.items(), strict=True):
         mean, std = average(runs)
-        figures.draw_compute(ax, mean, setting, args.samples)
-        ax.set_title(f"{setting}: mean of {len(runs)} seeds\n(numbers: samples)", fontsize=9)
+        figures.draw_compute(ax, mean, setting, args.samples, frontier=args.frontier)
+        ax.set_title(
+            f"{setting}: mean of {len(runs)} seeds\n" + ax.get_title().split("\n")[1], fontsize=9
+        )
         table[setting] = {k: [round(mean[k], 3), round(std[k], 3)] for k in sorted(std)}
     fig.tight_layout()
     save_figure(fig, Path(args.png))

@@ -11,9 +11,9 @@ s0, expand every kept state by each of K macro-actions b_1..b_K,
 keep up to `frontier` new states per level that are at least `spacing` from every state
 kept so far (the farthest first), and stop after `depth` levels. The imagined state of
 lowest cost c(s'', goal) is where the plan leads; the subgoal handed to level 1 is the
-state after the first macro step on the way to it. Walls the coarse model has learned stop
-the expansion, so the kept states flood the room and pass the doors, and the distance to the
-goal only has to be right near the goal.
+state `subgoal_step` macro steps along the way to it. Walls the coarse model has learned
+stop the expansion, so the kept states flood the room and pass the doors, and the distance
+to the goal only has to be right near the goal.
 
 Everything is fixed-shape (jit, vmap): states that are not kept are +inf.
 """
@@ -32,18 +32,18 @@ __all__ = ["SearchPlan", "breadth_first", "evaluations"]
 
 
 class SearchPlan(NamedTuple):
-    """subgoal: [D] the state after the first macro step toward `best`; best: [D] the kept
-    state of lowest cost; cost: [] its cost c(best, goal); steps: [] its depth in macro steps
-    (0: s0 itself); states: [1 + depth * frontier, D] every kept state, s0 first, +inf where
-    none was kept; first: [1 + depth * frontier] the index in `states` of each one's first
-    macro step (0 for s0)."""
+    """subgoal: [D] the state `subgoal_step` macro steps along the way to `best` (`best`
+    itself if it is nearer); best: [D] the kept state of lowest cost; cost: [] its cost
+    c(best, goal); steps: [] its depth in macro steps (0: s0 itself); states: [1 + depth *
+    frontier, D] every kept state, s0 first, +inf where none was kept; parent: [1 + depth *
+    frontier] the index in `states` of the state each one was expanded from (0 for s0)."""
 
     subgoal: jax.Array
     best: jax.Array
     cost: jax.Array
     steps: jax.Array
     states: jax.Array
-    first: jax.Array
+    parent: jax.Array
 
 
 def evaluations(codes: int, frontier: int, depth: int) -> int:
@@ -69,6 +69,7 @@ def breadth_first(
     depth: int = 16,
     spacing: float = 0.5,
     cost: Callable = planning.squared_distance,
+    subgoal_step: int = 1,
 ) -> SearchPlan:
     """Breadth-first search over the macro-actions `codes` with the coarse model; see the
     module docstring.
@@ -83,6 +84,7 @@ def breadth_first(
         kept state, m the median distance ||Pred2(s0, b_k) - s0|| of one macro step from s0
         (scale-free: 0.5 keeps states half a typical macro step apart).
       cost: `cost(s [D], goal) -> []`, lowest at the goal.
+      subgoal_step: the macro steps from s0 to the subgoal, along the way to the best state.
 
     Returns:
       SearchPlan; its subgoal is s0 when no kept state costs less than s0.
@@ -101,6 +103,8 @@ def breadth_first(
     frontier = _checks.integer(fn, "frontier", frontier, fix="keep >= 1 states, e.g. 32")
     depth = _checks.integer(fn, "depth", depth, fix="search >= 1 macro steps, e.g. 16")
     _checks.positive(fn, "spacing", spacing, "pass a fraction of a macro step > 0, e.g. 0.5")
+    fix = f"take the subgoal 1..depth={depth} macro steps along the way, e.g. 1"
+    subgoal_step = _checks.integer(fn, "subgoal_step", subgoal_step, maximum=depth, fix=fix)
     fix = "pass the macro-actions to try, [K, A2] with K >= 2"
     _checks.rank(fn, "codes", codes, 2, "[K, A2]", fix)
     if codes.shape[0] < 2:
@@ -115,14 +119,14 @@ def breadth_first(
     min_sq = (spacing * jnp.median(moves)) ** 2
     size = 1 + depth * frontier
     states = jnp.full((size, dim), jnp.inf, s0.dtype).at[0].set(s0)
-    first = jnp.zeros(size, jnp.int32)
+    parent = jnp.zeros(size, jnp.int32)
     level0 = (jnp.broadcast_to(s0, (frontier, dim)), jnp.arange(frontier) == 0)
 
     def level(carry, d):
-        states, first, (front, alive) = carry
+        states, parent, (front, alive) = carry
         kids = expand(front, codes).reshape(frontier * k, dim)
         slot = 1 + d * frontier + jnp.arange(frontier)
-        parent_first = jnp.repeat(first[slot - frontier], k)  # (unused at d = 0)
+        kid_parent = jnp.repeat(jnp.maximum(slot - frontier, 0), k)  # depth 0: s0, slot 0
         gap = jnp.min(jnp.sum((kids[:, None] - states[None]) ** 2, -1), axis=1)
         gap = jnp.where(jnp.repeat(alive, k) & jnp.all(jnp.isfinite(kids), -1), gap, -1.0)
 
@@ -135,19 +139,21 @@ def breadth_first(
         _, (pick, new) = jax.lax.scan(keep, gap, None, length=frontier)
         front = kids[pick]
         states = states.at[slot].set(jnp.where(new[:, None], front, jnp.inf))
-        first = first.at[slot].set(jnp.where(d == 0, slot, parent_first[pick]))
-        return (states, first, (front, new)), None
+        parent = parent.at[slot].set(kid_parent[pick])
+        return (states, parent, (front, new)), None
 
-    (states, first, _), _ = jax.lax.scan(level, (states, first, level0), jnp.arange(depth))
+    (states, parent, _), _ = jax.lax.scan(level, (states, parent, level0), jnp.arange(depth))
     costs = jnp.where(
         jnp.all(jnp.isfinite(states), -1), jax.vmap(lambda s: cost(s, goal))(states), jnp.inf
     )
     best = jnp.argmin(costs)
+    steps = jnp.where(best == 0, 0, 1 + (best - 1) // frontier)
+    up = lambda i, j: jnp.where(i < steps - subgoal_step, parent[j], j)  # toward s0
     return SearchPlan(
-        subgoal=states[first[best]],
+        subgoal=states[jax.lax.fori_loop(0, depth, up, best)],
         best=states[best],
         cost=costs[best],
-        steps=jnp.where(best == 0, 0, 1 + (best - 1) // frontier),
+        steps=steps,
         states=states,
-        first=first,
+        parent=parent,
     )

@@ -57,6 +57,17 @@ def test_the_subgoal_starts_a_shortest_path_through_the_door(start, goal):
     assert steps[sub] == steps[start] - 1
 
 
+def test_a_later_subgoal_step_lies_further_along_the_same_way():
+    start, goal = (-3, -3), (2, -3)
+    steps = grid_steps(goal)
+    for m in (2, 5):
+        sub = tuple(int(v) for v in np.asarray(search(start, goal, subgoal_step=m).subgoal))
+        assert steps[sub] == steps[start] - m, m
+    # beyond the best state's depth: the best state itself
+    near = search((1, -3), goal, subgoal_step=3)
+    assert int(near.steps) == 1 and near.subgoal.tolist() == [2.0, -3.0]
+
+
 def test_kept_states_are_the_reachable_cells_once_each():
     plan = search((-3, -3), (3, 3))
     kept = np.asarray(plan.states)[np.all(np.isfinite(plan.states), -1)]
@@ -95,6 +106,7 @@ def test_jit_and_vmap_agree_with_the_plain_function():
         (dict(frontier=0), "frontier"),
         (dict(depth=1.5), "depth"),
         (dict(spacing=0.0), "spacing"),
+        (dict(subgoal_step=3), "subgoal_step"),
         (dict(goal=jnp.zeros(3)), "goal"),
         (dict(s0=jnp.zeros((2, 2))), "s0"),
     ],

@@ -47,7 +47,8 @@ subgoal_through_doors (the plans whose subgoals pass each wall at its door),
 subgoal_detour_median, subgoal_progress (along the shortest path, at the plan's end), and
 subgoal_through_doors_straight, subgoal_progress_straight of a wall-blind plan. With
 --compute-samples N1,N2,..: compute_success_<planner>_<N>, compute_evals_<planner>_<N> and
-compute_s_<planner>_<N> (s per episode) of each sampling planner with N samples, first setting.
+compute_s_<planner>_<N> (s per episode) of each sampling planner with N samples (hjepa_search:
+N states kept per search level), first setting.
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 3], door_y [N, 3] with NaN for a disabled
 wall slot). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -218,10 +219,12 @@ class Config:
     search_directions: Count = _PLANNER.search_directions
     search_speed: Positive = _PLANNER.search_speed
     search_spacing: Positive = _PLANNER.search_spacing
+    search_subgoal: Count = _PLANNER.search_subgoal
     plan_cost: str = _PLANNER.plan_cost  # "model" (`cost`) or "distance": EB-JEPA's cost
     action_norm: Positive = _PLANNER.action_norm
     # Success against planning compute: the sampling planners again in the first setting with
-    # these sample counts (elites a quarter), on the same episodes; () for none.
+    # these sample counts (elites a quarter), hjepa_search with these search_frontier, on the
+    # same episodes; () for none.
     compute_samples: Annotated[tuple[Count, ...], MayBeEmpty()] = ()
 
     # EB-JEPA's planner settings (planning_mppi.yaml), to compare at equal settings.
@@ -402,10 +405,12 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
             parts.append({**ep._asdict(), **{k: np.full(cfg.episodes, v) for k, v in tags.items()}})
     for planner in cfg.planners:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
-    sampling = [p for p in cfg.planners if p in SAMPLING]
+    swept = [p for p in cfg.planners if p in SAMPLING or p == "hjepa_search"]
     keys, layouts = agent.tasks(k_eval, first, cfg.episodes)  # the first setting's episodes
-    for n, planner in itertools.product(cfg.compute_samples, sampling):
-        pcfg = dataclasses.replace(cfg.planner_config(), samples=n, elites=max(1, n // 4))
+    for n, planner in itertools.product(cfg.compute_samples, swept):
+        knob = dict(samples=n, elites=max(1, n // 4))  # hjepa_search: states kept per level
+        knob = dict(search_frontier=n) if planner == "hjepa_search" else knob
+        pcfg = dataclasses.replace(cfg.planner_config(), **knob)
         ep = agent.run_episodes(model, params, pcfg, planner, keys, layouts)
         evals = agent.evaluations_per_episode(planner, pcfg, cfg.cost)
         got = {"success": float(ep.success.mean()), "evals": evals, "s": ep.seconds}

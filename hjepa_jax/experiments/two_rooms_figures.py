@@ -78,14 +78,17 @@ def draw_success_rates(ax, rates: dict, planners, episodes: int) -> None:
     ax.legend(fontsize=7, loc="upper right")
 
 
-def draw_compute(ax, metrics: dict, setting: str, samples: int, measure: str = "evals") -> None:
+def draw_compute(
+    ax, metrics: dict, setting: str, samples: int, measure: str = "evals", frontier: int = 16
+) -> None:
     """Success against planning compute, a line per planner: against world-model evaluations
     per episode (measure "evals": the metrics compute_evals_<planner>_<samples> and
     plan_evals_per_episode_<planner>) or seconds of planning per episode ("s":
     compute_s_<planner>_<samples> and plan_s_per_episode_<planner>_<setting>). Each line is
     the planner's sample sweep (compute_success_<planner>_<samples>) with its main run at
-    `samples` (success_<planner><suffix>); a planner outside the sweep (gradient MPC) is its
-    main run's point alone."""
+    `samples` (success_<planner><suffix>; hjepa_search's sweep is over the states its search
+    keeps per level, its main run at `frontier`); a planner outside the sweep (gradient MPC)
+    is its main run's point alone."""
     main = {"evals": "plan_evals_per_episode_{}", "s": "plan_s_per_episode_{}_" + setting}[measure]
     runs: dict[str, list] = {}
     for key, success in metrics.items():
@@ -98,7 +101,8 @@ def draw_compute(ax, metrics: dict, setting: str, samples: int, measure: str = "
         planner = key.removeprefix("plan_evals_per_episode_")  # the planners that ran
         rate = f"success_{planner}{suffix(setting)}"
         if key != planner and metrics[key] > 0 and rate in metrics:
-            label = str(samples) if planner in runs else ""
+            n = frontier if planner == "hjepa_search" else samples
+            label = str(n) if planner in runs else ""
             runs.setdefault(planner, []).append(
                 (metrics[main.format(planner)], metrics[rate], label)
             )
@@ -114,7 +118,8 @@ def draw_compute(ax, metrics: dict, setting: str, samples: int, measure: str = "
     ax.xaxis.set_minor_formatter(ticker.StrMethodFormatter(form))
     xlabel = {"evals": "world-model evaluations", "s": "s of planning"}[measure] + " per episode"
     ax.set(ylim=(0, 1.05), xlabel=xlabel, ylabel="success")
-    ax.set_title(f"success against compute, {setting}\n(numbers: samples)", fontsize=9)
+    numbers = "samples; hjepa_search: states per level" if "hjepa_search" in runs else "samples"
+    ax.set_title(f"success against compute, {setting}\n(numbers: {numbers})", fontsize=9)
     ax.legend(fontsize=7)
 
 
@@ -154,7 +159,7 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
     if cfg.compute_samples:  # against evaluations, then against seconds
         for ax, measure in zip(axes[-1, 3:5], ("evals", "s"), strict=True):
             ax.axis("on")
-            draw_compute(ax, metrics, cfg.settings[0], cfg.samples, measure)
+            draw_compute(ax, metrics, cfg.settings[0], cfg.samples, measure, cfg.search_frontier)
     fig.suptitle(f"{heading} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)

@@ -242,6 +242,7 @@ class PlannerConfig:
     search_directions: int = 8
     search_speed: float = 0.6
     search_spacing: float = 0.5  # kept states lie > this x a typical macro step apart
+    search_subgoal: int = 1  # the subgoal: this many macro steps along the imagined way
     # The planners' cost: "model", the model's (ModelConfig.cost), or "distance": the
     # representation distance ||s - g||^2 alone (EB-JEPA's cost), whichever critic it trained.
     plan_cost: str = "model"
@@ -254,7 +255,7 @@ class PlannerConfig:
         counts = ("max_steps", "replan_every", "eval_chunk", "horizon_plan", "samples", "elites")
         counts += ("iterations", "gd_steps", "gd_starts", "macro_steps", "macro_horizon")
         counts += ("hier_horizon", "gd_noise_samples", "level2_every", "waypoint_moves")
-        counts += ("search_depth", "search_frontier", "search_directions")
+        counts += ("search_depth", "search_frontier", "search_directions", "search_subgoal")
         _common.counts(fn, self, counts, fix)
         _common.non_negatives(
             fn, self, ("wall_cost", "wall_fade", "discount", "gd_noise"), "pass a number >= 0"
@@ -1002,16 +1003,18 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     """H-JEPA whose level 2 searches in imagination: at the first plan and every
     `level2_every` plans after it, `hj.search.breadth_first` over the learned level 2
     (`Model.predict2`, the codes of `macro_codes`) imagines where the agent can go and proposes
-    the subgoal (the state after the first macro step toward the imagined state of lowest cost
-    to the goal); level 1 (`cfg.level1`, on the model's cost) plans toward it, or toward the
-    goal itself once no imagined state costs less than the current one. `plan(s [D], g [D],
-    key, warm) -> (actions [replan_every, 2], warm)` and the initial warm start; warm =
-    (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [], calls [])."""
+    the subgoal (the state search_subgoal macro steps along the way to the imagined state of
+    lowest cost to the goal); level 1 (`cfg.level1`, on the planners' cost) plans toward it,
+    or toward the goal itself once no imagined state costs less than the current one.
+    `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2], warm)` and the initial warm
+    start; warm = (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [],
+    calls [])."""
     _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
     parts = _sampling_parts(model, params, cfg)
     cost, reach = parts[1], _level1(model, params, cfg, parts)
     pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
     kw = dict(frontier=cfg.search_frontier, depth=cfg.search_depth, spacing=cfg.search_spacing)
+    kw.update(subgoal_step=cfg.search_subgoal)
 
     def plan(s, g, key, warm):
         fine0, subgoal, lowest, calls = warm
