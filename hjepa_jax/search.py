@@ -2,9 +2,9 @@
 
 The sampling and gradient planners of `hj.planning` minimize a cost summed along one
 predicted trajectory, so a cost that is lowest in front of a wall (the representation
-distance to a goal behind it) holds them there. An H-JEPA agent can instead explore with
-its level-2 model alone (Sec. 8's hierarchical planning, the paper's Fig. 15): starting from
-s0, expand every kept state by each of K macro-actions b_1..b_K,
+distance to a goal behind it) holds them there. An H-JEPA agent (the paper's Sec. 5 and
+Fig. 11) can instead explore with its level-2 model alone, level 2 a search rather than an
+optimizer: starting from s0, expand every kept state by each of K macro-actions b_1..b_K,
 
     s'' = Pred2(s, b_k),
 

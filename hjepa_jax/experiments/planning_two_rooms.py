@@ -415,8 +415,9 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         evals = agent.evaluations_per_episode(planner, pcfg, cfg.cost)
         got = {"success": float(ep.success.mean()), "evals": evals, "s": ep.seconds}
         metrics.update({f"compute_{k}_{planner}_{n}": v for k, v in got.items()})
-        msg = "%s, %d samples: success %.3f, %d evaluations"
-        log.info(msg, planner, n, ep.success.mean(), evals)
+        what = "states per level" if planner == "hjepa_search" else "samples"
+        msg = "%s, %d %s: success %.3f, %d evaluations"
+        log.info(msg, planner, n, what, ep.success.mean(), evals)
     names = (
         "positions", "goals", "planner", "layout", "success", "first_hit", "steps", "wall_x",
         "door_y",
