@@ -28,20 +28,22 @@ import jax.numpy as jnp
 
 from hjepa_jax import _checks, planning
 
-__all__ = ["SearchPlan", "breadth_first", "evaluations"]
+__all__ = ["SearchPlan", "breadth_first", "way", "evaluations"]
 
 
 class SearchPlan(NamedTuple):
     """subgoal: [D] the state `subgoal_step` macro steps along the way to `best` (`best`
     itself if it is nearer); best: [D] the kept state of lowest cost; cost: [] its cost
-    c(best, goal); steps: [] its depth in macro steps (0: s0 itself); states: [1 + depth *
-    frontier, D] every kept state, s0 first, +inf where none was kept; parent: [1 + depth *
-    frontier] the index in `states` of the state each one was expanded from (0 for s0)."""
+    c(best, goal); steps: [] its depth in macro steps (0: s0 itself); index: [] its index in
+    `states`; states: [1 + depth * frontier, D] every kept state, s0 first, +inf where none
+    was kept; parent: [1 + depth * frontier] the index in `states` of the state each one was
+    expanded from (0 for s0)."""
 
     subgoal: jax.Array
     best: jax.Array
     cost: jax.Array
     steps: jax.Array
+    index: jax.Array
     states: jax.Array
     parent: jax.Array
 
@@ -148,12 +150,41 @@ def breadth_first(
     )
     best = jnp.argmin(costs)
     steps = jnp.where(best == 0, 0, 1 + (best - 1) // frontier)
-    up = lambda i, j: jnp.where(i < steps - subgoal_step, parent[j], j)  # toward s0
     return SearchPlan(
-        subgoal=states[jax.lax.fori_loop(0, depth, up, best)],
+        subgoal=states[_along(parent, best, steps, subgoal_step, depth)],
         best=states[best],
         cost=costs[best],
         steps=steps,
+        index=best,
         states=states,
         parent=parent,
     )
+
+
+def _along(parent, best, steps, m, depth: int):
+    """The index of the state m macro steps along the way to `best` (at depth `steps`): its
+    ancestor steps - m generations up, or `best` itself where m >= steps."""
+    up = lambda i, j: jnp.where(i < steps - m, parent[j], j)
+    return jax.lax.fori_loop(0, depth, up, best)
+
+
+def way(plan: SearchPlan, depth: int) -> jax.Array:
+    """The imagined way to `plan.best`: [depth, D], the states 1, 2, .., depth macro steps along
+    it (plan.best itself from its depth `plan.steps` on). `depth` is the search's.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> walk = lambda p, s, b: s + b
+      >>> codes = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+      >>> plan = hj.search.breadth_first(walk, None, jnp.zeros(2), jnp.array([3.0, 0.0]),
+      ...                                codes, frontier=8, depth=4)
+      >>> hj.search.way(plan, depth=4)[:, 0].tolist()  # x along the way: 3 steps, then there
+      [1.0, 2.0, 3.0, 3.0]
+    """
+    size = plan.states.shape[0]
+    if (size - 1) % depth:
+        fix = "pass the depth that breadth_first searched"
+        _checks.fail("search.way", "depth", depth, f"does not divide the {size - 1} states", fix)
+    at = lambda m: _along(plan.parent, plan.index, plan.steps, m, depth)
+    return plan.states[jax.vmap(at)(jnp.arange(1, depth + 1))]

@@ -361,6 +361,25 @@ def test_tiny_run_reports_where_the_learned_subgoals_lie(tiny_run):
         assert m[f"subgoal_progress{name}"] <= 1.0 + 1e-9
 
 
+def test_search_probe_reports_where_the_imagined_way_goes(tiny_run):
+    """subgoal_probe of hjepa_search on the tiny run's model: the imagined way to the state
+    nearest the goal, decoded by the run's position probe; detours never below the shortest
+    path, fractions within their ranges; an unknown planner is refused by name."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    held = hj.data.two_rooms.trajectories(planning_two_rooms.offline_data(TINY)[1])
+    probe = agent.probe(trained.model, trained.params, held, 100)
+    cfg = agent.PlannerConfig(search_depth=4, search_frontier=4, search_directions=6)
+    args = (trained.model, trained.params, cfg, probe.decode, jax.random.PRNGKey(0), "fixed")
+    m = agent.subgoal_probe(*args, n=6, planner="hjepa_search")
+    assert m["search_detour_median"] >= 1.0 - 1e-9 and 0.0 <= m["search_found"] <= 1.0
+    for name in ("", "_straight"):
+        assert 0.0 <= m[f"search_through_doors{name}"] <= 1.0
+        assert m[f"search_progress{name}"] <= 1.0 + 1e-9
+    with pytest.raises(ValueError, match="planner"):
+        agent.subgoal_probe(*args, n=6, planner="cem")
+
+
 def test_tiny_run_reports_how_each_cost_tracks_the_path(tiny_run):
     _, m = tiny_run
     for cost in ("straight_line", "distance", "critic"):

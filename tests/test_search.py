@@ -68,6 +68,19 @@ def test_a_later_subgoal_step_lies_further_along_the_same_way():
     assert int(near.steps) == 1 and near.subgoal.tolist() == [2.0, -3.0]
 
 
+def test_the_way_to_the_best_state_is_a_shortest_path_through_the_door():
+    start, goal = (-2, -4), (3, 1)
+    steps = grid_steps(goal)
+    plan = search(start, goal)
+    way = np.asarray(hj.search.way(plan, depth=24)).astype(int)
+    assert len(way) == 24 and int(plan.steps) == steps[start]
+    cells = [start] + [tuple(c) for c in way[: int(plan.steps)]]
+    assert [steps[c] for c in cells] == list(range(steps[start], -1, -1))
+    assert all(tuple(c) == goal for c in way[int(plan.steps) :])  # there from its depth on
+    with pytest.raises(ValueError, match="depth"):
+        hj.search.way(plan, depth=7)
+
+
 def test_kept_states_are_the_reachable_cells_once_each():
     plan = search((-3, -3), (3, 3))
     kept = np.asarray(plan.states)[np.all(np.isfinite(plan.states), -1)]

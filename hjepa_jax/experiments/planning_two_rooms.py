@@ -45,7 +45,9 @@ path_corr_<cost>, wall_leak, door_pass; with hjepa, level2_energy against level2
 and where its level-2 plan's subgoals lie (`two_rooms.subgoal_probe`, first setting):
 subgoal_through_doors (the plans whose subgoals pass each wall at its door),
 subgoal_detour_median, subgoal_progress (along the shortest path, at the plan's end), and
-subgoal_through_doors_straight, subgoal_progress_straight of a wall-blind plan. With
+subgoal_through_doors_straight, subgoal_progress_straight of a wall-blind plan; with
+hjepa_search, the same of its search's imagined way from the start (search_through_doors,
+..., and search_found: the way ends within 4.5 px of the goal, as the probe decodes it). With
 --compute-samples N1,N2,..: compute_success_<planner>_<N>, compute_evals_<planner>_<N> and
 compute_s_<planner>_<N> (s per episode) of each sampling planner with N samples (hjepa_search:
 N states kept per search level), first setting.
@@ -380,9 +382,13 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         agent.cost_path_correlation(model, params, k_probe, first, cfg.wall_cost, cfg.wall_fade)
     )
     metrics.update(agent.wall_predictions(model, params, k_probe, first))
-    if "hjepa" in cfg.planners:  # do the learned subgoals lie on a path through the doors?
-        pcfg = cfg.planner_config()
-        metrics.update(agent.subgoal_probe(model, params, pcfg, probe.decode, k_probe, first))
+    for planner in sorted(
+        set(cfg.planners) & set(agent.LEVEL2)
+    ):  # do level 2's plans pass the doors?
+        pcfg, decode = cfg.planner_config(), probe.decode
+        metrics.update(
+            agent.subgoal_probe(model, params, pcfg, decode, k_probe, first, planner=planner)
+        )
 
     # Planning: one compiled call per (planner, setting) over all its episodes.
     parts, plan_s = [], {p: [] for p in cfg.planners}

@@ -94,6 +94,7 @@ __all__ = [
     "make_planner",
     "two_level_planner",
     "macro_codes",
+    "imagination",
     "search_planner",
     "evaluations_per_episode",
     "make_evaluate",
@@ -999,6 +1000,17 @@ def macro_codes(model: Model, params: dict, cfg: PlannerConfig) -> jax.Array:
     return jax.vmap(lambda c: model.encode_actions(enc_a, c.reshape(-1)))(chunks)
 
 
+def imagination(model: Model, params: dict, cfg: PlannerConfig) -> Callable:
+    """hjepa_search's level 2: `imagine(s [D], g [D]) -> hj.search.SearchPlan`, the
+    breadth-first search over the learned level 2 (`Model.predict2`, the codes of
+    `macro_codes`) with the planners' cost and the search_* fields of cfg."""
+    cost = _sampling_parts(model, params, cfg)[1]
+    pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
+    kw = dict(frontier=cfg.search_frontier, depth=cfg.search_depth, spacing=cfg.search_spacing)
+    kw.update(subgoal_step=cfg.search_subgoal, cost=cost)
+    return lambda s, g: search.breadth_first(model.predict2, pred2, s, g, codes, **kw)
+
+
 def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     """H-JEPA whose level 2 searches in imagination: at the first plan and every
     `level2_every` plans after it, `hj.search.breadth_first` over the learned level 2
@@ -1012,19 +1024,17 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
     parts = _sampling_parts(model, params, cfg)
     cost, reach = parts[1], _level1(model, params, cfg, parts)
-    pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
-    kw = dict(frontier=cfg.search_frontier, depth=cfg.search_depth, spacing=cfg.search_spacing)
-    kw.update(subgoal_step=cfg.search_subgoal)
+    imagine = imagination(model, params, cfg)
 
     def plan(s, g, key, warm):
         fine0, subgoal, lowest, calls = warm
 
-        def imagine(_):
-            out = search.breadth_first(model.predict2, pred2, s, g, codes, cost=cost, **kw)
+        def searched(_):
+            out = imagine(s, g)
             return out.subgoal, out.cost
 
         subgoal, lowest = jax.lax.cond(
-            calls % cfg.level2_every == 0, imagine, lambda _: (subgoal, lowest), None
+            calls % cfg.level2_every == 0, searched, lambda _: (subgoal, lowest), None
         )
         target = jnp.where(lowest < cost(s, g), subgoal, g)
         out = reach(s, target, key, fine0)
@@ -1411,6 +1421,7 @@ def subgoal_probe(
     setting: str = "three_rooms",
     n: int = 100,
     slack: float = 2.0,
+    planner: str = "hjepa",
 ) -> dict:
     """Do the "hjepa" planner's subgoals lie on a path through the doors? For n tasks of
     `setting`, its level-2 plan from the start (`two_level_planner`) is rolled out by the
@@ -1419,7 +1430,10 @@ def subgoal_probe(
     (`Probe.decode`). The plan goes through the doors when the polyline start -> subgoal 1
     -> ... -> last subgoal crosses each wall within its door (widened by `slack` px for the
     probe's error). Beside it, a wall-blind plan: the points as far from the start on the
-    straight line to the goal.
+    straight line to the goal. planner "hjepa_search": the imagined way of its search from
+    the start to the imagined state nearest the goal (`imagination`, `hj.search.way`) is the
+    plan, its metrics named "search_*" instead of "subgoal_*", with "search_found" (the
+    fraction of ways whose last state decodes within 4.5 px of the goal).
     -> {"subgoal_through_doors" (the fraction of plans through the doors),
     "subgoal_detour_median" ((path(start, p) + path(p, goal)) / path(start, goal) over the
     subgoals p, paths through the doors, `path_length`: 1 on a shortest path),
@@ -1431,8 +1445,17 @@ def subgoal_probe(
     _checks.function(fn, "decode", decode, "(states [M, D]) -> positions [M, 2]")
     n = _checks.integer(fn, "n", n, fix="pass at least one task")
     _checks.non_negative(fn, "slack", slack, "pass a width >= 0 in pixels")
-    env = tr.EnvParams()
-    two_level, warm0 = two_level_planner("hjepa", model, params, cfg)
+    _checks.one_of(fn, "planner", planner, LEVEL2, "pick one of them")
+    env, kind = tr.EnvParams(), planning_cost(model.cfg.cost, cfg)
+    if planner == "hjepa":
+        two_level, warm0 = two_level_planner("hjepa", model, params, cfg)
+        pred2 = params["level2"]["pred2"]
+        ahead = lambda s0, g, k: planning.rollout(
+            model.predict2, pred2, s0, two_level(s0, g, k, warm0)[0].macro_actions
+        )
+    else:
+        imagine = imagination(model, params, cfg)
+        ahead = lambda s0, g, k: search.way(imagine(s0, g), cfg.search_depth)
 
     def plan_from_start(k):
         k_task, k_plan = jax.random.split(k)
@@ -1440,12 +1463,8 @@ def subgoal_probe(
         state, _ = tr.reset(k_task, env, layout)
         enc = lambda q: model.encode(params["enc"], q, layout)
         frame = tr.render_position(state.goal, layout, env)
-        s0 = enc(state.position)
-        plan, _ = two_level(
-            s0, model.goal(params, enc(state.goal), frame, model.cfg.cost), k_plan, warm0
-        )
-        subgoals = planning.rollout(
-            model.predict2, params["level2"]["pred2"], s0, plan.macro_actions
+        subgoals = ahead(
+            enc(state.position), model.goal(params, enc(state.goal), frame, kind), k_plan
         )
         return layout, state.position, state.goal, subgoals
 
@@ -1461,7 +1480,10 @@ def subgoal_probe(
     length = np.linalg.norm(line, axis=-1, keepdims=True)
     straight = starts[:, None] + np.minimum(far, length) * line / np.maximum(length, 1e-9)
     whole = [_path_between(starts[i], goals[i], wall_x[i], door_y[i]) for i in range(n)]
+    prefix = "subgoal" if planner == "hjepa" else "search"
     out = {}
+    if planner == "hjepa_search":
+        out["search_found"] = float(np.mean(np.linalg.norm(at[:, -1] - goals, axis=-1) <= 4.5))
     for name, points in (("", at), ("_straight", straight)):
         detour, progress = np.zeros((n, m)), np.zeros((n, m))
         for i, j in np.ndindex(n, m):
@@ -1471,10 +1493,10 @@ def subgoal_probe(
             progress[i, j] = 1.0 - to_goal / whole[i]
         polyline = np.concatenate([starts[:, None], points], axis=1)  # [n, m + 1, 2]
         doors = [_through_doors(polyline[i], wall_x[i], door_y[i], slack) for i in range(n)]
-        out[f"subgoal_through_doors{name}"] = float(np.mean(doors))
-        out[f"subgoal_progress{name}"] = float(np.mean(progress[:, -1]))
+        out[f"{prefix}_through_doors{name}"] = float(np.mean(doors))
+        out[f"{prefix}_progress{name}"] = float(np.mean(progress[:, -1]))
         if not name:
-            out["subgoal_detour_median"] = float(np.median(detour))
+            out[f"{prefix}_detour_median"] = float(np.median(detour))
     return out
 
 
