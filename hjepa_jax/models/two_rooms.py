@@ -34,7 +34,12 @@ s_{t+k} = Pred2(s_t, b) in the level-1 state space, trained by latent prediction
 frozen states of the same reward-free trajectories, `train_level2`): CEM over codes proposes
 the subgoal state k steps ahead, CEM over actions reaches it (aimed at the goal itself once
 the subgoal's cost to the goal is no lower than the current state's: every learned
-macro-action moves, so none stays at the goal); random: uniform random actions.
+macro-action moves, so none stays at the goal); hjepa_search: the same level 2 searched
+breadth-first in imagination (`hj.search.breadth_first` over the codes of `macro_codes`,
+`search_planner`): its subgoal is the first macro step toward the imagined state nearest the
+goal, so a cost lowest in front of a wall still leads through the doors; random: uniform
+random actions. `PlannerConfig.plan_cost` "distance" plans on the representation distance
+alone (EB-JEPA's cost) whichever critic the model trained.
 `make_evaluate` runs whole episodes (replanning every `replan_every` env steps, warm-started),
 `run_episodes` times it over a batch of tasks from `tasks`.
 
