@@ -60,7 +60,6 @@ Measured numbers, each with its command: docs/results.md.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -71,6 +70,7 @@ import numpy as np
 import hjepa_jax as hj
 from hjepa_jax.envs import two_rooms as tr
 from hjepa_jax.experiments import two_rooms_figures as figures
+from hjepa_jax.experiments import two_rooms_planning as planning
 from hjepa_jax.experiments.common import (
     Count,
     MayBeEmpty,
@@ -94,7 +94,6 @@ CLAIM = (
     "agent through the door into the other room."
 )
 
-SAMPLING = {"cem", "mppi", "hierarchical", "level1", "hjepa"}  # the planners with samples
 PROBE_TRAJECTORIES, PROBE_FIT = 400, 300  # held-out trajectories; the probe fits the first
 
 
@@ -382,53 +381,14 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
         agent.cost_path_correlation(model, params, k_probe, first, cfg.wall_cost, cfg.wall_fade)
     )
     metrics.update(agent.wall_predictions(model, params, k_probe, first))
-    for planner in sorted(
-        set(cfg.planners) & set(agent.LEVEL2)
-    ):  # do level 2's plans pass the doors?
-        pcfg, decode = cfg.planner_config(), probe.decode
-        metrics.update(
-            agent.subgoal_probe(model, params, pcfg, decode, k_probe, first, planner=planner)
-        )
+    pcfg, decode = cfg.planner_config(), probe.decode
+    for planner in sorted(set(cfg.planners) & set(agent.LEVEL2)):  # level 2 through the doors?
+        probed = agent.subgoal_probe(model, params, pcfg, decode, k_probe, first, planner=planner)
+        metrics.update(probed)
 
-    # Planning: one compiled call per (planner, setting) over all its episodes.
-    parts, plan_s = [], {p: [] for p in cfg.planners}
-    for setting in cfg.settings:
-        keys, layouts = agent.tasks(k_eval, setting, cfg.episodes)
-        for planner in cfg.planners:
-            ep = agent.run_episodes(model, params, cfg.planner_config(), planner, keys, layouts)
-            done, name = ep.success, planner + figures.suffix(setting)
-            metrics[f"success_{name}"] = float(done.mean())
-            hit = ep.first_hit
-            metrics[f"first_hit_{name}"] = float(hit.mean())
-            metrics[f"steps_to_goal_{name}"] = float(ep.steps[hit].mean()) if hit.any() else np.nan
-            metrics[f"plan_s_per_episode_{planner}_{setting}"] = ep.seconds
-            evals = agent.evaluations_per_episode(planner, cfg.planner_config(), cfg.cost)
-            metrics[f"plan_evals_per_episode_{planner}"] = evals
-            what = "%s %s: success %.3f (first hit %.3f), %d episodes, %.2f s of planning each"
-            log.info(what, planner, setting, done.mean(), hit.mean(), cfg.episodes, ep.seconds)
-            plan_s[planner].append(ep.seconds)
-            tags = {"planner": planner, "layout": setting}
-            parts.append({**ep._asdict(), **{k: np.full(cfg.episodes, v) for k, v in tags.items()}})
-    for planner in cfg.planners:
-        metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
-    swept = [p for p in cfg.planners if p in SAMPLING or p == "hjepa_search"]
-    keys, layouts = agent.tasks(k_eval, first, cfg.episodes)  # the first setting's episodes
-    for n, planner in itertools.product(cfg.compute_samples, swept):
-        knob = dict(samples=n, elites=max(1, n // 4))  # hjepa_search: states kept per level
-        knob = dict(search_frontier=n) if planner == "hjepa_search" else knob
-        pcfg = dataclasses.replace(cfg.planner_config(), **knob)
-        ep = agent.run_episodes(model, params, pcfg, planner, keys, layouts)
-        evals = agent.evaluations_per_episode(planner, pcfg, cfg.cost)
-        got = {"success": float(ep.success.mean()), "evals": evals, "s": ep.seconds}
-        metrics.update({f"compute_{k}_{planner}_{n}": v for k, v in got.items()})
-        what = "states per level" if planner == "hjepa_search" else "samples"
-        msg = "%s, %d %s: success %.3f, %d evaluations"
-        log.info(msg, planner, n, what, ep.success.mean(), evals)
-    names = (
-        "positions", "goals", "planner", "layout", "success", "first_hit", "steps", "wall_x",
-        "door_y",
-    )  # fmt: skip
-    arrays = {k: np.concatenate([part[k] for part in parts]) for k in names}
+    planned, arrays = planning.every_setting(model, params, cfg, k_eval)  # then plan
+    metrics.update(planned)
+    metrics.update(planning.compute_sweep(model, params, cfg, k_eval))
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
     draw(cfg, out / f"{NAME}.png", arrays, probe, metrics, TITLE)
     return metrics
