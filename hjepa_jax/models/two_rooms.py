@@ -1438,7 +1438,7 @@ def subgoal_probe(
     straight line to the goal. planner "hjepa_search": the imagined way of its search from
     the start to the imagined state nearest the goal (`imagination`, `hj.search.way`) is the
     plan, its metrics named "search_*" instead of "subgoal_*", with "search_found" (the
-    fraction of ways whose last state decodes within 4.5 px of the goal).
+    fraction of ways whose last state decodes within the success radius, 4.5 px, of the goal).
     -> {"subgoal_through_doors" (the fraction of plans through the doors),
     "subgoal_detour_median" ((path(start, p) + path(p, goal)) / path(start, goal) over the
     subgoals p, paths through the doors, `path_length`: 1 on a shortest path),
@@ -1488,7 +1488,8 @@ def subgoal_probe(
     prefix = "subgoal" if planner == "hjepa" else "search"
     out = {}
     if planner == "hjepa_search":
-        out["search_found"] = float(np.mean(np.linalg.norm(at[:, -1] - goals, axis=-1) <= 4.5))
+        found = np.linalg.norm(at[:, -1] - goals, axis=-1) <= env.success_radius
+        out["search_found"] = float(np.mean(found))
     for name, points in (("", at), ("_straight", straight)):
         detour, progress = np.zeros((n, m)), np.zeros((n, m))
         for i, j in np.ndindex(n, m):
