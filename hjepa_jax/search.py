@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from hjepa_jax import _checks, planning
 
-__all__ = ["SearchPlan", "breadth_first", "way", "evaluations"]
+__all__ = ["SearchPlan", "breadth_first", "way", "moves", "evaluations"]
 
 
 class SearchPlan(NamedTuple):
@@ -37,7 +37,8 @@ class SearchPlan(NamedTuple):
     c(best, goal); steps: [] its depth in macro steps (0: s0 itself); index: [] its index in
     `states`; states: [1 + depth * frontier, D] every kept state, s0 first, +inf where none
     was kept; parent: [1 + depth * frontier] the index in `states` of the state each one was
-    expanded from (0 for s0)."""
+    expanded from (0 for s0); move: [1 + depth * frontier] the index in `codes` of the
+    macro-action that reached each state from its parent (-1 for s0)."""
 
     subgoal: jax.Array
     best: jax.Array
@@ -46,6 +47,7 @@ class SearchPlan(NamedTuple):
     index: jax.Array
     states: jax.Array
     parent: jax.Array
+    move: jax.Array
 
 
 def evaluations(codes: int, frontier: int, depth: int) -> int:
@@ -72,6 +74,7 @@ def breadth_first(
     spacing: float = 0.5,
     cost: Callable = planning.squared_distance,
     subgoal_step: int = 1,
+    allowed: jax.Array | None = None,
 ) -> SearchPlan:
     """Breadth-first search over the macro-actions `codes` with the coarse model; see the
     module docstring.
@@ -87,6 +90,8 @@ def breadth_first(
         (scale-free: 0.5 keeps states half a typical macro step apart).
       cost: `cost(s [D], goal) -> []`, lowest at the goal.
       subgoal_step: the macro steps from s0 to the subgoal, along the way to the best state.
+      allowed: [K] bool, the macro-actions the way may start with (default: all); e.g. all
+        but one that was just tried from s0 and left the agent where it was.
 
     Returns:
       SearchPlan; its subgoal is s0 when no kept state costs less than s0.
@@ -122,15 +127,21 @@ def breadth_first(
     size = 1 + depth * frontier
     states = jnp.full((size, dim), jnp.inf, s0.dtype).at[0].set(s0)
     parent = jnp.zeros(size, jnp.int32)
+    move = jnp.full(size, -1, jnp.int32)
+    if allowed is None:
+        allowed = jnp.ones(k, bool)
+    _checks.shape(fn, "allowed", allowed, (k,), "[K]", "pass one flag per macro-action in codes")
+    allowed = jnp.tile(jnp.asarray(allowed, bool), frontier)  # [F * K], as kids are laid out
     level0 = (jnp.broadcast_to(s0, (frontier, dim)), jnp.arange(frontier) == 0)
 
     def level(carry, d):
-        states, parent, (front, alive) = carry
+        states, parent, move, (front, alive) = carry
         kids = expand(front, codes).reshape(frontier * k, dim)
         slot = 1 + d * frontier + jnp.arange(frontier)
         kid_parent = jnp.repeat(jnp.maximum(slot - frontier, 0), k)  # depth 0: s0, slot 0
         gap = jnp.min(jnp.sum((kids[:, None] - states[None]) ** 2, -1), axis=1)
         gap = jnp.where(jnp.repeat(alive, k) & jnp.all(jnp.isfinite(kids), -1), gap, -1.0)
+        gap = jnp.where(allowed | (d > 0), gap, -1.0)
 
         def keep(gap, _):  # the farthest child, then the gaps to it shrink
             j = jnp.argmax(gap)
@@ -142,9 +153,11 @@ def breadth_first(
         front = kids[pick]
         states = states.at[slot].set(jnp.where(new[:, None], front, jnp.inf))
         parent = parent.at[slot].set(kid_parent[pick])
-        return (states, parent, (front, new)), None
+        move = move.at[slot].set(pick % k)
+        return (states, parent, move, (front, new)), None
 
-    (states, parent, _), _ = jax.lax.scan(level, (states, parent, level0), jnp.arange(depth))
+    init = (states, parent, move, level0)
+    (states, parent, move, _), _ = jax.lax.scan(level, init, jnp.arange(depth))
     costs = jnp.where(
         jnp.all(jnp.isfinite(states), -1), jax.vmap(lambda s: cost(s, goal))(states), jnp.inf
     )
@@ -158,6 +171,7 @@ def breadth_first(
         index=best,
         states=states,
         parent=parent,
+        move=move,
     )
 
 
@@ -182,9 +196,33 @@ def way(plan: SearchPlan, depth: int) -> jax.Array:
       >>> hj.search.way(plan, depth=4)[:, 0].tolist()  # x along the way: 3 steps, then there
       [1.0, 2.0, 3.0, 3.0]
     """
+    return plan.states[_way(plan, depth, "search.way")]
+
+
+def moves(plan: SearchPlan, depth: int) -> jax.Array:
+    """The macro-actions of the imagined way to `plan.best`: [depth] int, the index in the
+    search's `codes` of the macro-action taken at each of its 1, 2, .., depth macro steps (-1
+    from its depth `plan.steps` on, where the way has ended). `depth` is the search's.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import hjepa_jax as hj
+      >>> walk = lambda p, s, b: s + b
+      >>> codes = jnp.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+      >>> plan = hj.search.breadth_first(walk, None, jnp.zeros(2), jnp.array([3.0, 0.0]),
+      ...                                codes, frontier=8, depth=4)
+      >>> hj.search.moves(plan, depth=4).tolist()  # +x three times, then the way has ended
+      [0, 0, 0, -1]
+    """
+    at = _way(plan, depth, "search.moves")
+    return jnp.where(jnp.arange(1, depth + 1) <= plan.steps, plan.move[at], -1)
+
+
+def _way(plan: SearchPlan, depth: int, fn: str) -> jax.Array:
+    """The indices [depth] in plan.states of the way's states 1..depth macro steps along it."""
     size = plan.states.shape[0]
     if (size - 1) % depth:
         fix = "pass the depth that breadth_first searched"
-        _checks.fail("search.way", "depth", depth, f"does not divide the {size - 1} states", fix)
+        _checks.fail(fn, "depth", depth, f"does not divide the {size - 1} states", fix)
     at = lambda m: _along(plan.parent, plan.index, plan.steps, m, depth)
-    return plan.states[jax.vmap(at)(jnp.arange(1, depth + 1))]
+    return jax.vmap(at)(jnp.arange(1, depth + 1))

@@ -539,6 +539,39 @@ def test_hjepa_search_keeps_its_subgoal_between_searches_and_aims_at_a_goal_reac
     )
 
 
+def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny_run):
+    """An agent that stays where it was (a move its models predict, blocked in the world)
+    searches again without the first macro-actions tried from there, each in turn, and once
+    it moves it may take any of them again."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
+    cfg = agent.PlannerConfig(
+        level2_every=1, hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4,
+        search_directions=6,
+    )  # fmt: skip
+    plan, warm0 = agent.search_planner(model, trained.params, cfg)
+    layout = tr.fixed_layout()
+    enc = jax.jit(lambda q: model.encode(trained.params["enc"], q, layout))
+    s, far, g = (
+        enc(jnp.array([10.0, 20.0])),
+        enc(jnp.array([14.0, 44.0])),
+        enc(jnp.array([50.0, 32.0])),
+    )
+    plan = jax.jit(plan)
+    warm, tried = warm0, []
+    for i, where in enumerate([s, s, s, far]):
+        _, warm = plan(where, g, jax.random.PRNGKey(i), warm)
+        tried.append(np.asarray(warm[5]))
+    assert [int(t.sum()) for t in tried] == [1, 2, 3, 1]  # one more each time; reset on moving
+    assert np.all(tried[1] >= tried[0]) and np.all(tried[2] >= tried[1])
+    unchecked = dataclasses.replace(cfg, search_stuck=0.0)
+    plan, warm = agent.search_planner(model, trained.params, unchecked)
+    for i in range(3):
+        _, warm = jax.jit(plan)(s, g, jax.random.PRNGKey(i), warm)
+    assert int(np.sum(warm[5])) == 1  # the same first move every time
+
+
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,
@@ -566,7 +599,13 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     assert agent.evaluations_per_episode("level1", descent) == plans * 4 * 6
     search = dataclasses.replace(every, search_directions=5, search_frontier=4, search_depth=3)
     level2 = 5 * (1 + 4 * 3)  # the codes from the start, then from 4 states at each depth
+    level2 += 5  # and from the start again: has the agent moved since the last search?
     assert agent.evaluations_per_episode("hjepa_search", search) == 2 * level2 + plans * 7 * 2 * 6
+    unchecked = dataclasses.replace(search, search_stuck=0.0)
+    assert (
+        agent.evaluations_per_episode("hjepa_search", unchecked)
+        == 2 * (level2 - 5) + plans * 7 * 2 * 6
+    )
     assert count("random") == 0
     with pytest.raises(ValueError, match="planner"):
         agent.evaluations_per_episode("a_star", cfg)

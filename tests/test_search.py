@@ -81,6 +81,30 @@ def test_the_way_to_the_best_state_is_a_shortest_path_through_the_door():
         hj.search.way(plan, depth=7)
 
 
+def test_the_moves_are_the_steps_between_the_way_s_cells():
+    start, goal = (-2, -4), (3, 1)
+    plan = search(start, goal)
+    way = np.concatenate([[start], np.asarray(hj.search.way(plan, depth=24))])
+    moves = np.asarray(hj.search.moves(plan, depth=24))
+    n = int(plan.steps)
+    np.testing.assert_array_equal(MOVES[moves[:n]], np.diff(way, axis=0)[:n])
+    assert np.all(moves[n:] == -1)  # the way has ended
+
+
+def test_a_way_may_start_only_with_an_allowed_move():
+    start, goal = (-2, 3), (2, 3)  # level with the door: the shortest way starts +x
+    steps = grid_steps(goal)
+    assert int(hj.search.moves(search(start, goal), depth=24)[0]) == 0
+    plan = search(start, goal, allowed=jnp.array([False, True, True, True]))
+    first = int(hj.search.moves(plan, depth=24)[0])
+    assert first != 0 and float(plan.cost) == 0.0  # still finds the goal, the long way
+    assert int(plan.steps) == steps[start] + 2  # a step aside, and back
+    none_back = search(start, goal, allowed=jnp.array([False, False, True, True]))
+    assert int(hj.search.moves(none_back, depth=24)[0]) in (2, 3)
+    with pytest.raises(ValueError, match="allowed"):
+        search(start, goal, allowed=jnp.ones(3, bool))
+
+
 def test_kept_states_are_the_reachable_cells_once_each():
     plan = search((-3, -3), (3, 3))
     kept = np.asarray(plan.states)[np.all(np.isfinite(plan.states), -1)]

@@ -132,7 +132,7 @@ HJEPA = dict(
 # planning only, so with the same --ckpt-dir it reuses the hjepa presets' trained models.
 SEARCH = dict(
     plan_cost="distance", planners=("hjepa_search", "hjepa", "cem", "gradient_mpc", "random"),
-    compute_samples=(),
+    compute_samples=(), level2_every=2,
 )  # fmt: skip
 
 
@@ -221,6 +221,7 @@ class Config:
     search_speed: Positive = _PLANNER.search_speed
     search_spacing: Positive = _PLANNER.search_spacing
     search_subgoal: Count = _PLANNER.search_subgoal
+    search_stuck: NonNegative = _PLANNER.search_stuck
     plan_cost: str = _PLANNER.plan_cost  # "model" (`cost`) or "distance": EB-JEPA's cost
     action_norm: Positive = _PLANNER.action_norm
     # Success against planning compute: the sampling planners again in the first setting with

@@ -249,6 +249,9 @@ class PlannerConfig:
     search_speed: float = 0.6
     search_spacing: float = 0.5  # kept states lie > this x a typical macro step apart
     search_subgoal: int = 1  # the subgoal: this many macro steps along the imagined way
+    # a search from where the last one was (moved < search_stuck x a typical macro step) starts
+    # with none of the macro-actions tried from there (0: never)
+    search_stuck: float = 0.5
     # The planners' cost: "model", the model's (ModelConfig.cost), or "distance": the
     # representation distance ||s - g||^2 alone (EB-JEPA's cost), whichever critic it trained.
     plan_cost: str = "model"
@@ -263,9 +266,8 @@ class PlannerConfig:
         counts += ("hier_horizon", "gd_noise_samples", "level2_every", "waypoint_moves")
         counts += ("search_depth", "search_frontier", "search_directions", "search_subgoal")
         _common.counts(fn, self, counts, fix)
-        _common.non_negatives(
-            fn, self, ("wall_cost", "wall_fade", "discount", "gd_noise"), "pass a number >= 0"
-        )
+        non_negatives = ("wall_cost", "wall_fade", "discount", "gd_noise", "search_stuck")
+        _common.non_negatives(fn, self, non_negatives, "pass a number >= 0")
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
         positives += ("search_spacing",)
         _common.positives(fn, self, positives, "pass a number > 0")
@@ -1006,14 +1008,17 @@ def macro_codes(model: Model, params: dict, cfg: PlannerConfig) -> jax.Array:
 
 
 def imagination(model: Model, params: dict, cfg: PlannerConfig) -> Callable:
-    """hjepa_search's level 2: `imagine(s [D], g [D]) -> hj.search.SearchPlan`, the
-    breadth-first search over the learned level 2 (`Model.predict2`, the codes of
-    `macro_codes`) with the planners' cost and the search_* fields of cfg."""
+    """hjepa_search's level 2: `imagine(s [D], g [D], allowed [K] | None) ->
+    hj.search.SearchPlan`, the breadth-first search over the learned level 2
+    (`Model.predict2`, the codes of `macro_codes`) with the planners' cost and the search_*
+    fields of cfg; `allowed`: the macro-actions the way may start with (None: all)."""
     cost = _sampling_parts(model, params, cfg)[1]
     pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
     kw = dict(frontier=cfg.search_frontier, depth=cfg.search_depth, spacing=cfg.search_spacing)
     kw.update(subgoal_step=cfg.search_subgoal, cost=cost)
-    return lambda s, g: search.breadth_first(model.predict2, pred2, s, g, codes, **kw)
+    return lambda s, g, allowed=None: search.breadth_first(
+        model.predict2, pred2, s, g, codes, allowed=allowed, **kw
+    )
 
 
 def search_planner(model: Model, params: dict, cfg: PlannerConfig):
@@ -1023,27 +1028,49 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     the subgoal (the state search_subgoal macro steps along the way to the imagined state of
     lowest cost to the goal); level 1 (`cfg.level1`, on the planners' cost) plans toward it,
     or toward the goal itself once no imagined state costs less than the current one.
+
+    Where the models are wrong, at a door's corner, a move they predict can leave the agent
+    where it was, and the same search would propose it again. So the agent compares what it
+    sees: when its state has moved less than search_stuck x a typical macro step (the median
+    one-macro-step move the level 2 predicts from it) since the last search, the next search
+    may not start with the macro-actions tried from there (all are allowed again once every
+    one was tried, or the agent moves).
+
     `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2], warm)` and the initial warm
     start; warm = (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [],
-    calls [])."""
+    calls [], the state at the last search [D], the first macro-actions tried from it [K])."""
     _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
     parts = _sampling_parts(model, params, cfg)
     cost, reach = parts[1], _level1(model, params, cfg, parts)
     imagine = imagination(model, params, cfg)
+    pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
+
+    def stuck(s, anchor):  # search_directions level-2 steps
+        step = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes) - s
+        typical = jnp.median(jnp.linalg.norm(step, axis=-1))
+        return jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
 
     def plan(s, g, key, warm):
-        fine0, subgoal, lowest, calls = warm
+        fine0, subgoal, lowest, calls, anchor, tried = warm
 
         def searched(_):
-            out = imagine(s, g)
-            return out.subgoal, out.cost
+            again = stuck(s, anchor) & ~jnp.all(tried)
+            tried0 = jnp.where(again, tried, False)
+            out = imagine(s, g, ~tried0)
+            first = search.moves(out, cfg.search_depth)[0]
+            tried1 = tried0 | (jnp.arange(cfg.search_directions) == first)
+            return out.subgoal, out.cost, s, tried1
 
-        subgoal, lowest = jax.lax.cond(
-            calls % cfg.level2_every == 0, searched, lambda _: (subgoal, lowest), None
+        subgoal, lowest, anchor, tried = jax.lax.cond(
+            calls % cfg.level2_every == 0,
+            searched,
+            lambda _: (subgoal, lowest, anchor, tried),
+            None,
         )
         target = jnp.where(lowest < cost(s, g), subgoal, g)
         out = reach(s, target, key, fine0)
-        warm = (_shift(out.actions, cfg.replan_every), subgoal, lowest, calls + 1)
+        fine1 = _shift(out.actions, cfg.replan_every)
+        warm = (fine1, subgoal, lowest, calls + 1, anchor, tried)
         return out.actions[: cfg.replan_every], warm
 
     warm0 = (
@@ -1051,6 +1078,8 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
         jnp.zeros(model.state_dim),
         jnp.zeros(()),
         jnp.zeros((), jnp.int32),
+        jnp.full(model.state_dim, jnp.inf),
+        jnp.zeros(cfg.search_directions, bool),
     )
     return plan, warm0
 
@@ -1068,7 +1097,8 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
     counted as one evaluation, though one covers level2_k env steps); hjepa_search: the
     same level 1 plus `hj.search.evaluations` of its search, search_directions x (1 +
-    search_frontier x search_depth) level-2 steps; level1 its level-1 planner alone; random 0.
+    search_frontier x search_depth) level-2 steps, and search_directions more where
+    search_stuck > 0 (whether it moved); level1 its level-1 planner alone; random 0.
     Times the plans, ceil(max_steps / replan_every); a two-level planner's level 2 times its
     own plans, ceil(plans / level2_every).
 
@@ -1095,7 +1125,8 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
         "hjepa": sampled * cfg.macro_horizon,
         "hjepa_search": search.evaluations(
             codes=cfg.search_directions, frontier=cfg.search_frontier, depth=cfg.search_depth
-        ),
+        )
+        + cfg.search_directions * (cfg.search_stuck > 0),
     }
     if planner in level2 and cost not in MAP_COSTS:  # level 2 plans every level2_every plans
         return low * plans + level2[planner] * -(-plans // cfg.level2_every)
