@@ -13,7 +13,9 @@ kept so far (the farthest first), and stop after `depth` levels. The imagined st
 lowest cost c(s'', goal) is where the plan leads; the subgoal handed to level 1 is the
 state `subgoal_step` macro steps along the way to it. Walls the coarse model has learned
 stop the expansion, so the kept states flood the room and pass the doors, and the distance
-to the goal only has to be right near the goal.
+to the goal only has to be right near the goal. `moves` reads the macro-actions of the
+imagined way; `allowed` restricts the first one (an agent whose models predicted a move that
+left it where it was can search again without that move).
 
 Everything is fixed-shape (jit, vmap): states that are not kept are +inf.
 """

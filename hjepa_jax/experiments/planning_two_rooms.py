@@ -129,7 +129,8 @@ HJEPA = dict(
 
 # H-JEPA with a level 2 that searches in imagination (`hj.search.breadth_first`), and the
 # other planners, all on the representation distance alone (EB-JEPA's cost): a change of
-# planning only, so with the same --ckpt-dir it reuses the hjepa presets' trained models.
+# planning only, so with the same --ckpt-dir it reuses the hjepa presets' trained models. The
+# search runs every second plan (4 env steps; hjepa's level 2 too, here).
 SEARCH = dict(
     plan_cost="distance", planners=("hjepa_search", "hjepa", "cem", "gradient_mpc", "random"),
     compute_samples=(), level2_every=2,
