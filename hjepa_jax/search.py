@@ -204,7 +204,7 @@ def way(plan: SearchPlan, depth: int) -> jax.Array:
 def moves(plan: SearchPlan, depth: int) -> jax.Array:
     """The macro-actions of the imagined way to `plan.best`: [depth] int, the index in the
     search's `codes` of the macro-action taken at each of its 1, 2, .., depth macro steps (-1
-    from its depth `plan.steps` on, where the way has ended). `depth` is the search's.
+    beyond its depth `plan.steps`, where the way has ended). `depth` is the search's.
 
     Example:
       >>> import jax.numpy as jnp
