@@ -539,6 +539,28 @@ def test_hjepa_search_keeps_its_subgoal_between_searches_and_aims_at_a_goal_reac
     )
 
 
+def test_hjepa_search_aims_at_the_goal_within_search_arrive_macro_steps(tiny_run):
+    """Within search_arrive typical macro steps of the goal, level 1 plans toward the goal
+    itself (the plan of the level-1 planner alone); with search_arrive 0, far from the goal,
+    toward the search's subgoal instead."""
+    out, _ = tiny_run
+    trained = hj.world_model.load(out / "ckpt")
+    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
+    cfg = agent.PlannerConfig(
+        hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4, search_directions=6
+    )
+    layout = tr.fixed_layout()
+    enc = lambda q: model.encode(trained.params["enc"], jnp.array(q), layout)
+    s, g, key = enc([10.0, 20.0]), enc([50.0, 32.0]), jax.random.PRNGKey(0)
+    aimed, _ = agent.make_planner("level1", model, trained.params, cfg)
+    toward_goal = jax.jit(aimed)(s, g, key, jnp.zeros((cfg.hier_horizon, 2)))[0]
+    for arrive, same in ((1e6, True), (0.0, False)):
+        wide = dataclasses.replace(cfg, search_arrive=arrive)
+        plan, warm0 = agent.search_planner(model, trained.params, wide)
+        actions = jax.jit(plan)(s, g, key, warm0)[0]
+        assert bool(jnp.allclose(actions, toward_goal, atol=1e-6)) == same, arrive
+
+
 def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny_run):
     """An agent that stays where it was (a move its models predict, blocked in the world)
     searches again without the first macro-actions tried from there, each in turn, and once
@@ -565,7 +587,7 @@ def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny
         tried.append(np.asarray(warm[5]))
     assert [int(t.sum()) for t in tried] == [1, 2, 3, 1]  # one more each time; reset on moving
     assert np.all(tried[1] >= tried[0]) and np.all(tried[2] >= tried[1])
-    unchecked = dataclasses.replace(cfg, search_stuck=0.0)
+    unchecked = dataclasses.replace(cfg, search_stuck=0.0, search_arrive=0.0)
     plan, warm = agent.search_planner(model, trained.params, unchecked)
     for i in range(3):
         _, warm = jax.jit(plan)(s, g, jax.random.PRNGKey(i), warm)
@@ -601,7 +623,7 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     level2 = 5 * (1 + 4 * 3)  # the codes from the start, then from 4 states at each depth
     level2 += 5  # and from the start again: has the agent moved since the last search?
     assert agent.evaluations_per_episode("hjepa_search", search) == 2 * level2 + plans * 7 * 2 * 6
-    unchecked = dataclasses.replace(search, search_stuck=0.0)
+    unchecked = dataclasses.replace(search, search_stuck=0.0, search_arrive=0.0)
     assert (
         agent.evaluations_per_episode("hjepa_search", unchecked)
         == 2 * (level2 - 5) + plans * 7 * 2 * 6

@@ -223,6 +223,7 @@ class Config:
     search_spacing: Positive = _PLANNER.search_spacing
     search_subgoal: Count = _PLANNER.search_subgoal
     search_stuck: NonNegative = _PLANNER.search_stuck
+    search_arrive: NonNegative = _PLANNER.search_arrive
     plan_cost: str = _PLANNER.plan_cost  # "model" (`cost`) or "distance": EB-JEPA's cost
     action_norm: Positive = _PLANNER.action_norm
     # Success against planning compute: the sampling planners again in the first setting with

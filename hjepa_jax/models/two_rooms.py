@@ -252,6 +252,9 @@ class PlannerConfig:
     # a search from where the last one was (moved < search_stuck x a typical macro step) starts
     # with none of the macro-actions tried from there (0: never)
     search_stuck: float = 0.5
+    # level 1 aims at the goal itself once ||s - g|| < search_arrive x a typical macro step
+    # (0: only once no imagined state costs less than the current one)
+    search_arrive: float = 2.0
     # The planners' cost: "model", the model's (ModelConfig.cost), or "distance": the
     # representation distance ||s - g||^2 alone (EB-JEPA's cost), whichever critic it trained.
     plan_cost: str = "model"
@@ -267,6 +270,7 @@ class PlannerConfig:
         counts += ("search_depth", "search_frontier", "search_directions", "search_subgoal")
         _common.counts(fn, self, counts, fix)
         non_negatives = ("wall_cost", "wall_fade", "discount", "gd_noise", "search_stuck")
+        non_negatives += ("search_arrive",)
         _common.non_negatives(fn, self, non_negatives, "pass a number >= 0")
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
         positives += ("search_spacing",)
@@ -1027,50 +1031,52 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     (`Model.predict2`, the codes of `macro_codes`) imagines where the agent can go and proposes
     the subgoal (the state search_subgoal macro steps along the way to the imagined state of
     lowest cost to the goal); level 1 (`cfg.level1`, on the planners' cost) plans toward it,
-    or toward the goal itself once no imagined state costs less than the current one.
+    or toward the goal itself once no imagined state costs less than the current one, or
+    once the goal lies within search_arrive typical macro steps (||s - g||, the step as of
+    the last search): near the goal a critic's cost can rank an imagined state beside it
+    below the goal's own place, and lead the agent off it. A typical macro step is the median
+    move ||Pred2(s, b) - s|| that the level 2 predicts from the state over the codes.
 
     Where the models are wrong, at a door's corner, a move they predict can leave the agent
     where it was, and the same search would propose it again. So the agent compares what it
-    sees: when its state has moved less than search_stuck x a typical macro step (the median
-    one-macro-step move the level 2 predicts from it) since the last search, the next search
-    may not start with the macro-actions tried from there (all are allowed again once every
-    one was tried, or the agent moves).
+    sees: when its state has moved less than search_stuck x a typical macro step since the
+    last search, the next search may not start with the macro-actions tried from there (all
+    are allowed again once every one was tried, or the agent moves).
 
     `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2], warm)` and the initial warm
     start; warm = (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [],
-    calls [], the state at the last search [D], the first macro-actions tried from it [K])."""
+    calls [], the state at the last search [D], the first macro-actions tried from it [K],
+    a typical macro step there [])."""
     _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
     parts = _sampling_parts(model, params, cfg)
     cost, reach = parts[1], _level1(model, params, cfg, parts)
     imagine = imagination(model, params, cfg)
     pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
 
-    def stuck(s, anchor):  # search_directions level-2 steps
-        step = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes) - s
-        typical = jnp.median(jnp.linalg.norm(step, axis=-1))
-        return jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
-
     def plan(s, g, key, warm):
-        fine0, subgoal, lowest, calls, anchor, tried = warm
+        fine0, subgoal, lowest, calls, anchor, tried, typical = warm
 
         def searched(_):
-            again = stuck(s, anchor) & ~jnp.all(tried)
-            tried0 = jnp.where(again, tried, False)
+            step = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes) - s  # K level-2 steps
+            typical = jnp.median(jnp.linalg.norm(step, axis=-1))
+            stuck = jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
+            tried0 = jnp.where(stuck & ~jnp.all(tried), tried, False)
             out = imagine(s, g, ~tried0)
             first = search.moves(out, cfg.search_depth)[0]
             tried1 = tried0 | (jnp.arange(cfg.search_directions) == first)
-            return out.subgoal, out.cost, s, tried1
+            return out.subgoal, out.cost, s, tried1, typical
 
-        subgoal, lowest, anchor, tried = jax.lax.cond(
+        subgoal, lowest, anchor, tried, typical = jax.lax.cond(
             calls % cfg.level2_every == 0,
             searched,
-            lambda _: (subgoal, lowest, anchor, tried),
+            lambda _: (subgoal, lowest, anchor, tried, typical),
             None,
         )
-        target = jnp.where(lowest < cost(s, g), subgoal, g)
+        away = jnp.linalg.norm(s - g) >= cfg.search_arrive * typical
+        target = jnp.where((lowest < cost(s, g)) & away, subgoal, g)
         out = reach(s, target, key, fine0)
         fine1 = _shift(out.actions, cfg.replan_every)
-        warm = (fine1, subgoal, lowest, calls + 1, anchor, tried)
+        warm = (fine1, subgoal, lowest, calls + 1, anchor, tried, typical)
         return out.actions[: cfg.replan_every], warm
 
     warm0 = (
@@ -1080,6 +1086,7 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
         jnp.zeros((), jnp.int32),
         jnp.full(model.state_dim, jnp.inf),
         jnp.zeros(cfg.search_directions, bool),
+        jnp.zeros(()),
     )
     return plan, warm0
 
@@ -1098,7 +1105,8 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     counted as one evaluation, though one covers level2_k env steps); hjepa_search: the
     same level 1 plus `hj.search.evaluations` of its search, search_directions x (1 +
     search_frontier x search_depth) level-2 steps, and search_directions more where
-    search_stuck > 0 (whether it moved); level1 its level-1 planner alone; random 0.
+    search_stuck or search_arrive > 0 (a typical macro step); level1 its level-1 planner
+    alone; random 0.
     Times the plans, ceil(max_steps / replan_every); a two-level planner's level 2 times its
     own plans, ceil(plans / level2_every).
 
@@ -1126,7 +1134,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
         "hjepa_search": search.evaluations(
             codes=cfg.search_directions, frontier=cfg.search_frontier, depth=cfg.search_depth
         )
-        + cfg.search_directions * (cfg.search_stuck > 0),
+        + cfg.search_directions * (cfg.search_stuck > 0 or cfg.search_arrive > 0),
     }
     if planner in level2 and cost not in MAP_COSTS:  # level 2 plans every level2_every plans
         return low * plans + level2[planner] * -(-plans // cfg.level2_every)
