@@ -1104,9 +1104,9 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     same level 1 plus samples x iterations x macro_horizon steps of the learned level 2 (each
     counted as one evaluation, though one covers level2_k env steps); hjepa_search: the
     same level 1 plus `hj.search.evaluations` of its search, search_directions x (1 +
-    search_frontier x search_depth) level-2 steps, and search_directions more where
-    search_stuck or search_arrive > 0 (a typical macro step); level1 its level-1 planner
-    alone; random 0.
+    search_frontier x search_depth) level-2 steps, and search_directions more (a typical
+    macro step, for search_stuck and search_arrive); level1 its level-1 planner alone;
+    random 0.
     Times the plans, ceil(max_steps / replan_every); a two-level planner's level 2 times its
     own plans, ceil(plans / level2_every).
 
@@ -1134,7 +1134,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
         "hjepa_search": search.evaluations(
             codes=cfg.search_directions, frontier=cfg.search_frontier, depth=cfg.search_depth
         )
-        + cfg.search_directions * (cfg.search_stuck > 0 or cfg.search_arrive > 0),
+        + cfg.search_directions,
     }
     if planner in level2 and cost not in MAP_COSTS:  # level 2 plans every level2_every plans
         return low * plans + level2[planner] * -(-plans // cfg.level2_every)
