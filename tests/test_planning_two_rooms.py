@@ -496,20 +496,24 @@ def test_checkpoints_from_before_the_context_term_still_match():
     ]
 
 
+def small_search(tiny_run, **fields):
+    """The tiny run's world model at the representation distance, its params, a small
+    hjepa_search config (`fields` changed) and enc(position [2]) -> state on the fixed wall."""
+    trained = hj.world_model.load(tiny_run[0] / "ckpt")
+    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
+    small = dict(hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4, search_directions=6)
+    cfg = agent.PlannerConfig(**{**small, **fields})
+    layout = tr.fixed_layout()
+    enc = jax.jit(lambda q: model.encode(trained.params["enc"], jnp.asarray(q), layout))
+    return model, trained.params, cfg, enc
+
+
 def test_hjepa_search_keeps_its_subgoal_between_searches_and_aims_at_a_goal_reached(tiny_run):
     """hjepa_search with level2_every=3 searches at calls 0 and 3: calls 1 and 2 keep the
     subgoal and its cost while level 1 replans. Its subgoal is a state the learned level 2
     imagined, one macro step from the start. At the goal it plans toward the goal itself."""
-    out, _ = tiny_run
-    trained = hj.world_model.load(out / "ckpt")
-    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
-    cfg = agent.PlannerConfig(
-        level2_every=3, hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4,
-        search_directions=6,
-    )  # fmt: skip
-    plan, warm0 = agent.search_planner(model, trained.params, cfg)
-    layout = tr.fixed_layout()
-    enc = lambda q: model.encode(trained.params["enc"], q, layout)
+    model, params, cfg, enc = small_search(tiny_run, level2_every=3)
+    plan, warm0 = agent.search_planner(model, params, cfg)
     starts = jnp.array([[10.0, 20.0], [12.0, 40.0]])
     s0, g = jax.vmap(enc)(starts), enc(jnp.array([50.0, 32.0]))
 
@@ -526,14 +530,14 @@ def test_hjepa_search_keeps_its_subgoal_between_searches_and_aims_at_a_goal_reac
         np.testing.assert_array_equal(sub[:, i], sub[:, 0])
         np.testing.assert_array_equal(lowest[:, i], lowest[:, 0])
     first = jax.vmap(model.predict2, (None, None, 0))
-    codes = agent.macro_codes(model, trained.params, cfg)
+    codes = agent.macro_codes(model, params, cfg)
     for b in range(2):
-        steps = first(trained.params["level2"]["pred2"], s0[b], codes)
+        steps = first(params["level2"]["pred2"], s0[b], codes)
         assert float(jnp.min(jnp.sum((steps - sub[b, 0]) ** 2, -1))) < 1e-8
         assert float(lowest[b, 0]) <= float(jnp.sum((s0[b] - g) ** 2))
     # At the goal no imagined state costs less: level 1 plans toward the goal itself.
     key = jax.random.PRNGKey(1)
-    aimed, _ = agent.make_planner("level1", model, trained.params, cfg)
+    aimed, _ = agent.make_planner("level1", model, params, cfg)
     np.testing.assert_allclose(
         jax.jit(plan)(g, g, key, warm0)[0], jax.jit(aimed)(g, g, key, warm0[0])[0], atol=1e-6
     )
@@ -543,20 +547,13 @@ def test_hjepa_search_aims_at_the_goal_within_search_arrive_macro_steps(tiny_run
     """Within search_arrive typical macro steps of the goal, level 1 plans toward the goal
     itself (the plan of the level-1 planner alone); with search_arrive 0, far from the goal,
     toward the search's subgoal instead."""
-    out, _ = tiny_run
-    trained = hj.world_model.load(out / "ckpt")
-    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
-    cfg = agent.PlannerConfig(
-        hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4, search_directions=6
-    )
-    layout = tr.fixed_layout()
-    enc = lambda q: model.encode(trained.params["enc"], jnp.array(q), layout)
+    model, params, cfg, enc = small_search(tiny_run)
     s, g, key = enc([10.0, 20.0]), enc([50.0, 32.0]), jax.random.PRNGKey(0)
-    aimed, _ = agent.make_planner("level1", model, trained.params, cfg)
+    aimed, _ = agent.make_planner("level1", model, params, cfg)
     toward_goal = jax.jit(aimed)(s, g, key, jnp.zeros((cfg.hier_horizon, 2)))[0]
     for arrive, same in ((1e6, True), (0.0, False)):
         wide = dataclasses.replace(cfg, search_arrive=arrive)
-        plan, warm0 = agent.search_planner(model, trained.params, wide)
+        plan, warm0 = agent.search_planner(model, params, wide)
         actions = jax.jit(plan)(s, g, key, warm0)[0]
         assert bool(jnp.allclose(actions, toward_goal, atol=1e-6)) == same, arrive
 
@@ -565,21 +562,9 @@ def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny
     """An agent that stays where it was (a move its models predict, blocked in the world)
     searches again without the first macro-actions tried from there, each in turn, and once
     it moves it may take any of them again."""
-    out, _ = tiny_run
-    trained = hj.world_model.load(out / "ckpt")
-    model = agent.Model(dataclasses.replace(trained.model.cfg, cost="distance"))
-    cfg = agent.PlannerConfig(
-        level2_every=1, hier_horizon=4, gd_steps=2, search_depth=4, search_frontier=4,
-        search_directions=6,
-    )  # fmt: skip
-    plan, warm0 = agent.search_planner(model, trained.params, cfg)
-    layout = tr.fixed_layout()
-    enc = jax.jit(lambda q: model.encode(trained.params["enc"], q, layout))
-    s, far, g = (
-        enc(jnp.array([10.0, 20.0])),
-        enc(jnp.array([14.0, 44.0])),
-        enc(jnp.array([50.0, 32.0])),
-    )
+    model, params, cfg, enc = small_search(tiny_run, level2_every=1)
+    plan, warm0 = agent.search_planner(model, params, cfg)
+    s, far, g = enc([10.0, 20.0]), enc([14.0, 44.0]), enc([50.0, 32.0])
     plan = jax.jit(plan)
     warm, tried = warm0, []
     for i, where in enumerate([s, s, s, far]):
@@ -588,7 +573,7 @@ def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny
     assert [int(t.sum()) for t in tried] == [1, 2, 3, 1]  # one more each time; reset on moving
     assert np.all(tried[1] >= tried[0]) and np.all(tried[2] >= tried[1])
     unchecked = dataclasses.replace(cfg, search_stuck=0.0, search_arrive=0.0)
-    plan, warm = agent.search_planner(model, trained.params, unchecked)
+    plan, warm = agent.search_planner(model, params, unchecked)
     for i in range(3):
         _, warm = jax.jit(plan)(s, g, jax.random.PRNGKey(i), warm)
     assert int(np.sum(warm[5])) == 1  # the same first move every time
