@@ -162,6 +162,7 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tiny_run, 
         ({"hier_horizon": 1, "replan_every": 2}, "must be >= replan_every"),
         ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
         ({"level1": "mppi"}, "level1 must be among"),
+        ({"goal_walls": (0, 2)}, r"goal_walls must be <= 1, the walls of fixed"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, fields, match):
@@ -199,7 +200,9 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path)
     assert first["resumed_from_step"] == first["critic_resumed_from_step"] == 0
     cfg = dataclasses.replace(TINY, planners=("random",))
     # TINY's episodes and samples (16): programs its run compiled, served by the cache
-    again = dataclasses.replace(cfg, planners=("gradient_mpc", "cem"), compute_samples=(8, 16))
+    again = dataclasses.replace(
+        cfg, planners=("gradient_mpc", "cem"), compute_samples=(8, 16), goal_walls=(0, 1)
+    )
     second = planning_two_rooms.run(again, tmp_path / "b", options)
     assert second["resumed_from_step"] == TINY.steps
     assert second["critic_resumed_from_step"] == TINY.critic_steps
@@ -211,6 +214,12 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path)
     assert second["compute_evals_cem_16"] == 2 * second["compute_evals_cem_8"]
     assert second["compute_success_cem_16"] == second["success_cem_fixed"]  # the same episodes
     assert not any(k.startswith("compute_success_gradient_mpc") for k in second)
+    # The distance sweep: the goal in the start's room, then behind the fixed wall, as the
+    # protocol's tasks are (the same episodes), farther along the shortest path.
+    for planner in again.planners:
+        assert second[f"distance_success_{planner}_1"] == second[f"success_{planner}_fixed"]
+        assert 0.0 <= second[f"distance_first_hit_{planner}_0"] <= 1.0
+    assert 0 < second["distance_path_0"] < second["distance_path_1"]
     assert (tmp_path / "b" / f"{planning_two_rooms.NAME}.png").exists()
     with pytest.raises(ValueError, match="hidden"):
         planning_two_rooms.run(dataclasses.replace(cfg, hidden=32), tmp_path / "c", options)
@@ -339,7 +348,7 @@ def test_path_length_goes_through_the_door():
 
 def test_paths_between_points_of_any_rooms_cross_only_the_walls_between_them():
     nan = float("nan")
-    between = agent._path_between
+    between = agent.path_length
     walls, doors = np.array([22.0, 43.0]), np.array([50.0, 10.0])
     a, b, c = np.array([10.0, 50.0]), np.array([30.0, 20.0]), np.array([50.0, 50.0])
     assert between(b, b + [3.0, 4.0], walls, doors) == pytest.approx(5.0)  # one room: straight

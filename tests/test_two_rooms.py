@@ -100,6 +100,29 @@ def test_reset_rooms_and_margins():
         assert np.ptp(start[k, 1]) > 45 and np.ptp(goal[k, 1]) > 45
 
 
+def test_reset_puts_the_goal_walls_apart_rooms_away_from_the_same_start():
+    """walls_apart k: the goal k walls right of the start's room (0: the same room), the
+    layout's wall count or more: the last room, as by default; the start does not move."""
+    n = 4 * 64
+    keys = jax.random.split(jax.random.PRNGKey(1), n)
+    layouts = jax.vmap(tr.make_layout)(keys, jnp.arange(n) % len(KINDS))
+    walls = np.asarray(layouts.wall_on).sum(-1)  # 1, 1, 2, 3 by kind
+    reset = jax.jit(jax.vmap(tr.reset, in_axes=(0, None, 0, 0)))
+    default, _ = jax.vmap(tr.reset, in_axes=(0, None, 0))(keys, P, layouts)
+    last = np.asarray(tr.room_index(default.goal, layouts))
+    for k in range(tr.MAX_WALLS + 2):
+        state, _ = reset(keys, P, layouts, jnp.full(n, k))
+        np.testing.assert_array_equal(state.position, default.position)
+        rooms = np.asarray(tr.room_index(state.goal, state.layout))
+        np.testing.assert_array_equal(rooms, np.where(k >= walls, last, k))
+        on_floor = jax.vmap(tr.is_free, in_axes=(0, 0, None))(state.goal, layouts, P)
+        assert np.all(on_floor)
+        if k >= 3:
+            np.testing.assert_array_equal(state.goal, default.goal)
+    with pytest.raises(ValueError, match="reset: walls_apart"):
+        tr.reset(keys[0], P, tr.fixed_layout(), walls_apart=-1)
+
+
 @jax.jit
 def rollout(states, actions):
     """states: batched EnvState [N]; actions [T, N, 2] -> positions [N, T + 1, 2], hits [N, T]."""

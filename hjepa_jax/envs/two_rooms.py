@@ -445,9 +445,15 @@ def random_position(key: jax.Array, layout: Layout, params: EnvParams) -> jax.Ar
     return _uniform_in_room(k_pos, lo[room], hi[room], params)
 
 
-def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, jax.Array]:
+def reset(
+    key: jax.Array, params: EnvParams, layout: Layout, walls_apart=MAX_WALLS
+) -> tuple[EnvState, jax.Array]:
     """Start uniform in room 0 (left), goal uniform in room 3 (right: past the last wall), both
     at >= min_wall_distance from every wall. -> (state, obs [size, size, 2]).
+
+    walls_apart ([] int): the goal's room lies that many walls right of the start's instead
+    (0: the start's room; the layout's wall count or more, the default: the last room). The
+    draws are the same whatever it is, so tasks of one key differ only in the goal's room.
 
     Example:
       >>> import jax
@@ -457,14 +463,22 @@ def reset(key: jax.Array, params: EnvParams, layout: Layout) -> tuple[EnvState, 
       >>> state, obs = tr.reset(key, params, tr.fixed_layout())
       >>> obs.shape, int(tr.room_index(state.position, state.layout))
       ((65, 65, 2), 0)
+      >>> state, _ = tr.reset(key, params, tr.fixed_three_rooms_layout(), walls_apart=1)
+      >>> int(tr.room_index(state.goal, state.layout))
+      1
     """
     fix = "pass one layout (jax.vmap over a batch of them)"
     _checks.shape("reset", "layout.wall_x", layout.wall_x, (MAX_WALLS,), "[3]", fix)
     k_start, k_goal = jax.random.split(key)
     lo, hi = _room_x_bounds(layout, params)
+    fix = "pass how many walls lie between the start's room and the goal's (0: the same room)"
+    walls_apart = jnp.asarray(
+        _checks.integer("reset", "walls_apart", walls_apart, minimum=0, fix=fix, static=False)
+    )
+    room = jnp.where(walls_apart >= jnp.sum(layout.wall_on), MAX_WALLS, walls_apart)
     state = EnvState(
         position=_uniform_in_room(k_start, lo[0], hi[0], params),
-        goal=_uniform_in_room(k_goal, lo[-1], hi[-1], params),
+        goal=_uniform_in_room(k_goal, lo[room], hi[room], params),
         layout=layout,
         t=jnp.zeros((), jnp.int32),
     )

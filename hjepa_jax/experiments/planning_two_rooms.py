@@ -50,7 +50,10 @@ hjepa_search, the same of its search's imagined way from the start (search_throu
 ..., and search_found: the way ends within 4.5 px of the goal, as the probe decodes it). With
 --compute-samples N1,N2,..: compute_success_<planner>_<N>, compute_evals_<planner>_<N> and
 compute_s_<planner>_<N> (s per episode) of each sampling planner with N samples (hjepa_search:
-N states kept per search level), first setting.
+N states kept per search level), first setting. With --goal-walls K1,K2,..:
+distance_success_<planner>_<K> and distance_first_hit_<planner>_<K> with the goal K walls
+from the start's room (0: the same room), first setting, and distance_path_<K>, those tasks'
+median shortest path (px).
 Writes episodes.npz (positions [N, T+1, 2], goals [N, 2], planner [N], layout [N],
 success [N], first_hit [N], steps [N], wall_x [N, 3], door_y [N, 3] with NaN for a disabled
 wall slot). `hj.world_model.load(ckpt_dir)` returns the trained world model.
@@ -230,6 +233,10 @@ class Config:
     # these sample counts (elites a quarter), hjepa_search with these search_frontier, on the
     # same episodes; () for none.
     compute_samples: Annotated[tuple[Count, ...], MayBeEmpty()] = ()
+    # Success against the distance: every planner again in the first setting with the goal
+    # this many walls from the start's room (0: the same room; at most the setting's walls),
+    # on the same task keys; () for none.
+    goal_walls: Annotated[tuple[Whole, ...], MayBeEmpty()] = ()
 
     # EB-JEPA's planner settings (planning_mppi.yaml), to compare at equal settings.
     PRESETS: ClassVar[dict[str, dict]] = {
@@ -272,6 +279,12 @@ class Config:
                 f"{NAME}: horizon_plan ({self.horizon_plan}) and hier_horizon "
                 f"({self.hier_horizon}) must be >= replan_every ({self.replan_every})"
             )
+        walls = agent.wall_count(self.settings[0]) if self.goal_walls else 0
+        if any(k > walls for k in self.goal_walls):
+            raise ValueError(
+                f"{NAME}: goal_walls must be <= {walls}, the walls of {self.settings[0]} (the "
+                f"first setting), got {self.goal_walls!r}"
+            )
         if self.eval_chunk < 1:
             raise ValueError(f"{NAME}: eval_chunk must be >= 1, got {self.eval_chunk}")
 
@@ -289,7 +302,7 @@ def _fields_of(cls, cfg: Config):
 
 
 # Fields read only after a model is trained: changing them reuses its checkpoint.
-PLANNING_FIELDS = ("settings", "planners", "episodes", "compute_samples") + tuple(
+PLANNING_FIELDS = ("settings", "planners", "episodes", "compute_samples", "goal_walls") + tuple(
     f.name for f in dataclasses.fields(agent.PlannerConfig)
 )
 CRITIC_FIELDS = (
@@ -392,6 +405,7 @@ def run(cfg: Config, out: Path, options: RunOptions = RunOptions()) -> dict:
     planned, arrays = planning.every_setting(model, params, cfg, k_eval)  # then plan
     metrics.update(planned)
     metrics.update(planning.compute_sweep(model, params, cfg, k_eval))
+    metrics.update(planning.distance_sweep(model, params, cfg, k_eval))
     atomic_write(out / "episodes.npz", lambda f: np.savez(f, **arrays))
     draw(cfg, out / f"{NAME}.png", arrays, probe, metrics, TITLE)
     return metrics

@@ -1,6 +1,7 @@
 """The Two Rooms figures: a planning run's figure (`draw_run`) and its panels, shared by the
 experiments that plan there: the room's border, a layout's walls, a planner's episodes,
-success rates, success against the path length and against planning compute."""
+success rates, success against the path length, the walls between start and goal, and
+planning compute."""
 
 from __future__ import annotations
 
@@ -60,6 +61,29 @@ def draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
         rates = [average(ep["success"][mine & (which == b)]) for b in range(bins)]
         ax.plot(centres, rates, "o-", label=planner, lw=1.2, ms=3)
     xlabel, title = "shortest path start-goal (px)", "success against path length (all settings)"
+    ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success", title=title)
+    ax.legend(fontsize=7)
+
+
+def draw_success_by_walls(ax, metrics: dict, planners) -> None:
+    """Success against the walls between the start's room and the goal's (the metrics
+    distance_success_<planner>_<k> and distance_path_<k> of a run with goal_walls), one line
+    per planner: does hierarchy's lead grow with the distance?"""
+    walls = sorted(
+        int(k.removeprefix("distance_path_")) for k in metrics if k.startswith("distance_path_")
+    )
+    for planner in planners:
+        ax.plot(
+            walls,
+            [metrics[f"distance_success_{planner}_{k}"] for k in walls],
+            "o-",
+            label=planner,
+            lw=1.2,
+            ms=3,
+        )
+    paths = [f"{k}\n{metrics[f'distance_path_{k}']:.0f} px" for k in walls]
+    ax.set_xticks(walls, paths, fontsize=7)
+    xlabel, title = "walls start-goal (median shortest path)", "success against the distance"
     ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success", title=title)
     ax.legend(fontsize=7)
 
@@ -128,11 +152,12 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
     """The figure of a planning run with config `cfg`: one row of episodes per setting (a
     column per planner), then the world model's rollouts (`probe`'s true and predicted
     positions), the success rates, success against the start-goal path length and (with
-    compute_samples) against planning compute, in evaluations and in seconds, under
-    `heading`; saved to `path`."""
+    compute_samples) against planning compute, in evaluations and in seconds, and (with
+    goal_walls) against the walls between start and goal, under `heading`; saved to `path`."""
     true_pos, pred_pos = probe.true, probe.predicted
     planners = [p for p in cfg.planners if p != "random"]
-    cols, rows = max(len(planners), 3 + 2 * bool(cfg.compute_samples)), len(cfg.settings) + 1
+    panels = 3 + 2 * bool(cfg.compute_samples) + bool(cfg.goal_walls)
+    cols, rows = max(len(planners), panels), len(cfg.settings) + 1
     fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -160,6 +185,9 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
         for ax, measure in zip(axes[-1, 3:5], ("evals", "s"), strict=True):
             ax.axis("on")
             draw_compute(ax, metrics, cfg.settings[0], cfg.samples, measure, cfg.search_frontier)
+    if cfg.goal_walls:
+        axes[-1, panels - 1].axis("on")
+        draw_success_by_walls(axes[-1, panels - 1], metrics, cfg.planners)
     fig.suptitle(f"{heading} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)

@@ -70,3 +70,24 @@ def compute_sweep(model, params, cfg, k_eval: jax.Array) -> dict:
         msg = "%s, %d %s: success %.3f, %d evaluations"
         log.info(msg, planner, n, what, ep.success.mean(), evals)
     return metrics
+
+
+def distance_sweep(model, params, cfg, k_eval: jax.Array) -> dict:
+    """Success against the distance in the first setting, on its task keys: every planner
+    again with the goal k walls from the start's room, for k in cfg.goal_walls (0: the same
+    room; the setting's wall count: its protocol tasks) -> distance_success_ and
+    distance_first_hit_ <planner>_<k>, and distance_path_<k>: the median shortest path from
+    start to goal of those tasks (px)."""
+    metrics, pcfg = {}, cfg.planner_config()
+    keys, layouts = agent.tasks(k_eval, cfg.settings[0], cfg.episodes)
+    for k in cfg.goal_walls:
+        walls = np.full(cfg.episodes, k, np.int32)
+        for planner in cfg.planners:
+            ep = agent.run_episodes(model, params, pcfg, planner, keys, layouts, walls)
+            metrics[f"distance_success_{planner}_{k}"] = float(ep.success.mean())
+            metrics[f"distance_first_hit_{planner}_{k}"] = float(ep.first_hit.mean())
+            msg = "%s, the goal %d walls away: success %.3f (first hit %.3f)"
+            log.info(msg, planner, k, ep.success.mean(), ep.first_hit.mean())
+        lengths = agent.path_lengths(ep.positions[:, 0], ep.goals, ep.wall_x, ep.door_y)
+        metrics[f"distance_path_{k}"] = float(np.median(lengths))
+    return metrics

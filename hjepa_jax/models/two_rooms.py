@@ -104,6 +104,7 @@ __all__ = [
     "evaluations_per_episode",
     "make_evaluate",
     "Episodes",
+    "wall_count",
     "tasks",
     "run_episodes",
     "Probe",
@@ -1150,9 +1151,10 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
 
 
 def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
-    """Jitted `evaluate(keys [N, 2], layouts [N]) -> (positions [N, max_steps+1, 2],
-    goals [N, 2], success [N], first_hit [N], steps [N])` of `planner`, one episode per key
-    and layout, on EB-JEPA's protocol.
+    """Jitted `evaluate(keys [N, 2], layouts [N], walls_apart [N] = None) -> (positions
+    [N, max_steps+1, 2], goals [N, 2], success [N], first_hit [N], steps [N])` of `planner`,
+    one episode per key and layout, on EB-JEPA's protocol (walls_apart: the goal that many
+    walls from the start's room, `two_rooms.reset`'s; None: in the last room, the protocol's).
 
     Every `replan_every` env steps the planner sees Enc(o_t) and the goal (`Model.goal` of
     Enc(goal_obs)) only, plans, and the first `replan_every` actions, clipped to L2 norm
@@ -1167,9 +1169,9 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
     n_plans, r = cfg.max_steps // cfg.replan_every, cfg.replan_every
     enc = params["enc"]
 
-    def episode(key, layout):
+    def episode(key, layout, walls_apart):
         k_reset, k_plan = jax.random.split(key)
-        state, _ = tr.reset(k_reset, env, layout)
+        state, _ = tr.reset(k_reset, env, layout, walls_apart)
         frame = tr.render_position(state.goal, layout, env)
         goal = model.goal(params, model.encode(enc, state.goal, layout), frame, kind)
 
@@ -1191,11 +1193,16 @@ def make_evaluate(model: Model, params: dict, cfg: PlannerConfig, planner: str):
         path = jnp.concatenate([state.position[None], path.reshape(n_plans * r, 2)])
         return path, state.goal, tr.success(last, env), hit, steps
 
-    def evaluate(keys, layouts):
+    def evaluate(keys, layouts, walls_apart=None):
         fix = "pass keys [N, 2] and one layout per key"
         _checks.rank("evaluate", "keys", keys, 2, "[N, 2]", fix)
         _checks.shape("evaluate", "layouts.kind", layouts.kind, keys.shape[:1], "[N]", fix)
-        return jax.lax.map(lambda a: episode(*a), (keys, layouts), batch_size=cfg.eval_chunk)
+        if walls_apart is None:
+            walls_apart = jnp.full(keys.shape[:1], tr.MAX_WALLS, jnp.int32)
+        fix = "pass one count of walls per key"
+        _checks.shape("evaluate", "walls_apart", walls_apart, keys.shape[:1], "[N]", fix)
+        tasks = (keys, layouts, walls_apart)
+        return jax.lax.map(lambda a: episode(*a), tasks, batch_size=cfg.eval_chunk)
 
     return jax.jit(evaluate)
 
@@ -1216,6 +1223,18 @@ class Episodes(NamedTuple):
     seconds: float
 
 
+def wall_count(setting: str) -> int:
+    """The interior walls of `setting`'s layouts (a key of SETTINGS; the same in each).
+
+    Example:
+      >>> from hjepa_jax.models import two_rooms
+      >>> two_rooms.wall_count("random"), two_rooms.wall_count("four_rooms_fixed")
+      (1, 3)
+    """
+    _checks.one_of("wall_count", "setting", setting, tuple(SETTINGS), "pick one of them")
+    return int(np.sum(SETTINGS[setting](jax.random.PRNGKey(0)).wall_on))
+
+
 def tasks(key: jax.Array, setting: str, episodes: int) -> tuple[jax.Array, tr.Layout]:
     """The task keys [N, 2] and layouts [N] of `episodes` episodes in `setting` (a key of
     SETTINGS): split from fold_in(key, the setting's index), so each setting's tasks are the
@@ -1227,12 +1246,16 @@ def tasks(key: jax.Array, setting: str, episodes: int) -> tuple[jax.Array, tr.La
 
 
 def run_episodes(
-    model: Model, params: dict, cfg: PlannerConfig, planner: str, keys, layouts
+    model: Model, params: dict, cfg: PlannerConfig, planner: str, keys, layouts, walls_apart=None
 ) -> Episodes:
-    """`make_evaluate`'s episodes of keys [N, 2] and layouts [N], compiled, then timed."""
-    compiled = make_evaluate(model, params, cfg, planner).lower(keys, layouts).compile()
+    """`make_evaluate`'s episodes of keys [N, 2], layouts [N] and walls_apart ([N] or None),
+    compiled, then timed (None: the protocol's goal in the last room, passed as an array, so
+    that a run and its distance sweep share one program)."""
+    last = np.full(np.shape(keys)[:1], tr.MAX_WALLS, np.int32)
+    tasks = (keys, layouts, last if walls_apart is None else jnp.asarray(walls_apart, jnp.int32))
+    compiled = make_evaluate(model, params, cfg, planner).lower(*tasks).compile()
     start = time.perf_counter()
-    pos, goals, done, hit, steps = jax.block_until_ready(compiled(keys, layouts))
+    pos, goals, done, hit, steps = jax.block_until_ready(compiled(*tasks))
     seconds = (time.perf_counter() - start) / keys.shape[0]
     on = np.asarray(layouts.wall_on)
     wall_x = np.where(on, np.asarray(layouts.wall_x), np.nan)
@@ -1335,16 +1358,18 @@ def rollout_errors(
 
 
 def path_length(start, goal, wall_x, door_y, points: int = 17) -> float:
-    """Shortest path length (pixels) from start [2] in room 0 to goal [2] in the last room through
-    the door of every wall in wall_x [K] (NaN: no wall; door_y [K] their doors), each door a
-    segment of `points` crossing points (the walls' thickness ignored). The yardstick of the
-    planners' costs.
+    """Shortest path length (pixels) from start [2] to goal [2] through the door of every wall
+    between them in wall_x [K] (NaN: no wall; door_y [K] their doors), each door a segment of
+    `points` crossing points (the walls' thickness ignored). The yardstick of the planners'
+    costs.
 
     Example:
       >>> from hjepa_jax.models import two_rooms
       >>> nan = float("nan")
       >>> two_rooms.path_length([10, 18], [50, 18], [32, nan], [18, nan])
       40.0
+      >>> two_rooms.path_length([10, 18], [20, 18], [32, nan], [18, nan])  # the same room
+      10.0
     """
     fix = "pass one start and goal (x, y) and the walls' wall_x, door_y [K]"
     _checks.shape("path_length", "start", start, (2,), "[2], (x, y)", fix)
@@ -1353,10 +1378,11 @@ def path_length(start, goal, wall_x, door_y, points: int = 17) -> float:
     points = _checks.integer("path_length", "points", points, fix="pass points >= 1")
     half = tr.EnvParams().door_half_height
     legs = [np.asarray(start, np.float64)[None]]
-    for wx, dy in zip(wall_x, door_y, strict=True):
-        if not np.isnan(wx):
-            ys = np.linspace(dy - half, dy + half, points)
-            legs.append(np.stack([np.full(points, wx), ys], -1))
+    lo, hi = sorted((float(start[0]), float(goal[0])))
+    between = [(wx, dy) for wx, dy in zip(wall_x, door_y, strict=True) if lo < wx < hi]  # no NaN
+    for wx, dy in sorted(between, reverse=float(start[0]) > float(goal[0])):  # start's side first
+        ys = np.linspace(dy - half, dy + half, points)
+        legs.append(np.stack([np.full(points, wx), ys], -1))
     legs.append(np.asarray(goal, np.float64)[None])
     best = np.zeros(1)
     for a, b in zip(legs[:-1], legs[1:], strict=True):  # dynamic programming over the doors
@@ -1446,16 +1472,6 @@ def wall_predictions(model: Model, params: dict, key: jax.Array, setting: str = 
     return {"wall_leak": float(leak), "door_pass": float(door)}
 
 
-def _path_between(a: np.ndarray, b: np.ndarray, wall_x: np.ndarray, door_y: np.ndarray) -> float:
-    """`path_length` between points a, b [2] in any rooms: through the doors of the walls
-    between them (wall_x, door_y [K], NaN: no wall)."""
-    a, b = (a, b) if a[0] <= b[0] else (b, a)
-    order = np.argsort(np.where(np.isnan(wall_x), np.inf, wall_x))
-    wx, dy = np.asarray(wall_x)[order], np.asarray(door_y)[order]
-    between = ~np.isnan(wx) & (wx > a[0]) & (wx < b[0])
-    return path_length(a, b, np.where(between, wx, np.nan), dy)
-
-
 def subgoal_probe(
     model: Model,
     params: dict,
@@ -1523,7 +1539,7 @@ def subgoal_probe(
     line = (goals - starts)[:, None]
     length = np.linalg.norm(line, axis=-1, keepdims=True)
     straight = starts[:, None] + np.minimum(far, length) * line / np.maximum(length, 1e-9)
-    whole = [_path_between(starts[i], goals[i], wall_x[i], door_y[i]) for i in range(n)]
+    whole = [path_length(starts[i], goals[i], wall_x[i], door_y[i]) for i in range(n)]
     prefix = "subgoal" if planner == "hjepa" else "search"
     out = {}
     if planner == "hjepa_search":
@@ -1532,7 +1548,7 @@ def subgoal_probe(
     for name, points in (("", at), ("_straight", straight)):
         detour, progress = np.zeros((n, m)), np.zeros((n, m))
         for i, j in np.ndindex(n, m):
-            path = lambda p, q, i=i: _path_between(p, q, wall_x[i], door_y[i])
+            path = lambda p, q, i=i: path_length(p, q, wall_x[i], door_y[i])
             to_goal = path(points[i, j], goals[i])
             detour[i, j] = (path(starts[i], points[i, j]) + to_goal) / whole[i]
             progress[i, j] = 1.0 - to_goal / whole[i]
