@@ -219,7 +219,7 @@ def test_rerun_with_other_planners_reuses_the_trained_models(tiny_run, tmp_path)
     for planner in again.planners:
         assert second[f"distance_success_{planner}_1"] == second[f"success_{planner}_fixed"]
         assert 0.0 <= second[f"distance_first_hit_{planner}_0"] <= 1.0
-    assert 0 < second["distance_path_0"] < second["distance_path_1"]
+    assert 0 < second["distance_path_0"] < second["distance_path_1"] == second["path_median_fixed"]
     assert (tmp_path / "b" / f"{planning_two_rooms.NAME}.png").exists()
     with pytest.raises(ValueError, match="hidden"):
         planning_two_rooms.run(dataclasses.replace(cfg, hidden=32), tmp_path / "c", options)
@@ -868,6 +868,31 @@ def test_compute_panel_draws_each_sweep_with_its_main_run_and_lone_planners_as_p
     plt.close(fig)
     assert list(lines["cem"][0]) == [0.02, 0.05, 0.15] and list(lines["cem"][1]) == [0.2, 0.9, 0.95]
     assert list(lines["gradient_mpc"][0]) == [0.07]
+
+
+def test_distance_panel_draws_the_sweep_and_the_runs_own_tasks_at_the_settings_walls():
+    """Success against the walls between start and goal: the sweep's points (goal_walls 0, 1)
+    and the run's own tasks at the setting's wall count (2 in three rooms), ticked with each
+    one's median shortest path; a planner the sweep lacks is NaN there."""
+    metrics = {
+        "distance_success_hjepa_search_0": 1.0, "distance_success_hjepa_search_1": 0.9,
+        "distance_success_cem_0": 0.7, "distance_success_cem_1": 0.3,
+        "distance_path_0": 15.0, "distance_path_1": 30.0, "path_median_three_rooms_fixed": 52.0,
+        "success_hjepa_search_three_rooms_fixed": 0.8, "success_cem_three_rooms_fixed": 0.0,
+        "success_random_three_rooms_fixed": 0.0,
+    }  # fmt: skip
+    fig, ax = plt.subplots()
+    two_rooms_figures.draw_success_by_walls(
+        ax, metrics, ("hjepa_search", "cem", "random"), "three_rooms_fixed"
+    )
+    lines = {line.get_label(): line.get_data() for line in ax.get_lines()}
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    plt.close(fig)
+    assert list(lines["hjepa_search"][0]) == [0, 1, 2]
+    assert list(lines["hjepa_search"][1]) == [1.0, 0.9, 0.8]
+    assert list(lines["cem"][1]) == [0.7, 0.3, 0.0]
+    np.testing.assert_array_equal(lines["random"][1], [np.nan, np.nan, 0.0])
+    assert ticks == ["0\n15 px", "1\n30 px", "2\n52 px"]
 
 
 def test_the_model_and_planner_configs_default_to_full_mode():

@@ -65,26 +65,33 @@ def draw_success_by_path(ax, ep, planners, bins: int = 4) -> None:
     ax.legend(fontsize=7)
 
 
-def draw_success_by_walls(ax, metrics: dict, planners) -> None:
-    """Success against the walls between the start's room and the goal's (the metrics
-    distance_success_<planner>_<k> and distance_path_<k> of a run with goal_walls), one line
-    per planner: does hierarchy's lead grow with the distance?"""
-    walls = sorted(
-        int(k.removeprefix("distance_path_")) for k in metrics if k.startswith("distance_path_")
-    )
+def draw_success_by_walls(ax, metrics: dict, planners, setting: str) -> None:
+    """Success against the walls between the start's room and the goal's in `setting`, one
+    line per planner: the distance sweep (distance_success_<planner>_<k>, its tasks' median
+    shortest path distance_path_<k>) and the run's own tasks (success_<planner><suffix> and
+    path_median<suffix>, at the setting's wall count). Does hierarchy's lead grow with the
+    distance?"""
+    paths = {
+        int(k.removeprefix("distance_path_")): v
+        for k, v in metrics.items()
+        if k.startswith("distance_path_")
+    }
+    own, mine = agent.wall_count(setting), suffix(setting)
+    paths.setdefault(own, metrics.get(f"path_median{mine}", np.nan))
+    walls = sorted(paths)
     for planner in planners:
-        ax.plot(
-            walls,
-            [metrics[f"distance_success_{planner}_{k}"] for k in walls],
-            "o-",
-            label=planner,
-            lw=1.2,
-            ms=3,
-        )
-    paths = [f"{k}\n{metrics[f'distance_path_{k}']:.0f} px" for k in walls]
-    ax.set_xticks(walls, paths, fontsize=7)
-    xlabel, title = "walls start-goal (median shortest path)", "success against the distance"
-    ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success", title=title)
+        run = metrics.get(f"success_{planner}{mine}", np.nan)  # the run's own tasks
+        swept = (metrics.get(f"distance_success_{planner}_{k}") for k in walls)
+        rates = [run if r is None and k == own else r for k, r in zip(walls, swept, strict=True)]
+        ax.plot(walls, np.array(rates, float), "o-", label=planner, lw=1.2, ms=3)
+    ax.set_xticks(walls, [f"{k}\n{paths[k]:.0f} px" for k in walls], fontsize=7)
+    xlabel = "walls between start and goal (median shortest path)"
+    ax.set(
+        ylim=(-0.05, 1.05),
+        xlabel=xlabel,
+        ylabel="success",
+        title=f"success against the distance, {setting}",
+    )
     ax.legend(fontsize=7)
 
 
@@ -187,7 +194,7 @@ def draw_run(cfg, path, ep, probe, metrics, heading: str) -> None:
             draw_compute(ax, metrics, cfg.settings[0], cfg.samples, measure, cfg.search_frontier)
     if cfg.goal_walls:
         axes[-1, panels - 1].axis("on")
-        draw_success_by_walls(axes[-1, panels - 1], metrics, cfg.planners)
+        draw_success_by_walls(axes[-1, panels - 1], metrics, cfg.planners, cfg.settings[0])
     fig.suptitle(f"{heading} (seed {cfg.seed}, {cfg.steps} training steps)")
     fig.tight_layout()
     save_figure(fig, path)

@@ -25,8 +25,9 @@ EPISODE_KEYS = (
 def every_setting(model, params, cfg, k_eval: jax.Array) -> tuple[dict, dict]:
     """Plan with each of cfg.planners in each of cfg.settings (cfg.episodes tasks from
     `two_rooms.tasks(k_eval, setting, ...)`, one compiled call per pair) -> (metrics
-    success_, first_hit_, steps_to_goal_, plan_s_per_episode_ and plan_evals_per_episode_,
-    the episodes' arrays of EPISODE_KEYS for episodes.npz)."""
+    success_, first_hit_, steps_to_goal_, plan_s_per_episode_, plan_evals_per_episode_ and
+    path_median<suffix> (the tasks' median shortest path from start to goal, px), the
+    episodes' arrays of EPISODE_KEYS for episodes.npz)."""
     metrics, parts, plan_s = {}, [], {p: [] for p in cfg.planners}
     pcfg = cfg.planner_config()
     for setting in cfg.settings:
@@ -45,6 +46,7 @@ def every_setting(model, params, cfg, k_eval: jax.Array) -> tuple[dict, dict]:
             plan_s[planner].append(ep.seconds)
             tags = {"planner": planner, "layout": setting}
             parts.append({**ep._asdict(), **{k: np.full(cfg.episodes, v) for k, v in tags.items()}})
+        metrics[f"path_median{figures.suffix(setting)}"] = median_path(ep)
     for planner in cfg.planners:
         metrics[f"plan_s_per_episode_{planner}"] = float(np.mean(plan_s[planner]))
     return metrics, {k: np.concatenate([part[k] for part in parts]) for k in EPISODE_KEYS}
@@ -75,7 +77,7 @@ def compute_sweep(model, params, cfg, k_eval: jax.Array) -> dict:
 def distance_sweep(model, params, cfg, k_eval: jax.Array) -> dict:
     """Success against the distance in the first setting, on its task keys: every planner
     again with the goal k walls from the start's room, for k in cfg.goal_walls (0: the same
-    room; the setting's wall count: its protocol tasks) -> distance_success_ and
+    room; the setting's wall count: its protocol tasks, planned again) -> distance_success_ and
     distance_first_hit_ <planner>_<k>, and distance_path_<k>: the median shortest path from
     start to goal of those tasks (px)."""
     metrics, pcfg = {}, cfg.planner_config()
@@ -88,6 +90,10 @@ def distance_sweep(model, params, cfg, k_eval: jax.Array) -> dict:
             metrics[f"distance_first_hit_{planner}_{k}"] = float(ep.first_hit.mean())
             msg = "%s, the goal %d walls away: success %.3f (first hit %.3f)"
             log.info(msg, planner, k, ep.success.mean(), ep.first_hit.mean())
-        lengths = agent.path_lengths(ep.positions[:, 0], ep.goals, ep.wall_x, ep.door_y)
-        metrics[f"distance_path_{k}"] = float(np.median(lengths))
+        metrics[f"distance_path_{k}"] = median_path(ep)
     return metrics
+
+
+def median_path(ep: agent.Episodes) -> float:
+    """The median shortest path from start to goal of `ep`'s tasks (px)."""
+    return float(np.median(agent.path_lengths(ep.positions[:, 0], ep.goals, ep.wall_x, ep.door_y)))
