@@ -42,10 +42,36 @@ def test_mean_and_std_over_seeds_and_a_png(tmp_path, capsys):
         outs.append(str(out))
     png = tmp_path / "curves.png"
     table = load_script().main(["--png", str(png), "four_rooms_fixed=" + ",".join(outs)])
-    rows = table["four_rooms_fixed"]
+    rows = table["four_rooms_fixed, plan_cost model"]
     assert rows["success_cem_four_rooms_fixed"] == [0.6, 0.2]
     assert rows["success_hjepa_four_rooms_fixed"] == [0.8, 0.1]
     assert rows["compute_success_cem_2"] == [0.3, 0.1]
+    assert png.stat().st_size > 10_000
+    assert json.loads(capsys.readouterr().out) == table
+
+
+def test_success_against_the_walls_between_start_and_goal(tmp_path, capsys):
+    """--against walls: the distance sweep's success and the runs' own at the setting's wall
+    count, averaged over the seeds; the panel's title names the plan cost."""
+    outs = []
+    for i, (near, far) in enumerate([(1.0, 0.2), (0.6, 0.0)]):
+        out = tmp_path / f"seed{i}"
+        out.mkdir()
+        metrics = {
+            "distance_success_cem_0": near, "distance_success_cem_1": far / 2,
+            "distance_path_0": 15.0 + i, "distance_path_1": 30.0,
+            "path_median_three_rooms_fixed": 52.0,
+            "success_cem_three_rooms_fixed": far, "config": {"plan_cost": "distance"},
+        }  # fmt: skip
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        outs.append(str(out))
+    png = tmp_path / "walls.png"
+    argv = ["--against", "walls", "--png", str(png), "three_rooms_fixed=" + ",".join(outs)]
+    table = load_script().main(argv)
+    rows = table["three_rooms_fixed, plan_cost distance"]
+    assert rows["distance_success_cem_0"] == [0.8, 0.2]
+    assert rows["distance_success_cem_1"] == [0.05, 0.05]
+    assert rows["success_cem_three_rooms_fixed"] == [0.1, 0.1]
     assert png.stat().st_size > 10_000
     assert json.loads(capsys.readouterr().out) == table
 
