@@ -777,9 +777,10 @@ def test_hjepa_three_rooms_preset_is_quick_mode_in_three_rooms_and_make_reproduc
     assert "planning_two_rooms --preset hjepa_three_rooms" in makefile
     four = common.config_from_args(
         planning_two_rooms.Config, parser.parse_args(["--preset", "hjepa_four_rooms"]), False
-    )  # the same model and planners in four rooms
+    )  # the same model and planners in four rooms, and the goal nearer too
     assert four.train_layout == "four_rooms_fixed" and four.settings == ("four_rooms_fixed",)
-    moved = {"train_layout", "settings"}
+    assert four.goal_walls == (0, 1, 2) and cfg.goal_walls == ()
+    moved = {"train_layout", "settings", "goal_walls"}
     same = lambda c: {k: v for k, v in dataclasses.asdict(c).items() if k not in moved}
     assert same(four) == same(cfg)
 

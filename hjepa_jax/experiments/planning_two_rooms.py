@@ -2,7 +2,7 @@
 
     hjepa-run planning_two_rooms --quick --out out/planning_two_rooms   # fixed wall, minutes
     hjepa-run planning_two_rooms --preset hjepa_three_rooms --out out/hjepa_three_rooms  # H-JEPA
-    hjepa-run planning_two_rooms --preset hjepa_four_rooms --out out/hjepa_four_rooms    # longer
+    hjepa-run planning_two_rooms --preset hjepa_four_rooms --out out/hjepa_four_rooms    # farther
     hjepa-run planning_two_rooms --preset hjepa_search_three_rooms --out out/search  # ||s - g||^2
     hjepa-run planning_two_rooms --out out/full --ckpt-dir ckpt/full    # full mode, 1 h on 2 CPUs
 
@@ -14,7 +14,9 @@ learned from the same trajectories, over codes of k-step action chunks, proposes
 states that level 1 reaches; "hjepa_search": the same level 2 searched breadth-first in
 imagination, `hj.search.breadth_first`), against random actions. `--plan-cost distance`
 plans with EB-JEPA's cost instead, the representation distance ||s - g||^2 alone (the
-hjepa_search presets: every planner at that cost, on the hjepa presets' models).
+hjepa_search presets: every planner at that cost, on the hjepa presets' models). The
+four-room presets also plan with the goal 0, 1 and 2 walls away (`--goal-walls`): does the
+hierarchy's lead grow with the distance?
 Quick mode: the fixed wall, an 8-dim vector state, the flat planners. Full mode: random walls,
 a 32-dim vector state trained with the context term, the flat planners and H-JEPA on random
 walls and on the fixed wall (`--state spatial`: a convolutional state; `--train-layout mixed
@@ -140,6 +142,12 @@ SEARCH = dict(
 )  # fmt: skip
 
 
+# The hjepa presets in four rooms in a row, each planner also with the goal nearer.
+FOUR_ROOMS = dict(
+    train_layout="four_rooms_fixed", settings=("four_rooms_fixed",), goal_walls=(0, 1, 2)
+)  # fmt: skip
+
+
 # Full mode's model and planner settings: the library's defaults, where the fields mean the same.
 _MODEL, _PLANNER = agent.ModelConfig(), agent.PlannerConfig()
 
@@ -245,16 +253,14 @@ class Config:
             init_std=2.0, hier_horizon=90, max_steps=200, action_norm=2.45,
         ),
         "hjepa_three_rooms": HJEPA,
-        # The same in four rooms in a row (doors at y = 18, 46, 18): a longer way to the goal.
-        "hjepa_four_rooms": dict(
-            HJEPA, train_layout="four_rooms_fixed", settings=("four_rooms_fixed",)
-        ),
+        # The same in four rooms in a row (doors at y = 18, 46, 18): a longer way to the goal,
+        # and every planner again with the goal 0, 1 and 2 walls away: success against the
+        # distance.
+        "hjepa_four_rooms": dict(HJEPA, **FOUR_ROOMS),
         # The same models planned with EB-JEPA's cost, the representation distance alone: H-JEPA
         # whose level 2 searches in imagination, against the others at that cost.
         "hjepa_search_three_rooms": dict(HJEPA, **SEARCH),
-        "hjepa_search_four_rooms": dict(
-            HJEPA, **SEARCH, train_layout="four_rooms_fixed", settings=("four_rooms_fixed",)
-        ),
+        "hjepa_search_four_rooms": dict(HJEPA, **SEARCH, **FOUR_ROOMS),
     }  # fmt: skip
 
     def quick(self) -> Config:
