@@ -85,13 +85,9 @@ def draw_success_by_walls(ax, metrics: dict, planners, setting: str) -> None:
         rates = [run if r is None and k == own else r for k, r in zip(walls, swept, strict=True)]
         ax.plot(walls, np.array(rates, float), "o-", label=planner, lw=1.2, ms=3)
     ax.set_xticks(walls, [f"{k}\n{paths[k]:.0f} px" for k in walls], fontsize=7)
-    xlabel = "walls between start and goal (median shortest path)"
-    ax.set(
-        ylim=(-0.05, 1.05),
-        xlabel=xlabel,
-        ylabel="success",
-        title=f"success against the distance, {setting}",
-    )
+    xlabel = "walls between start and goal\n(the tasks' median shortest path)"
+    ax.set(ylim=(-0.05, 1.05), xlabel=xlabel, ylabel="success")
+    ax.set_title(f"success against the distance\n{setting}", fontsize=9)
     ax.legend(fontsize=7)
 
 
