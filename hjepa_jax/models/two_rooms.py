@@ -1249,8 +1249,9 @@ def run_episodes(
     model: Model, params: dict, cfg: PlannerConfig, planner: str, keys, layouts, walls_apart=None
 ) -> Episodes:
     """`make_evaluate`'s episodes of keys [N, 2], layouts [N] and walls_apart ([N] or None),
-    compiled, then timed (None: the protocol's goal in the last room, passed as an array, so
-    that a run and its distance sweep share one program)."""
+    compiled, then timed (None: the protocol's goal in the last room, passed as an array like
+    a sweep's, so that both lower to the same program and a persistent compilation cache
+    serves one from the other; `make_evaluate`'s own None builds it inside the program)."""
     last = np.full(np.shape(keys)[:1], tr.MAX_WALLS, np.int32)
     tasks = (keys, layouts, last if walls_apart is None else jnp.asarray(walls_apart, jnp.int32))
     compiled = make_evaluate(model, params, cfg, planner).lower(*tasks).compile()
