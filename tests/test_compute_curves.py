@@ -33,15 +33,21 @@ def run_metrics(success_cem: float, success_hjepa: float) -> dict:
     }
 
 
-def test_mean_and_std_over_seeds_and_a_png(tmp_path, capsys):
+def seed_runs(tmp_path, runs: list[dict]) -> str:
+    """Each seed's metrics.json in its own folder -> "OUT0,OUT1,..", as the script takes them."""
     outs = []
-    for i, (cem, hjepa) in enumerate([(0.4, 0.9), (0.8, 0.7)]):
+    for i, metrics in enumerate(runs):
         out = tmp_path / f"seed{i}"
         out.mkdir()
-        (out / "metrics.json").write_text(json.dumps(run_metrics(cem, hjepa)))
+        (out / "metrics.json").write_text(json.dumps(metrics))
         outs.append(str(out))
+    return ",".join(outs)
+
+
+def test_mean_and_std_over_seeds_and_a_png(tmp_path, capsys):
+    outs = seed_runs(tmp_path, [run_metrics(0.4, 0.9), run_metrics(0.8, 0.7)])
     png = tmp_path / "curves.png"
-    table = load_script().main(["--png", str(png), "four_rooms_fixed=" + ",".join(outs)])
+    table = load_script().main(["--png", str(png), "four_rooms_fixed=" + outs])
     rows = table["four_rooms_fixed, plan_cost model"]
     assert rows["success_cem_four_rooms_fixed"] == [0.6, 0.2]
     assert rows["success_hjepa_four_rooms_fixed"] == [0.8, 0.1]
@@ -53,20 +59,21 @@ def test_mean_and_std_over_seeds_and_a_png(tmp_path, capsys):
 def test_success_against_the_walls_between_start_and_goal(tmp_path, capsys):
     """--against walls: the distance sweep's success and the runs' own at the setting's wall
     count, averaged over the seeds; the panel's title names the plan cost."""
-    outs = []
-    for i, (near, far) in enumerate([(1.0, 0.2), (0.6, 0.0)]):
-        out = tmp_path / f"seed{i}"
-        out.mkdir()
-        metrics = {
-            "distance_success_cem_0": near, "distance_success_cem_1": far / 2,
-            "distance_path_0": 15.0 + i, "distance_path_1": 30.0,
+    runs = [
+        {
+            "distance_success_cem_0": near,
+            "distance_success_cem_1": far / 2,
+            "distance_path_0": 15.0 + i,
+            "distance_path_1": 30.0,
             "path_median_three_rooms_fixed": 52.0,
-            "success_cem_three_rooms_fixed": far, "config": {"plan_cost": "distance"},
-        }  # fmt: skip
-        (out / "metrics.json").write_text(json.dumps(metrics))
-        outs.append(str(out))
+            "success_cem_three_rooms_fixed": far,
+            "config": {"plan_cost": "distance"},
+        }
+        for i, (near, far) in enumerate([(1.0, 0.2), (0.6, 0.0)])
+    ]
+    outs = seed_runs(tmp_path, runs)
     png = tmp_path / "walls.png"
-    argv = ["--against", "walls", "--png", str(png), "three_rooms_fixed=" + ",".join(outs)]
+    argv = ["--against", "walls", "--png", str(png), "three_rooms_fixed=" + outs]
     table = load_script().main(argv)
     rows = table["three_rooms_fixed, plan_cost distance"]
     assert rows["distance_success_cem_0"] == [0.8, 0.2]
