@@ -364,7 +364,7 @@ def test_other_sampling_arguments():
             lambda: hj.envs.random_trajectories(
                 KEY, hj.envs.EnvParams(), hj.envs.fixed_layout, 2, 3, 0.7, 0.5
             ),
-            r"random_trajectories: door_frac \+ wall_frac=1.2 is above 1",
+            r"random_trajectories: door_frac \+ wall_frac \+ cross_frac=1.2 is above 1",
         ),
         (
             lambda: hj.envs.step(

@@ -367,6 +367,32 @@ def test_walled_trajectories_push_into_the_wall_outside_the_door():
     assert (fblocked & (np.abs(fpos[:, 1:, 0] - 32.0) < 1.5)).any(axis=1).mean() < 0.3
 
 
+def test_crossing_walks_pass_a_door_and_leave_the_other_rows_unchanged():
+    """EB-JEPA's crossing rows: the open-loop walk started so as to pass a door. Most cross a
+    wall (the walls may stop a few first), none through a wall; their steps are the walk's,
+    mostly along x; the other rows are drawn as with cross_frac=0."""
+    n, length = 512, 16
+    key = jax.random.PRNGKey(9)
+    draw = functools.partial(
+        tr.random_trajectories, key, P, any_layout, n, length, 0.0, 0.0, "open_loop"
+    )
+    data, plain = draw(cross_frac=0.35), draw()
+    crossing = np.asarray(data.aimed)
+    assert 0.3 < crossing.mean() < 0.4 and not np.asarray(plain.aimed).any()
+    pos, act = np.asarray(data.positions, np.float64), np.asarray(data.actions, np.float64)
+    wx, dy, on = walls_of(data.layouts)
+    assert not on_wall(pos, wx, dy, on).any()
+    assert not passes_wall_outside_door(pos, wx, dy, on).any()
+    crossed = x_side_changes(pos, wx, on).any(axis=(1, 2))
+    assert crossed[crossing].mean() > 0.85 and crossed[~crossing].mean() < 0.1
+    steps = np.linalg.norm(act[crossing], axis=-1)
+    assert steps.min() >= 0.2 - 1e-5 and steps.max() <= 1.8 + 1e-5
+    net = act[crossing].sum(axis=1)
+    assert np.median(np.abs(net[:, 0]) / np.linalg.norm(net, axis=-1)) > 0.8
+    np.testing.assert_array_equal(pos[~crossing], np.asarray(plain.positions)[~crossing])
+    np.testing.assert_array_equal(act[~crossing], np.asarray(plain.actions)[~crossing])
+
+
 def test_open_loop_walkers_keep_pushing_into_walls_and_never_pass_them():
     """EB-JEPA's walk: actions ignore the walls, so a stopped walker keeps its heading and
     pushes on; over twice the blocked moves of the "turn" walk, none through a wall."""

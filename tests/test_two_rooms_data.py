@@ -86,6 +86,7 @@ def test_layout_setting_picks_the_layouts(layout, kinds):
         ({"num_train": 0}, "must be >= 1"),
         ({"length": 0}, "must be >= 1"),
         ({"door_frac": 0.7, "wall_frac": 0.4}, "sum <= 1"),
+        ({"door_frac": 0.3, "wall_frac": 0.2, "cross_frac": 0.6}, "sum <= 1"),
         ({"wall_frac": -0.1}, "must be >= 0"),
     ],
 )

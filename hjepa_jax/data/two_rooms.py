@@ -1,8 +1,9 @@
 """Two Rooms offline data: random-policy trajectories as a local tfds dataset.
 
 Rows are trajectories of `hjepa_jax.envs.two_rooms.random_trajectories` (a persistent,
-slowly turning heading, steps of about 1 px; optionally a fraction aimed through a door and
-a fraction pushing into a wall beside it), each in its own layout drawn by the config's `layout`
+slowly turning heading, steps of about 1 px; optionally a fraction aimed through a door, a
+fraction pushing into a wall beside it, and a fraction of the free walk started so as to
+cross a door, as EB-JEPA's data), each in its own layout drawn by the config's `layout`
 (`envs.two_rooms.LAYOUTS`: "random", "fixed", "three_rooms", "three_rooms_fixed",
 "four_rooms_fixed" or "mixed": half random walls, half three rooms). No
 expert data: nothing in a trajectory knows a goal.
@@ -52,6 +53,7 @@ class TwoRoomsConfig(tfds.core.BuilderConfig):
     layout: a name in `envs.two_rooms.LAYOUTS`.
     door_frac: fraction aimed through a door; wall_frac: fraction pushing into a wall.
     policy: the free walk, "turn" or "open_loop" (EB-JEPA's; `envs.two_rooms.POLICIES`).
+    cross_frac: fraction of the free walk started so as to cross a door (EB-JEPA's 0.35).
     """
 
     seed: int = 0
@@ -62,6 +64,7 @@ class TwoRoomsConfig(tfds.core.BuilderConfig):
     door_frac: float = 0.3
     wall_frac: float = 0.2
     policy: str = "turn"
+    cross_frac: float = 0.0
 
 
 DEFAULT_CONFIG = TwoRoomsConfig(name="default", description="10000 / 400 mixed layouts, seed 0")
@@ -80,9 +83,11 @@ def _check(config: TwoRoomsConfig) -> None:
             f"num_train ({config.num_train}), num_test ({config.num_test}) and length "
             f"({config.length}) must be >= 1"
         )
-    fracs = (config.door_frac, config.wall_frac)
+    fracs = (config.door_frac, config.wall_frac, config.cross_frac)
     if min(fracs) < 0 or sum(fracs) > 1:
-        raise ValueError(f"door_frac and wall_frac must be >= 0 with sum <= 1, got {fracs}")
+        raise ValueError(
+            f"door_frac, wall_frac and cross_frac must be >= 0 with sum <= 1, got {fracs}"
+        )
     if config.policy not in env.POLICIES:
         raise ValueError(f"policy must be among {tuple(env.POLICIES)}, got {config.policy!r}")
 
@@ -94,7 +99,7 @@ def generate(split: str, config: TwoRoomsConfig = DEFAULT_CONFIG) -> dict[str, n
       position: [N, T + 1, 2] float32, (x, y) pixels.
       action:   [N, T, 2] float32, clipped to the action bound.
       wall_x, door_y: [N, 3] float32; wall_on: [N, 3] bool; kind: [N] int32 (the `Layout`).
-      aimed:    [N] bool, the trajectory was steered through a door.
+      aimed:    [N] bool, the trajectory was steered through a door or started to cross one.
     """
     _check(config)
     index = {"train": 0, "test": 1}[split]
@@ -109,6 +114,7 @@ def generate(split: str, config: TwoRoomsConfig = DEFAULT_CONFIG) -> dict[str, n
         config.door_frac,
         config.wall_frac,
         config.policy,
+        config.cross_frac,
     )
     lay = data.layouts
     return {

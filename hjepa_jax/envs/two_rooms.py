@@ -144,7 +144,7 @@ class Trajectories(NamedTuple):
     positions: jax.Array  # [n, length + 1, 2]
     actions: jax.Array  # [n, length, 2], already clipped
     layouts: Layout  # leaves [n, MAX_WALLS] (kind [n])
-    aimed: jax.Array  # [n] bool: the trajectory was steered through a door
+    aimed: jax.Array  # [n] bool: steered through a door, or started so as to cross it
 
 
 # ----------------------------------------------------------------------------------- layouts
@@ -664,6 +664,48 @@ def height_beside_door(
 POLICIES = {"turn": (0.3, (0.1, 2.0)), "open_loop": (0.45, (0.2, 1.8))}
 
 
+def _walk(key, heading0, length: int, turn: float, short: float, long: float) -> jax.Array:
+    """An open-loop walk's actions [length, 2]: the heading starts at heading0 and turns by
+    N(0, turn^2) each step, the step length is clip(N(1, 0.4^2), short, long)."""
+    k_turn, k_len = jax.random.split(key)
+    turns = (turn * jax.random.normal(k_turn, (length,))).at[0].set(0.0)
+    heading = heading0 + jnp.cumsum(turns)
+    steps = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len, (length,)), short, long)
+    return steps[:, None] * jnp.stack([jnp.cos(heading), jnp.sin(heading)], -1)
+
+
+def _door_crossing(key, wall_x, door_y, length: int, params: EnvParams, walk):
+    """EB-JEPA's crossing walk: an open-loop walk placed so that, walls aside, it is at a point
+    of the door (x uniform over the wall's width, y a normal of std 1.4 px about the door's
+    centre, truncated to the opening) after s steps, s uniform in [1, length). Its heading
+    starts within 45 degrees of +x (or of -x, half of the time). Returns (start [2], clipped
+    to the border, and actions [length, 2])."""
+    k_x, k_y, k_s, k_bias, k_flip, k_back, k_on = jax.random.split(key, 7)
+    hw, dh, std = params.wall_half_width, params.door_half_height, 1.4
+    at_door = jnp.stack(
+        [
+            wall_x + hw * jax.random.uniform(k_x, minval=-1.0, maxval=1.0),
+            door_y + std * jax.random.truncated_normal(k_y, -dh / std, dh / std),
+        ]
+    )
+    s = jax.random.randint(k_s, (), 1, length)
+    bias = (jax.random.uniform(k_bias) - 0.5) * jnp.pi / 2  # about +x
+    back, on = walk(k_back, bias + jnp.pi, length), walk(k_on, bias, length)
+    t = jnp.arange(length)
+    # the first s actions walk the backward walk in reverse, then the forward one goes on
+    actions = jnp.where(
+        (t < s)[:, None],
+        -back[jnp.clip(s - 1 - t, 0, length - 1)],
+        on[jnp.clip(t - s + 1, 0, length - 1)],
+    )
+    flip = jax.random.bernoulli(k_flip)  # the same walk run backward: from right to left
+    actions = jnp.where(flip, -actions[::-1], actions)
+    before = jnp.where(flip, length - s, s)
+    start = at_door - jnp.sum(jnp.where((t < before)[:, None], actions, 0.0), axis=0)
+    start = jnp.clip(start, params.border_lo + 0.01, params.border_hi - 0.01)
+    return start, actions
+
+
 def _trajectory(
     key,
     params: EnvParams,
@@ -672,6 +714,7 @@ def _trajectory(
     door_frac: float,
     wall_frac: float = 0.0,
     policy: str = "turn",
+    cross_frac: float = 0.0,
 ):
     """One random-policy trajectory; see `random_trajectories`."""
     turn, (short, long) = POLICIES[policy]
@@ -706,14 +749,23 @@ def _trajectory(
     )
     start_free = random_position(k_room, layout, params)
     start = jnp.where(aimed | walled, start_aimed, start_free).astype(jnp.float32)
+    # Crossing (drawn from keys of their own, so the other rows' draws do not depend on it)
+    walk = functools.partial(_walk, turn=turn, short=short, long=long)
+    start_cross, cross_actions = _door_crossing(
+        jax.random.fold_in(key, 9), wx, door, length, params, walk
+    )
+    crossing = (u_aim >= door_frac + wall_frac) & (u_aim < door_frac + wall_frac + cross_frac)
+    crossing &= is_free(start_cross, layout, params)
+    start = jnp.where(crossing, start_cross, start).astype(jnp.float32)
 
     before = jnp.stack([wx - side * (hw + 3.0), dy])  # waypoints in front of and behind the door
     after = jnp.stack([wx + side * (hw + 3.0), dy])
     # 0: to `before`, 1: through the door to `after` (walled: pushing into the wall), 2: free
     phase0 = jnp.where(aimed | walled, 0, 2)
 
-    def body(carry, step_key):
+    def body(carry, xs):
         position, heading, phase = carry
+        step_key, cross_action = xs
         k_turn, k_len, k_new = jax.random.split(step_key, 3)
         target = jnp.where(phase == 0, before, after)
         to_target = jnp.arctan2(target[1] - position[1], target[0] - position[0])
@@ -721,6 +773,7 @@ def _trajectory(
         heading = jnp.where(phase == 2, heading + turn * noise, to_target + 0.2 * noise)
         length_ = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len), short, long)
         action = length_ * jnp.stack([jnp.cos(heading), jnp.sin(heading)])
+        action = jnp.where(crossing, cross_action, action)
         action = jnp.clip(action, -params.max_action, params.max_action)
         new, hit = _move(position, action, layout, params)
         if policy == "turn":  # a free walker that hits a wall turns to a fresh random heading
@@ -732,9 +785,10 @@ def _trajectory(
 
     heading0 = jax.random.uniform(k_head, minval=-jnp.pi, maxval=jnp.pi)
     carry = (start, heading0, phase0)
-    _, (positions, actions) = jax.lax.scan(body, carry, jax.random.split(k_steps, length))
+    xs = (jax.random.split(k_steps, length), cross_actions)
+    _, (positions, actions) = jax.lax.scan(body, carry, xs)
     positions = jnp.concatenate([start[None], positions])
-    return positions, actions, layout, aimed
+    return positions, actions, layout, aimed | crossing
 
 
 def random_trajectories(
@@ -746,6 +800,7 @@ def random_trajectories(
     door_frac: float = 0.3,
     wall_frac: float = 0.0,
     policy: str = "turn",
+    cross_frac: float = 0.0,
 ) -> Trajectories:
     """n random-policy trajectories of `length` steps, each in its own layout_fn(key) layout.
 
@@ -761,8 +816,14 @@ def random_trajectories(
     then through it to 4 px behind, then walks freely. A fraction wall_frac is walled: the
     same toward a height of the wall at least 2 px outside the door, so it reaches the wall
     and keeps pushing into it. Aimed and walled trajectories steer by the door's coordinates:
-    leave both at 0 for reward-free data. Moves go through the same collision rule as
-    `step`. Observations are not stored: render them on demand with
+    leave both at 0 for reward-free data. A fraction cross_frac is crossing, as 35% of
+    EB-JEPA's data: the free walk's own open-loop actions (its heading starting within 45
+    degrees of +x or -x), but started where, walls aside, the walk passes a point of a random
+    door after s steps (s uniform in [1, length)); a start that falls on a wall leaves the row
+    a free walk. The actions never look at the walls; only the start is placed by the door's
+    coordinates, as every start is placed on the floor by the walls'. The walls may still stop
+    such a walk before the door. Moves go through the same collision rule as `step`.
+    Observations are not stored: render them on demand with
     `jax.vmap(render_position)(positions, layouts, ...)`.
 
     Args:
@@ -771,12 +832,13 @@ def random_trajectories(
       layout_fn: key -> Layout, e.g. random_layout, fixed_layout, three_rooms_layout (static).
       n, length: static ints.
       door_frac: fraction of aimed trajectories.
-      wall_frac: fraction of walled trajectories (door_frac + wall_frac <= 1).
+      wall_frac: fraction of walled trajectories.
       policy: the free walker's, "turn" or "open_loop" (static).
+      cross_frac: fraction of crossing trajectories (door_frac + wall_frac + cross_frac <= 1).
 
     Returns:
       Trajectories(positions [n, length + 1, 2], actions [n, length, 2], layouts ([n, MAX_WALLS]
-      leaves), aimed [n] bool).
+      leaves), aimed [n] bool: aimed or crossing).
 
     Example:
       >>> import jax
@@ -791,18 +853,21 @@ def random_trajectories(
     _checks.function(fn, "layout_fn", layout_fn, "(key) -> Layout")
     n = _checks.integer(fn, "n", n, fix="pass the number of trajectories, e.g. n=1000")
     length = _checks.integer(fn, "length", length, fix="pass the steps per trajectory")
-    fix = "pass fractions with door_frac + wall_frac <= 1"
-    _checks.real(fn, "door_frac", door_frac, at_least=0, at_most=1, fix=fix)
-    _checks.real(fn, "wall_frac", wall_frac, at_least=0, at_most=1, fix=fix)
-    if not _checks.traced((door_frac, wall_frac)) and door_frac + wall_frac > 1:
-        _checks.fail(fn, "door_frac + wall_frac", door_frac + wall_frac, "is above 1", fix)
+    fix = "pass fractions with door_frac + wall_frac + cross_frac <= 1"
+    fracs = {"door_frac": door_frac, "wall_frac": wall_frac, "cross_frac": cross_frac}
+    for name, frac in fracs.items():
+        _checks.real(fn, name, frac, at_least=0, at_most=1, fix=fix)
+    total = door_frac + wall_frac + cross_frac
+    if not _checks.traced(tuple(fracs.values())) and total > 1:
+        _checks.fail(fn, "door_frac + wall_frac + cross_frac", total, "is above 1", fix)
     _checks.one_of(fn, "policy", policy, tuple(POLICIES), "pick one of them")
-    return _random_trajectories(key, params, layout_fn, n, length, door_frac, wall_frac, policy)
+    fracs = (door_frac, wall_frac, cross_frac)
+    return _random_trajectories(key, params, layout_fn, n, length, fracs, policy)
 
 
 @functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length", "policy"))
 def _random_trajectories(
-    key, params: EnvParams, layout_fn, n: int, length: int, door_frac, wall_frac, policy
+    key, params: EnvParams, layout_fn, n: int, length: int, fracs, policy
 ) -> Trajectories:
     keys = jax.random.split(key, n)
     one = functools.partial(
@@ -810,9 +875,10 @@ def _random_trajectories(
         params=params,
         layout_fn=layout_fn,
         length=length,
-        door_frac=door_frac,
-        wall_frac=wall_frac,
+        door_frac=fracs[0],
+        wall_frac=fracs[1],
         policy=policy,
+        cross_frac=fracs[2],
     )
     positions, actions, layouts, aimed = jax.vmap(one)(keys)
     return Trajectories(positions, actions, layouts, aimed)

@@ -124,6 +124,7 @@ class Config:
     policy: str = "open_loop"  # the reward-free walk (two_rooms.POLICIES): EB-JEPA's
     door_frac: NonNegative = 0.0  # aimed through a door (steered by the door's coordinates)
     wall_frac: NonNegative = 0.0  # aimed into a wall beside it (idem)
+    cross_frac: NonNegative = 0.0  # the walk started to cross a door (EB-JEPA's data: 0.35)
     blur: NonNegative = _MODEL.blur
     pool: Count = _MODEL.pool
     channels: tuple[Count, ...] = _MODEL.channels
@@ -231,6 +232,11 @@ class Config:
                 f"{NAME}: goal_walls must be <= {walls}, the walls of {self.settings[0]} (the "
                 f"first setting), got {self.goal_walls!r}"
             )
+        fracs = (self.door_frac, self.wall_frac, self.cross_frac)
+        if sum(fracs) > 1:
+            raise ValueError(
+                f"{NAME}: door_frac + wall_frac + cross_frac must be <= 1, got {fracs!r}"
+            )
         if self.eval_chunk < 1:
             raise ValueError(f"{NAME}: eval_chunk must be >= 1, got {self.eval_chunk}")
 
@@ -278,7 +284,8 @@ def offline_data(cfg: Config) -> tuple[dict, dict]:
     """The train split (`trajectories` rows) and the probe's held-out test split (400 rows:
     the probe fits 300, scores 100) of the local tfds dataset `hjepa_two_rooms`, built on
     first use from the config's seed and data settings."""
-    settings = {f: getattr(cfg, f) for f in ("seed", "length", "door_frac", "wall_frac", "policy")}
+    fields = ("seed", "length", "door_frac", "wall_frac", "cross_frac", "policy")
+    settings = {f: getattr(cfg, f) for f in fields}
     settings.update(num_train=cfg.trajectories, num_test=PROBE_TRAJECTORIES)
     settings["layout"] = cfg.train_layout
     return tuple(hj.data.load("hjepa_two_rooms", split, **settings) for split in ("train", "test"))
