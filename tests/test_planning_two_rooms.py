@@ -97,9 +97,17 @@ def test_offline_data_is_the_local_tfds_dataset(tiny_run):
     name = hj.data.two_rooms.make_config(
         seed=TINY.seed, num_train=TINY.trajectories, num_test=400, length=TINY.length,
         layout=TINY.train_layout, door_frac=TINY.door_frac, wall_frac=TINY.wall_frac,
-        policy=TINY.policy,
+        policy=TINY.policy, cross_frac=TINY.cross_frac,
     ).name  # fmt: skip
     assert (root / name / str(hj.data.two_rooms.HjepaTwoRooms.VERSION)).is_dir()
+
+
+def test_cross_frac_reaches_the_offline_data():
+    """--cross-frac: that share of the train split's walks is started so as to cross the door
+    (flagged `aimed`); quick mode has none."""
+    train, _ = planning_two_rooms.offline_data(dataclasses.replace(TINY, cross_frac=0.5))
+    assert 0.35 < train["aimed"].mean() < 0.65
+    assert TINY.cross_frac == 0.0
 
 
 def test_episodes_npz_can_rescore_every_episode(tiny_run):
