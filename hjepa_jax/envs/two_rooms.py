@@ -756,7 +756,7 @@ def _trajectory(
     )
     crossing = (u_aim >= door_frac + wall_frac) & (u_aim < door_frac + wall_frac + cross_frac)
     crossing &= is_free(start_cross, layout, params)
-    start = jnp.where(crossing, start_cross, start).astype(jnp.float32)
+    start = jnp.where(crossing, start_cross, start)
 
     before = jnp.stack([wx - side * (hw + 3.0), dy])  # waypoints in front of and behind the door
     after = jnp.stack([wx + side * (hw + 3.0), dy])
@@ -861,8 +861,7 @@ def random_trajectories(
     if not _checks.traced(tuple(fracs.values())) and total > 1:
         _checks.fail(fn, "door_frac + wall_frac + cross_frac", total, "is above 1", fix)
     _checks.one_of(fn, "policy", policy, tuple(POLICIES), "pick one of them")
-    fracs = (door_frac, wall_frac, cross_frac)
-    return _random_trajectories(key, params, layout_fn, n, length, fracs, policy)
+    return _random_trajectories(key, params, layout_fn, n, length, tuple(fracs.values()), policy)
 
 
 @functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length", "policy"))
