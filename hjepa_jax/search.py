@@ -15,7 +15,10 @@ state `subgoal_step` macro steps along the way to it. Walls the coarse model has
 stop the expansion, so the kept states flood the room and pass the doors, and the distance
 to the goal only has to be right near the goal. `moves` reads the macro-actions of the
 imagined way; `allowed` restricts the first one (an agent whose models predicted a move that
-left it where it was can search again without that move).
+left it where it was can search again without that move), and `avoid` is an episode's memory of
+such moves: a kept state near a place where a macro-action left the agent where it was is not
+expanded by that macro-action, so the search stops imagining the wall away where the agent
+has already run into it.
 
 Everything is fixed-shape (jit, vmap): states that are not kept are +inf.
 """
@@ -77,6 +80,8 @@ def breadth_first(
     cost: Callable = planning.squared_distance,
     subgoal_step: int = 1,
     allowed: jax.Array | None = None,
+    avoid: tuple[jax.Array, jax.Array] | None = None,
+    avoid_radius: float = 1.0,
 ) -> SearchPlan:
     """Breadth-first search over the macro-actions `codes` with the coarse model; see the
     module docstring.
@@ -94,6 +99,11 @@ def breadth_first(
       subgoal_step: the macro steps from s0 to the subgoal, along the way to the best state.
       allowed: [K] bool, the macro-actions the way may start with (default: all); e.g. all
         but one that was just tried from s0 and left the agent where it was.
+      avoid: (places [M, D], moves [M] int) or None: no kept state within avoid_radius x m of
+        places[i] is expanded by codes[moves[i]] (a slot with moves[i] < 0, or a non-finite
+        place, is empty). Where every macro-action from s0 is avoided, s0 is expanded by all
+        (the memory never leaves the search nowhere to start).
+      avoid_radius: the reach of each avoided place, in typical macro steps m (> 0).
 
     Returns:
       SearchPlan; its subgoal is s0 when no kept state costs less than s0.
@@ -134,6 +144,7 @@ def breadth_first(
         allowed = jnp.ones(k, bool)
     _checks.shape(fn, "allowed", allowed, (k,), "[K]", "pass one flag per macro-action in codes")
     allowed = jnp.tile(jnp.asarray(allowed, bool), frontier)  # [F * K], as kids are laid out
+    banned = _avoided(fn, avoid, avoid_radius, jnp.median(moves), k, dim)
     level0 = (jnp.broadcast_to(s0, (frontier, dim)), jnp.arange(frontier) == 0)
 
     def level(carry, d):
@@ -144,6 +155,10 @@ def breadth_first(
         gap = jnp.min(jnp.sum((kids[:, None] - states[None]) ** 2, -1), axis=1)
         gap = jnp.where(jnp.repeat(alive, k) & jnp.all(jnp.isfinite(kids), -1), gap, -1.0)
         gap = jnp.where(allowed | (d > 0), gap, -1.0)
+        if banned is not None:
+            ban = banned(front)  # [F, K]
+            ban = jnp.where((d == 0) & jnp.all(ban, -1, keepdims=True), False, ban)
+            gap = jnp.where(ban.reshape(-1), -1.0, gap)
 
         def keep(gap, _):  # the farthest child, then the gaps to it shrink
             j = jnp.argmax(gap)
@@ -175,6 +190,29 @@ def breadth_first(
         parent=parent,
         move=move,
     )
+
+
+def _avoided(fn: str, avoid, radius, step, k: int, dim: int) -> Callable | None:
+    """`banned(front [F, D]) -> [F, K]` bool: the macro-actions that `avoid` forbids from each
+    state of front (within radius x step of a place where that one is remembered); None
+    without a memory."""
+    if avoid is None:
+        return None
+    _checks.positive(fn, "avoid_radius", radius, "pass a reach > 0, e.g. 1.0")
+    fix = "pass avoid = (places [M, D], moves [M] int), moves < 0 for empty slots"
+    if not isinstance(avoid, tuple) or len(avoid) != 2:
+        _checks.fail(fn, "avoid", type(avoid).__name__, "is not a pair (places, moves)", fix)
+    places, moves = avoid
+    _checks.shape(fn, "avoid[0]", places, (None, dim), "[M, D]", fix)
+    _checks.shape(fn, "avoid[1]", moves, (places.shape[0],), "[M]", fix)
+    reach_sq = (radius * step) ** 2
+    remembered = (moves[:, None] == jnp.arange(k)) & jnp.all(jnp.isfinite(places), -1)[:, None]
+
+    def banned(front):
+        near = jnp.sum((front[:, None] - places[None]) ** 2, -1) < reach_sq  # [F, M]
+        return jnp.any(near[:, :, None] & remembered[None], axis=1)
+
+    return banned
 
 
 def _along(parent, best, steps, m, depth: int):

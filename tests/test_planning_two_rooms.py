@@ -597,6 +597,35 @@ def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny
     assert int(np.sum(warm[5])) == 1  # the same first move every time
 
 
+def test_hjepa_search_remembers_where_a_move_left_it_stuck(tiny_run):
+    """With search_memory, each place where the agent stayed and the first macro-action tried
+    there are remembered for the episode (the last search_memory of them): back at that place
+    after moving away, its search starts with neither, where one without the memory starts
+    again with the first it tried."""
+    model, params, cfg, enc = small_search(tiny_run, level2_every=1, search_memory=2)
+    s, far, g = enc([10.0, 20.0]), enc([14.0, 44.0]), enc([50.0, 32.0])
+    firsts = {}
+    for memory in (0, 2, 1):
+        plan, warm = agent.search_planner(
+            model, params, dataclasses.replace(cfg, search_memory=memory)
+        )
+        plan, seen = jax.jit(plan), []
+        for i, where in enumerate([s, s, s, far, s]):
+            _, warm = plan(where, g, jax.random.PRNGKey(i), warm)
+            seen.append(int(warm[10]))  # the first macro-action of this search
+        firsts[memory] = seen
+        places, moves, count = (np.asarray(w) for w in warm[7:10])
+        if memory:  # stuck at calls 1 and 2: (s, the first move of calls 0 and 1)
+            assert int(count) == 2 and len(moves) == memory
+            assert sorted(moves.tolist()) == sorted(seen[2 - memory : 2])
+            np.testing.assert_array_equal(places, np.tile(np.asarray(s), (memory, 1)))
+        else:
+            assert int(count) == 0 and moves.tolist() == [-1]
+    assert firsts[0][:4] == firsts[2][:4] == firsts[1][:4]  # the same until back at s
+    assert firsts[0][4] == firsts[0][0]  # without a memory: the first move tried at s again
+    assert firsts[2][4] not in firsts[2][:2] and firsts[1][4] != firsts[1][1]
+
+
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,

@@ -105,6 +105,38 @@ def test_a_way_may_start_only_with_an_allowed_move():
         search(start, goal, allowed=jnp.ones(3, bool))
 
 
+def leaky(params, s, b):
+    """A coarse model that imagines the wall away: only the border stops it."""
+    del params
+    nxt = s + b
+    return jnp.where(jnp.max(jnp.abs(nxt)) <= SIDE, nxt, s)
+
+
+def test_remembered_stuck_places_steer_a_leaky_search_through_the_door():
+    start, goal = (-2, -3), (2, -3)
+    ends = jnp.array([start, goal], jnp.float32)
+    imagine = lambda **kw: hj.search.breadth_first(
+        leaky, None, *ends, MOVES, frontier=40, depth=24, **kw
+    )
+    assert int(imagine().steps) == 4  # straight through the wall
+    face = jnp.array([[-1.0, y] for y in range(-SIDE, SIDE + 1) if y != DOOR_Y])
+    # +x left the agent where it was, everywhere along the wall but at the door
+    plan = imagine(avoid=(face, jnp.zeros(len(face), jnp.int32)), avoid_radius=0.5)
+    assert float(plan.cost) == 0.0 and int(plan.steps) == grid_steps(goal)[start]
+    way = np.concatenate([[start], np.asarray(hj.search.way(plan, depth=24))]).astype(int)
+    enter = np.argmax(way[:, 0] >= 0)
+    assert tuple(way[enter - 1]) == (-1, DOOR_Y) and tuple(way[enter]) == (0, DOOR_Y)
+
+
+def test_an_empty_or_all_forbidding_memory_changes_nothing():
+    start, goal = jnp.array([-3.0, -3.0]), jnp.array([3.0, 3.0])
+    plain = search(start, goal)
+    empty = (jnp.full((3, 2), jnp.inf), jnp.array([0, -1, 2], jnp.int32))  # no place, no move
+    chex.assert_trees_all_equal(search(start, goal, avoid=empty), plain)
+    here = (jnp.tile(start, (4, 1)), jnp.arange(4, dtype=jnp.int32))  # every move from s0
+    chex.assert_trees_all_equal(search(start, goal, avoid=here, avoid_radius=0.5), plain)
+
+
 def test_kept_states_are_the_reachable_cells_once_each():
     plan = search((-3, -3), (3, 3))
     kept = np.asarray(plan.states)[np.all(np.isfinite(plan.states), -1)]
@@ -146,6 +178,13 @@ def test_jit_and_vmap_agree_with_the_plain_function():
         (dict(subgoal_step=3), "subgoal_step"),
         (dict(goal=jnp.zeros(3)), "goal"),
         (dict(s0=jnp.zeros((2, 2))), "s0"),
+        (dict(avoid=jnp.zeros((1, 2))), "avoid.*pair"),
+        (dict(avoid=(jnp.zeros((1, 3)), jnp.zeros(1, jnp.int32))), r"avoid\[0\]"),
+        (dict(avoid=(jnp.zeros((1, 2)), jnp.zeros(2, jnp.int32))), r"avoid\[1\]"),
+        (
+            dict(avoid=(jnp.zeros((1, 2)), jnp.zeros(1, jnp.int32)), avoid_radius=0.0),
+            "avoid_radius",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_by_name(kw, match):

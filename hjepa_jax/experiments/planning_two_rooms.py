@@ -190,6 +190,8 @@ class Config:
     search_spacing: Positive = _PLANNER.search_spacing
     search_subgoal: Count = _PLANNER.search_subgoal
     search_stuck: NonNegative = _PLANNER.search_stuck
+    search_memory: Whole = _PLANNER.search_memory
+    search_avoid: Positive = _PLANNER.search_avoid
     search_arrive: NonNegative = _PLANNER.search_arrive
     plan_cost: str = _PLANNER.plan_cost  # "model" (`cost`) or "distance": EB-JEPA's cost
     action_norm: Positive = _PLANNER.action_norm

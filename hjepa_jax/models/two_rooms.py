@@ -253,6 +253,11 @@ class PlannerConfig:
     # a search from where the last one was (moved < search_stuck x a typical macro step) starts
     # with none of the macro-actions tried from there (0: never)
     search_stuck: float = 0.5
+    # an episode's memory of such places: the last search_memory (place, first macro-action)
+    # pairs that left the agent stuck; no search expands a state within search_avoid typical
+    # macro steps of a remembered place by its macro-action (0: no memory)
+    search_memory: int = 0
+    search_avoid: float = 1.0
     # level 1 aims at the goal itself once ||s - g|| < search_arrive x a typical macro step
     # (0: only once no imagined state costs less than the current one)
     search_arrive: float = 2.0
@@ -270,11 +275,12 @@ class PlannerConfig:
         counts += ("hier_horizon", "gd_noise_samples", "level2_every", "waypoint_moves")
         counts += ("search_depth", "search_frontier", "search_directions", "search_subgoal")
         _common.counts(fn, self, counts, fix)
+        _common.counts(fn, self, ("search_memory",), "pass a count >= 0 (0: none)", minimum=0)
         non_negatives = ("wall_cost", "wall_fade", "discount", "gd_noise", "search_stuck")
         non_negatives += ("search_arrive",)
         _common.non_negatives(fn, self, non_negatives, "pass a number >= 0")
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
-        positives += ("search_spacing",)
+        positives += ("search_spacing", "search_avoid")
         _common.positives(fn, self, positives, "pass a number > 0")
         _checks.one_of(fn, "level1", self.level1, LEVEL1, "pick one of them")
         _checks.one_of(fn, "plan_cost", self.plan_cost, PLAN_COSTS, "pick one of them")
@@ -1013,16 +1019,17 @@ def macro_codes(model: Model, params: dict, cfg: PlannerConfig) -> jax.Array:
 
 
 def imagination(model: Model, params: dict, cfg: PlannerConfig) -> Callable:
-    """hjepa_search's level 2: `imagine(s [D], g [D], allowed [K] | None) ->
+    """hjepa_search's level 2: `imagine(s [D], g [D], allowed [K] | None, avoid | None) ->
     hj.search.SearchPlan`, the breadth-first search over the learned level 2
     (`Model.predict2`, the codes of `macro_codes`) with the planners' cost and the search_*
-    fields of cfg; `allowed`: the macro-actions the way may start with (None: all)."""
+    fields of cfg; `allowed`: the macro-actions the way may start with (None: all); `avoid`:
+    (places [M, D], moves [M]) remembered as stuck, within search_avoid macro steps."""
     cost = _sampling_parts(model, params, cfg)[1]
     pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
     kw = dict(frontier=cfg.search_frontier, depth=cfg.search_depth, spacing=cfg.search_spacing)
-    kw.update(subgoal_step=cfg.search_subgoal, cost=cost)
-    return lambda s, g, allowed=None: search.breadth_first(
-        model.predict2, pred2, s, g, codes, allowed=allowed, **kw
+    kw.update(subgoal_step=cfg.search_subgoal, cost=cost, avoid_radius=cfg.search_avoid)
+    return lambda s, g, allowed=None, avoid=None: search.breadth_first(
+        model.predict2, pred2, s, g, codes, allowed=allowed, avoid=avoid, **kw
     )
 
 
@@ -1042,12 +1049,19 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     where it was, and the same search would propose it again. So the agent compares what it
     sees: when its state has moved less than search_stuck x a typical macro step since the
     last search, the next search may not start with the macro-actions tried from there (all
-    are allowed again once every one was tried, or the agent moves).
+    are allowed again once every one was tried, or the agent moves). With search_memory > 0
+    it also remembers each such (place, macro-action) for the rest of the episode, the last
+    search_memory of them, and no search expands a state within search_avoid typical macro
+    steps of a remembered place by its macro-action: where the agent has run into a wall
+    that the level 2 imagines away, the search looks for another way (along the wall, to a
+    door). What is remembered is the agent's own encoded frames, nothing of the simulator's.
 
     `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2], warm)` and the initial warm
     start; warm = (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [],
     calls [], the state at the last search [D], the first macro-actions tried from it [K],
-    a typical macro step there [])."""
+    a typical macro step there [], the remembered places [M, D] and macro-actions [M] (-1:
+    an empty slot; M = max(search_memory, 1)), the memory's count [], the last search's first
+    macro-action [])."""
     _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
     parts = _sampling_parts(model, params, cfg)
     cost, reach = parts[1], _level1(model, params, cfg, parts)
@@ -1055,22 +1069,26 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     pred2, codes = params["level2"]["pred2"], macro_codes(model, params, cfg)
 
     def plan(s, g, key, warm):
-        fine0, subgoal, lowest, calls, anchor, tried, typical = warm
+        fine0, subgoal, lowest, calls, anchor, tried, typical = warm[:7]
+        places, moved, count, last = warm[7:]
 
         def searched(_):
             step = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes) - s  # K level-2 steps
             typical = jnp.median(jnp.linalg.norm(step, axis=-1))
             stuck = jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
             tried0 = jnp.where(stuck & ~jnp.all(tried), tried, False)
-            out = imagine(s, g, ~tried0)
+            memory = (places, moved, count)
+            if cfg.search_memory:  # remember the place and the move that left the agent there
+                memory = _remember(memory, anchor, last, stuck & (last >= 0))
+            out = imagine(s, g, ~tried0, memory[:2] if cfg.search_memory else None)
             first = search.moves(out, cfg.search_depth)[0]
             tried1 = tried0 | (jnp.arange(cfg.search_directions) == first)
-            return out.subgoal, out.cost, s, tried1, typical
+            return (out.subgoal, out.cost, s, tried1, typical) + memory + (first,)
 
-        subgoal, lowest, anchor, tried, typical = jax.lax.cond(
+        subgoal, lowest, anchor, tried, typical, places, moved, count, last = jax.lax.cond(
             calls % cfg.level2_every == 0,
             searched,
-            lambda _: (subgoal, lowest, anchor, tried, typical),
+            lambda _: (subgoal, lowest, anchor, tried, typical, places, moved, count, last),
             None,
         )
         away = jnp.linalg.norm(s - g) >= cfg.search_arrive * typical
@@ -1078,6 +1096,7 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
         out = reach(s, target, key, fine0)
         fine1 = _shift(out.actions, cfg.replan_every)
         warm = (fine1, subgoal, lowest, calls + 1, anchor, tried, typical)
+        warm += (places, moved, count, last)
         return out.actions[: cfg.replan_every], warm
 
     warm0 = (
@@ -1088,8 +1107,22 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
         jnp.full(model.state_dim, jnp.inf),
         jnp.zeros(cfg.search_directions, bool),
         jnp.zeros(()),
+        jnp.full((max(cfg.search_memory, 1), model.state_dim), jnp.inf),
+        jnp.full(max(cfg.search_memory, 1), -1, jnp.int32),
+        jnp.zeros((), jnp.int32),
+        jnp.full((), -1, jnp.int32),
     )
     return plan, warm0
+
+
+def _remember(memory, place, move, write):
+    """memory = (places [M, D], moves [M], count []) with (place [D], move []) written over
+    its oldest slot where `write` (a ring of the last M)."""
+    places, moves, count = memory
+    slot = count % moves.shape[0]
+    places = places.at[slot].set(jnp.where(write, place, places[slot]))
+    moves = moves.at[slot].set(jnp.where(write, move, moves[slot]))
+    return places, moves, count + write.astype(count.dtype)
 
 
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
