@@ -159,11 +159,14 @@ def test_at_the_goal_the_subgoal_is_the_state_itself():
     assert int(plan.steps) == 0 and float(plan.cost) == 0.0
 
 
-def test_jit_and_vmap_agree_with_the_plain_function():
+@pytest.mark.parametrize("avoid", [None, (jnp.array([[-2.0, -3.0]]), jnp.array([0]))])
+def test_jit_and_vmap_agree_with_the_plain_function(avoid):
     starts = jnp.array([[-3.0, -3.0], [-1.0, -4.0]])
     goal = jnp.array([3.0, 3.0])
-    plain = jax.tree.map(lambda *a: jnp.stack(a), *[search(s, goal) for s in starts])
-    one = lambda s: hj.search.breadth_first(walk, None, s, goal, MOVES, frontier=40, depth=24)
+    plain = jax.tree.map(lambda *a: jnp.stack(a), *[search(s, goal, avoid=avoid) for s in starts])
+    one = lambda s: hj.search.breadth_first(
+        walk, None, s, goal, MOVES, frontier=40, depth=24, avoid=avoid
+    )
     chex.assert_trees_all_close(jax.jit(jax.vmap(one))(starts), plain)
 
 
