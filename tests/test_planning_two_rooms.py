@@ -626,6 +626,39 @@ def test_hjepa_search_remembers_where_a_move_left_it_stuck(tiny_run):
     assert firsts[2][4] not in firsts[2][:2] and firsts[1][4] != firsts[1][1]
 
 
+def test_flat_planners_remember_where_they_stayed_and_plan_away_from_it(tiny_run):
+    """With stuck_memory, a flat planner remembers each state it planned from again without
+    having moved (the last stuck_memory of them), and its cost gains a bump there: gradient
+    MPC's plan then leads farther from that place than without the bump. With stuck_cost 0
+    every plan is the plain planner's."""
+    model, params, cfg, enc = small_search(tiny_run, gd_noise=0.0, gd_steps=10, horizon_plan=4)
+    s, far, g = enc([10.0, 20.0]), enc([14.0, 44.0]), enc([50.0, 32.0])
+    key = jax.random.PRNGKey(0)
+    plain, warm0 = agent.make_planner("gradient_mpc", model, params, cfg)
+    for name in agent.FLAT:
+        kept = dataclasses.replace(cfg, stuck_memory=2, stuck_cost=0.0)
+        plan, warm = agent.make_planner(name, model, params, kept)
+        same, warm_same = agent.make_planner(name, model, params, cfg)
+        for where in (s, s, s, far):
+            actions, warm = jax.jit(plan)(where, g, key, warm)
+            expected, warm_same = jax.jit(same)(where, g, key, warm_same)
+            np.testing.assert_allclose(actions, expected, atol=1e-5)
+        places, count = np.asarray(warm[1]), int(warm[2])
+        assert count == 2 and np.allclose(places, np.tile(np.asarray(s), (2, 1)))
+    bumped = dataclasses.replace(cfg, stuck_memory=4, stuck_cost=10.0)
+    plan, warm = agent.make_planner("gradient_mpc", model, params, bumped)
+    _, warm = jax.jit(plan)(s, g, key, warm)
+    _, warm = jax.jit(plan)(s, g, key, warm)  # stayed: s is remembered
+    rollout = lambda a: hj.planning.rollout(model.predict, params["pred"], s, a)[-1]
+    away = float(jnp.linalg.norm(rollout(warm[0]) - s))  # the plan's predicted end
+    along = float(jnp.linalg.norm(rollout(jax.jit(plain)(s, g, key, warm0)[1]) - s))
+    assert int(warm[2]) == 1 and away > along
+    _, warm = agent.make_planner("gradient_mpc", model, params, bumped)
+    for _ in range(3):  # at its goal the agent stays, and remembers nothing: it stays there
+        _, warm = jax.jit(plan)(g, g, key, warm)
+    assert int(warm[2]) == 0
+
+
 def test_evaluations_per_episode_count_each_planners_predictor_steps():
     cfg = agent.PlannerConfig(
         max_steps=10, replan_every=3, horizon_plan=5, samples=7, iterations=2, gd_steps=4,
@@ -775,6 +808,10 @@ def test_library_model_refuses_bad_arguments_naming_them():
         agent.PlannerConfig(hier_horizon=1, replan_every=2)
     with pytest.raises(ValueError, match="PlannerConfig: level1='mppi'"):
         agent.PlannerConfig(level1="mppi")
+    memories = (("search_memory", -1), ("stuck_memory", 1.5), ("search_avoid", 0.0))
+    for field, bad in memories + (("stuck_radius", 0.0), ("stuck_cost", -1.0)):
+        with pytest.raises(ValueError, match=f"PlannerConfig: {field}={bad}"):
+            agent.PlannerConfig(**{field: bad})
     with pytest.raises(
         ValueError, match="Model: cfg='Config', but cfg must be an instance of ModelConfig"
     ):

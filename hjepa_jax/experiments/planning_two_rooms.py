@@ -192,6 +192,9 @@ class Config:
     search_stuck: NonNegative = _PLANNER.search_stuck
     search_memory: Whole = _PLANNER.search_memory
     search_avoid: Positive = _PLANNER.search_avoid
+    stuck_memory: Whole = _PLANNER.stuck_memory
+    stuck_cost: NonNegative = _PLANNER.stuck_cost
+    stuck_radius: Positive = _PLANNER.stuck_radius
     search_arrive: NonNegative = _PLANNER.search_arrive
     plan_cost: str = _PLANNER.plan_cost  # "model" (`cost`) or "distance": EB-JEPA's cost
     action_norm: Positive = _PLANNER.action_norm

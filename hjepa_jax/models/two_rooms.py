@@ -120,6 +120,7 @@ __all__ = [
 PLANNERS = (
     "gradient_mpc", "cem", "mppi", "hierarchical", "level1", "hjepa", "hjepa_search", "random"
 )  # fmt: skip
+FLAT = ("gradient_mpc", "cem", "mppi")  # the flat planners (PlannerConfig.stuck_memory)
 LEVEL2 = ("hjepa", "hjepa_search")  # the planners that need the learned level 2
 # The task settings' layouts; the order sets each setting's key (`tasks`: fold_in its index).
 SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
@@ -258,6 +259,14 @@ class PlannerConfig:
     # macro steps of a remembered place by its macro-action (0: no memory)
     search_memory: int = 0
     search_avoid: float = 1.0
+    # The flat planners' memory of where they stayed (gradient_mpc, cem, mppi): each plan that
+    # starts less than search_stuck x a typical step (the median move predicted for a 1-px
+    # action) from where the last one did remembers its state, the last stuck_memory of them,
+    # and the cost gains a bump of height stuck_cost x the current cost and std stuck_radius
+    # typical steps at each (0: no memory)
+    stuck_memory: int = 0
+    stuck_cost: float = 1.0
+    stuck_radius: float = 2.0
     # level 1 aims at the goal itself once ||s - g|| < search_arrive x a typical macro step
     # (0: only once no imagined state costs less than the current one)
     search_arrive: float = 2.0
@@ -275,12 +284,13 @@ class PlannerConfig:
         counts += ("hier_horizon", "gd_noise_samples", "level2_every", "waypoint_moves")
         counts += ("search_depth", "search_frontier", "search_directions", "search_subgoal")
         _common.counts(fn, self, counts, fix)
-        _common.counts(fn, self, ("search_memory",), "pass a count >= 0 (0: none)", minimum=0)
+        memories = ("search_memory", "stuck_memory")
+        _common.counts(fn, self, memories, "pass a count >= 0 (0: none)", minimum=0)
         non_negatives = ("wall_cost", "wall_fade", "discount", "gd_noise", "search_stuck")
-        non_negatives += ("search_arrive",)
+        non_negatives += ("search_arrive", "stuck_cost")
         _common.non_negatives(fn, self, non_negatives, "pass a number >= 0")
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
-        positives += ("search_spacing", "search_avoid")
+        positives += ("search_spacing", "search_avoid", "stuck_radius")
         _common.positives(fn, self, positives, "pass a number > 0")
         _checks.one_of(fn, "level1", self.level1, LEVEL1, "pick one of them")
         _checks.one_of(fn, "plan_cost", self.plan_cost, PLAN_COSTS, "pick one of them")
@@ -805,27 +815,21 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
     predict, cost, sample_kw, _ = parts
     descend = _descent(model, params, cfg, predict)
 
-    if name == "gradient_mpc":
+    if name in FLAT:
+
+        def flat(s, g, key, warm, cost):
+            if name == "gradient_mpc":
+                return descend(s, g, key, warm, cost)
+            kw = dict(sample_kw, cost=cost, mean0=warm)
+            if name == "cem":
+                return planning.cem(predict, pred, s, g, key, elites=cfg.elites, **kw)
+            return planning.mppi(predict, pred, s, g, key, temperature=cfg.mppi_temperature, **kw)
+
+        if cfg.stuck_memory:
+            return _stuck_memory(flat, model, params, cfg, cost)
 
         def plan(s, g, key, warm):
-            out = descend(s, g, key, warm, cost)
-            return out.actions[:r], shift(out.actions)
-
-        return plan, jnp.zeros((h, 2))
-    if name == "cem":
-
-        def plan(s, g, key, warm):
-            out = planning.cem(predict, pred, s, g, key, elites=cfg.elites, mean0=warm, **sample_kw)
-            return out.actions[:r], shift(out.actions)
-
-        return plan, jnp.zeros((h, 2))
-    if name == "mppi":
-
-        def plan(s, g, key, warm):
-            temperature = cfg.mppi_temperature
-            out = planning.mppi(
-                predict, pred, s, g, key, temperature=temperature, mean0=warm, **sample_kw
-            )
+            out = flat(s, g, key, warm, cost)
             return out.actions[:r], shift(out.actions)
 
         return plan, jnp.zeros((h, 2))
@@ -863,6 +867,51 @@ def make_planner(name: str, model: Model, params: dict, cfg: PlannerConfig):
         return jax.random.uniform(key, (r, 2), minval=-bound, maxval=bound), warm
 
     return plan, jnp.zeros(())
+
+
+def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
+    """A flat planner `flat(s, goal, key, warm, cost) -> hj.planning.Plan` with a memory of
+    where the agent stayed: `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2],
+    warm)` and warm0, warm = (plan [H, 2], places [stuck_memory, D] (+inf: empty), count [],
+    the state at the last plan [D]). A plan that starts less than search_stuck x a typical
+    step from the last one's state remembers s (a ring of the last stuck_memory), unless
+    ||s - g|| is within 2 sigma, so that an agent at its goal is not pushed off it; the cost
+    becomes c(s', g) + stuck_cost x c(s, g) x sum_i exp(-||s' - place_i||^2 / (2 sigma^2)),
+    sigma = stuck_radius typical steps: where the world model lets the agent push on into
+    a wall, the plan is pushed along it instead. The typical step is the median of
+    ||Pred(s, a) - s|| over 8 actions of 1 px at even headings. Only the agent's own encoded
+    frames are remembered."""
+    r, m = cfg.replan_every, cfg.stuck_memory
+    angle = jnp.arange(8) * (jnp.pi / 4)
+    unit = jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+
+    def bumped(s, goal):
+        g, height, places, var = goal
+        kept = jnp.all(jnp.isfinite(places), -1)  # empty slots (+inf) add 0, and no NaN gradient
+        sq = jnp.sum((s - jnp.where(kept[:, None], places, 0.0)) ** 2, -1)
+        return cost(s, g) + height * jnp.sum(jnp.where(kept, jnp.exp(-sq / (2 * var)), 0.0))
+
+    def plan(s, g, key, warm):
+        actions, places, count, last = warm
+        moves = jax.vmap(lambda a: model.predict(params["pred"], s, a))(unit) - s
+        typical = jnp.median(jnp.linalg.norm(moves, axis=-1))
+        reach = cfg.stuck_radius * typical
+        stuck = jnp.linalg.norm(s - last) < cfg.search_stuck * typical
+        stuck &= jnp.linalg.norm(s - g) > 2 * reach  # no bump over the goal: it stays there
+        slot = count % m
+        places = places.at[slot].set(jnp.where(stuck, s, places[slot]))
+        count = count + stuck.astype(count.dtype)
+        goal = (g, cfg.stuck_cost * cost(s, g), places, reach**2)
+        out = flat(s, goal, key, actions, bumped)
+        return out.actions[:r], (_shift(out.actions, r), places, count, s)
+
+    warm0 = (
+        jnp.zeros((cfg.horizon_plan, 2)),
+        jnp.full((m, model.state_dim), jnp.inf),
+        jnp.zeros((), jnp.int32),
+        jnp.full(model.state_dim, jnp.inf),
+    )
+    return plan, warm0
 
 
 def _shift(actions: jax.Array, r: int) -> jax.Array:
