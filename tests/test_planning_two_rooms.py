@@ -669,6 +669,8 @@ def test_evaluations_per_episode_count_each_planners_predictor_steps():
     count = lambda name, cost="critic": agent.evaluations_per_episode(name, cfg, cost)
     assert count("cem") == count("mppi") == plans * 7 * 2 * 5
     assert count("gradient_mpc") == plans * 4 * 5
+    remembers = dataclasses.replace(cfg, stuck_memory=3)
+    assert agent.evaluations_per_episode("cem", remembers) == plans * (7 * 2 * 5 + 8)
     starts = dataclasses.replace(cfg, gd_starts=3)  # three descents per plan
     assert agent.evaluations_per_episode("gradient_mpc", starts) == 3 * count("gradient_mpc")
     smoothed = dataclasses.replace(cfg, gd_noise=1.0, gd_noise_samples=5)  # five costs a step

@@ -1189,7 +1189,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
     same level 1 plus `hj.search.evaluations` of its search, search_directions x (1 +
     search_frontier x search_depth) level-2 steps, and search_directions more (a typical
     macro step, for search_stuck and search_arrive); level1 its level-1 planner alone;
-    random 0.
+    random 0. A flat planner with stuck_memory: 8 more per plan (its typical step).
     Times the plans, ceil(max_steps / replan_every); a two-level planner's level 2 times its
     own plans, ceil(plans / level2_every).
 
@@ -1229,6 +1229,8 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
         "hierarchical": low,
         "random": 0,
     }[planner]
+    if planner in FLAT and cfg.stuck_memory:  # the typical step of the memory's bumps
+        per_plan += 8
     return per_plan * plans
 
 
