@@ -882,8 +882,7 @@ def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
     ||Pred(s, a) - s|| over 8 actions of 1 px at even headings. Only the agent's own encoded
     frames are remembered."""
     r, m = cfg.replan_every, cfg.stuck_memory
-    angle = jnp.arange(8) * (jnp.pi / 4)
-    unit = jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+    unit = _headings(8, 1.0)
 
     def bumped(s, goal):
         g, height, places, var = goal
@@ -898,9 +897,7 @@ def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
         reach = cfg.stuck_radius * typical
         stuck = jnp.linalg.norm(s - last) < cfg.search_stuck * typical
         stuck &= jnp.linalg.norm(s - g) > 2 * reach  # no bump over the goal: it stays there
-        slot = count % m
-        places = places.at[slot].set(jnp.where(stuck, s, places[slot]))
-        count = count + stuck.astype(count.dtype)
+        (places,), count = _remember((places,), count, (s,), stuck)
         goal = (g, cfg.stuck_cost * cost(s, g), places, reach**2)
         out = flat(s, goal, key, actions, bumped)
         return out.actions[:r], (_shift(out.actions, r), places, count, s)
@@ -1060,11 +1057,16 @@ def macro_codes(model: Model, params: dict, cfg: PlannerConfig) -> jax.Array:
     """The codes [search_directions, A2] that hjepa_search expands every state by: the learned
     level 2's codes (`Model.encode_actions`) of chunks of one action held for level2_k steps,
     of norm search_speed, at search_directions evenly spaced headings."""
-    angle = jnp.arange(cfg.search_directions) * (2 * jnp.pi / cfg.search_directions)
-    action = cfg.search_speed * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+    action = _headings(cfg.search_directions, cfg.search_speed)
     chunks = jnp.repeat(action[:, None], model.cfg.level2_k, axis=1)  # [K, k, 2]
     enc_a = params["level2"]["enc_a"]
     return jax.vmap(lambda c: model.encode_actions(enc_a, c.reshape(-1)))(chunks)
+
+
+def _headings(k: int, norm: float) -> jax.Array:
+    """Actions [k, 2] of L2 norm `norm` at k evenly spaced headings, the first along +x."""
+    angle = jnp.arange(k) * (2 * jnp.pi / k)
+    return norm * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
 
 
 def imagination(model: Model, params: dict, cfg: PlannerConfig) -> Callable:
@@ -1126,13 +1128,13 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
             typical = jnp.median(jnp.linalg.norm(step, axis=-1))
             stuck = jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
             tried0 = jnp.where(stuck & ~jnp.all(tried), tried, False)
-            memory = (places, moved, count)
+            memory, n = (places, moved), count
             if cfg.search_memory:  # remember the place and the move that left the agent there
-                memory = _remember(memory, anchor, last, stuck & (last >= 0))
-            out = imagine(s, g, ~tried0, memory[:2] if cfg.search_memory else None)
+                memory, n = _remember(memory, n, (anchor, last), stuck & (last >= 0))
+            out = imagine(s, g, ~tried0, memory if cfg.search_memory else None)
             first = search.moves(out, cfg.search_depth)[0]
             tried1 = tried0 | (jnp.arange(cfg.search_directions) == first)
-            return (out.subgoal, out.cost, s, tried1, typical) + memory + (first,)
+            return (out.subgoal, out.cost, s, tried1, typical) + memory + (n, first)
 
         subgoal, lowest, anchor, tried, typical, places, moved, count, last = jax.lax.cond(
             calls % cfg.level2_every == 0,
@@ -1164,14 +1166,15 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     return plan, warm0
 
 
-def _remember(memory, place, move, write):
-    """memory = (places [M, D], moves [M], count []) with (place [D], move []) written over
-    its oldest slot where `write` (a ring of the last M)."""
-    places, moves, count = memory
-    slot = count % moves.shape[0]
-    places = places.at[slot].set(jnp.where(write, place, places[slot]))
-    moves = moves.at[slot].set(jnp.where(write, move, moves[slot]))
-    return places, moves, count + write.astype(count.dtype)
+def _remember(rows: tuple, count, row: tuple, write) -> tuple[tuple, jax.Array]:
+    """A ring of the last M entries: rows (arrays [M, ...]), count [] the entries written so
+    far; `row` (one array per rows, without the M axis) written over the oldest slot where
+    `write`. -> (rows, count)."""
+    slot = count % rows[0].shape[0]
+    rows = tuple(
+        r.at[slot].set(jnp.where(write, x, r[slot])) for r, x in zip(rows, row, strict=True)
+    )
+    return rows, count + write.astype(count.dtype)
 
 
 def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "critic") -> int:
