@@ -171,7 +171,7 @@ def test_map_cost_run_plans_hierarchically_and_with_its_level_1_alone(tiny_run, 
         ({"eval_chunk": 0}, "eval_chunk must be >= 1"),
         ({"level1": "mppi"}, "level1 must be among"),
         ({"goal_walls": (0, 2)}, r"goal_walls must be <= 1, the walls of fixed"),
-        ({"door_frac": 0.5, "cross_frac": 0.6}, r"door_frac \+ wall_frac \+ cross_frac must be"),
+        ({"door_frac": 0.5, "cross_frac": 0.6}, r"wall_frac \+ cross_frac=1.1 is above 1"),
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path, fields, match):

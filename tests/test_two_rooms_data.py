@@ -85,9 +85,9 @@ def test_layout_setting_picks_the_layouts(layout, kinds):
         ({"layout": "four_rooms"}, "layout must be among"),
         ({"num_train": 0}, "must be >= 1"),
         ({"length": 0}, "must be >= 1"),
-        ({"door_frac": 0.7, "wall_frac": 0.4}, "sum <= 1"),
-        ({"door_frac": 0.3, "wall_frac": 0.2, "cross_frac": 0.6}, "sum <= 1"),
-        ({"wall_frac": -0.1}, "must be >= 0"),
+        ({"door_frac": 0.7, "wall_frac": 0.4}, "is above 1"),
+        ({"door_frac": 0.3, "wall_frac": 0.2, "cross_frac": 0.6}, "is above 1"),
+        ({"wall_frac": -0.1}, "wall_frac must be finite and >= 0"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(settings, match):

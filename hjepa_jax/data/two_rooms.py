@@ -83,11 +83,7 @@ def _check(config: TwoRoomsConfig) -> None:
             f"num_train ({config.num_train}), num_test ({config.num_test}) and length "
             f"({config.length}) must be >= 1"
         )
-    fracs = (config.door_frac, config.wall_frac, config.cross_frac)
-    if min(fracs) < 0 or sum(fracs) > 1:
-        raise ValueError(
-            f"door_frac, wall_frac and cross_frac must be >= 0 with sum <= 1, got {fracs}"
-        )
+    env.check_fractions("two_rooms", config.door_frac, config.wall_frac, config.cross_frac)
     if config.policy not in env.POLICIES:
         raise ValueError(f"policy must be among {tuple(env.POLICIES)}, got {config.policy!r}")
 

@@ -84,6 +84,7 @@ __all__ = [
     "goal_obs",
     "height_beside_door",
     "random_trajectories",
+    "check_fractions",
     "POLICIES",
 ]
 
@@ -664,13 +665,18 @@ def height_beside_door(
 POLICIES = {"turn": (0.3, (0.1, 2.0)), "open_loop": (0.45, (0.2, 1.8))}
 
 
+def _step_length(key, shape, short: float, long: float) -> jax.Array:
+    """The walks' step lengths: clip(N(1, 0.4^2), short, long), of `shape`."""
+    return jnp.clip(1.0 + 0.4 * jax.random.normal(key, shape), short, long)
+
+
 def _walk(key, heading0, length: int, turn: float, short: float, long: float) -> jax.Array:
     """An open-loop walk's actions [length, 2]: the heading starts at heading0 and turns by
-    N(0, turn^2) each step, the step length is clip(N(1, 0.4^2), short, long)."""
+    N(0, turn^2) each step, the step length is `_step_length`'s."""
     k_turn, k_len = jax.random.split(key)
     turns = (turn * jax.random.normal(k_turn, (length,))).at[0].set(0.0)
     heading = heading0 + jnp.cumsum(turns)
-    steps = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len, (length,)), short, long)
+    steps = _step_length(k_len, (length,), short, long)
     return steps[:, None] * jnp.stack([jnp.cos(heading), jnp.sin(heading)], -1)
 
 
@@ -771,7 +777,7 @@ def _trajectory(
         to_target = jnp.arctan2(target[1] - position[1], target[0] - position[0])
         noise = jax.random.normal(k_turn)
         heading = jnp.where(phase == 2, heading + turn * noise, to_target + 0.2 * noise)
-        length_ = jnp.clip(1.0 + 0.4 * jax.random.normal(k_len), short, long)
+        length_ = _step_length(k_len, (), short, long)
         action = length_ * jnp.stack([jnp.cos(heading), jnp.sin(heading)])
         action = jnp.where(crossing, cross_action, action)
         action = jnp.clip(action, -params.max_action, params.max_action)
@@ -853,6 +859,15 @@ def random_trajectories(
     _checks.function(fn, "layout_fn", layout_fn, "(key) -> Layout")
     n = _checks.integer(fn, "n", n, fix="pass the number of trajectories, e.g. n=1000")
     length = _checks.integer(fn, "length", length, fix="pass the steps per trajectory")
+    fracs = check_fractions(fn, door_frac, wall_frac, cross_frac)
+    _checks.one_of(fn, "policy", policy, tuple(POLICIES), "pick one of them")
+    return _random_trajectories(key, params, layout_fn, n, length, fracs, policy)
+
+
+def check_fractions(fn: str, door_frac, wall_frac, cross_frac) -> tuple:
+    """The shares of `random_trajectories`' kinds of rows, each in [0, 1] with a sum <= 1,
+    else a ValueError naming `fn` and the share; returns (door_frac, wall_frac, cross_frac).
+    The data builder and the planning experiment check their settings with it."""
     fix = "pass fractions with door_frac + wall_frac + cross_frac <= 1"
     fracs = {"door_frac": door_frac, "wall_frac": wall_frac, "cross_frac": cross_frac}
     for name, frac in fracs.items():
@@ -860,8 +875,7 @@ def random_trajectories(
     total = door_frac + wall_frac + cross_frac
     if not _checks.traced(tuple(fracs.values())) and total > 1:
         _checks.fail(fn, "door_frac + wall_frac + cross_frac", total, "is above 1", fix)
-    _checks.one_of(fn, "policy", policy, tuple(POLICIES), "pick one of them")
-    return _random_trajectories(key, params, layout_fn, n, length, tuple(fracs.values()), policy)
+    return tuple(fracs.values())
 
 
 @functools.partial(jax.jit, static_argnames=("layout_fn", "n", "length", "policy"))

@@ -240,11 +240,7 @@ class Config:
                 f"{NAME}: goal_walls must be <= {walls}, the walls of {self.settings[0]} (the "
                 f"first setting), got {self.goal_walls!r}"
             )
-        fracs = (self.door_frac, self.wall_frac, self.cross_frac)
-        if sum(fracs) > 1:
-            raise ValueError(
-                f"{NAME}: door_frac + wall_frac + cross_frac must be <= 1, got {fracs!r}"
-            )
+        tr.check_fractions(NAME, self.door_frac, self.wall_frac, self.cross_frac)
         if self.eval_chunk < 1:
             raise ValueError(f"{NAME}: eval_chunk must be >= 1, got {self.eval_chunk}")
 
