@@ -811,7 +811,8 @@ def test_library_model_refuses_bad_arguments_naming_them():
     with pytest.raises(ValueError, match="PlannerConfig: level1='mppi'"):
         agent.PlannerConfig(level1="mppi")
     memories = (("search_memory", -1), ("stuck_memory", 1.5), ("search_avoid", 0.0))
-    for field, bad in memories + (("stuck_radius", 0.0), ("stuck_cost", -1.0)):
+    memories += (("stuck_radius", 0.0), ("stuck_cost", -1.0), ("stuck_still", -1.0))
+    for field, bad in memories:
         with pytest.raises(ValueError, match=f"PlannerConfig: {field}={bad}"):
             agent.PlannerConfig(**{field: bad})
     with pytest.raises(

@@ -196,6 +196,7 @@ class Config:
     search_memory: Whole = _PLANNER.search_memory
     search_avoid: Positive = _PLANNER.search_avoid
     stuck_memory: Whole = _PLANNER.stuck_memory
+    stuck_still: NonNegative = _PLANNER.stuck_still
     stuck_cost: NonNegative = _PLANNER.stuck_cost
     stuck_radius: Positive = _PLANNER.stuck_radius
     search_arrive: NonNegative = _PLANNER.search_arrive

@@ -260,11 +260,12 @@ class PlannerConfig:
     search_memory: int = 0
     search_avoid: float = 1.0
     # The flat planners' memory of where they stayed (gradient_mpc, cem, mppi): each plan that
-    # starts less than search_stuck x a typical step (the median move predicted for a 1-px
+    # starts less than stuck_still x a typical step (the median move predicted for a 1-px
     # action) from where the last one did remembers its state, the last stuck_memory of them,
     # and the cost gains a bump of height stuck_cost x the current cost and std stuck_radius
     # typical steps at each (0: no memory)
     stuck_memory: int = 0
+    stuck_still: float = 0.5
     stuck_cost: float = 1.0
     stuck_radius: float = 2.0
     # level 1 aims at the goal itself once ||s - g|| < search_arrive x a typical macro step
@@ -287,7 +288,7 @@ class PlannerConfig:
         memories = ("search_memory", "stuck_memory")
         _common.counts(fn, self, memories, "pass a count >= 0 (0: none)", minimum=0)
         non_negatives = ("wall_cost", "wall_fade", "discount", "gd_noise", "search_stuck")
-        non_negatives += ("search_arrive", "stuck_cost")
+        non_negatives += ("search_arrive", "stuck_cost", "stuck_still")
         _common.non_negatives(fn, self, non_negatives, "pass a number >= 0")
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
         positives += ("search_spacing", "search_avoid", "stuck_radius")
@@ -873,7 +874,7 @@ def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
     """A flat planner `flat(s, goal, key, warm, cost) -> hj.planning.Plan` with a memory of
     where the agent stayed: `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2],
     warm)` and warm0, warm = (plan [H, 2], places [stuck_memory, D] (+inf: empty), count [],
-    the state at the last plan [D]). A plan that starts less than search_stuck x a typical
+    the state at the last plan [D]). A plan that starts less than stuck_still x a typical
     step from the last one's state remembers s (a ring of the last stuck_memory), unless
     ||s - g|| is within 2 sigma, so that an agent at its goal is not pushed off it; the cost
     becomes c(s', g) + stuck_cost x c(s, g) x sum_i exp(-||s' - place_i||^2 / (2 sigma^2)),
@@ -895,7 +896,7 @@ def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
         moves = jax.vmap(lambda a: model.predict(params["pred"], s, a))(unit) - s
         typical = jnp.median(jnp.linalg.norm(moves, axis=-1))
         reach = cfg.stuck_radius * typical
-        stuck = jnp.linalg.norm(s - last) < cfg.search_stuck * typical
+        stuck = jnp.linalg.norm(s - last) < cfg.stuck_still * typical
         stuck &= jnp.linalg.norm(s - g) > 2 * reach  # no bump over the goal: it stays there
         (places,), count = _remember((places,), count, (s,), stuck)
         goal = (g, cfg.stuck_cost * cost(s, g), places, reach**2)
