@@ -597,6 +597,41 @@ def test_hjepa_search_tries_another_first_move_where_the_agent_did_not_move(tiny
     assert int(np.sum(warm[5])) == 1  # the same first move every time
 
 
+def test_hjepa_search_follows_its_search_where_it_stopped_short_of_the_goal(tiny_run):
+    """Within search_arrive of the goal the agent aims at the goal itself; where it then stays
+    put (a wall between them that the models let it walk through), with search_unstick it
+    follows the search's subgoal at the next plan, and the memory keeps (that place, the
+    macro-action leading nearest the goal). Without search_unstick it keeps aiming at the
+    goal; at the goal itself it is never blocked."""
+    model, params, cfg, enc = small_search(tiny_run, level2_every=1, search_memory=2)
+    cfg = dataclasses.replace(cfg, search_arrive=1e6)
+    s, g = enc([10.0, 20.0]), enc([50.0, 32.0])
+    runs = {}
+    for unstick in (0.0, 1e-3):
+        plan, warm = agent.search_planner(
+            model, params, dataclasses.replace(cfg, search_unstick=unstick)
+        )
+        plan, actions, flags, firsts = jax.jit(plan), [], [], []
+        for i in range(2):
+            a, warm = plan(s, g, jax.random.PRNGKey(i), warm)
+            actions.append(np.asarray(a))
+            flags.append(bool(warm[13]))
+            firsts.append(int(warm[10]))
+        runs[unstick] = (actions, flags, warm, firsts)
+    (plain, plain_flags, plain_warm, firsts), (unstuck, flags, warm, _) = runs[0.0], runs[1e-3]
+    np.testing.assert_array_equal(plain[0], unstuck[0])  # both aim at the goal at first
+    assert plain_flags == [False, False] and flags == [False, True]
+    assert not np.allclose(plain[1], unstuck[1], atol=1e-4)  # then at the subgoal
+    toward = int(warm[11])
+    assert int(warm[9]) == 1 and np.asarray(warm[8])[0] == toward  # (s, toward) remembered
+    np.testing.assert_array_equal(np.asarray(warm[7])[0], np.asarray(s))
+    assert int(plain_warm[9]) == 1 and int(np.asarray(plain_warm[8])[0]) == firsts[0]
+    plan, warm = agent.search_planner(model, params, dataclasses.replace(cfg, search_unstick=1e-3))
+    for i in range(2):
+        _, warm = jax.jit(plan)(g, g, jax.random.PRNGKey(i), warm)
+    assert not bool(warm[13])  # at the goal: never blocked
+
+
 def test_hjepa_search_remembers_where_a_move_left_it_stuck(tiny_run):
     """With search_memory, each place where the agent stayed and the first macro-action tried
     there are remembered for the episode (the last search_memory of them): back at that place
@@ -812,6 +847,7 @@ def test_library_model_refuses_bad_arguments_naming_them():
         agent.PlannerConfig(level1="mppi")
     memories = (("search_memory", -1), ("stuck_memory", 1.5), ("search_avoid", 0.0))
     memories += (("stuck_radius", 0.0), ("stuck_cost", -1.0), ("stuck_still", -1.0))
+    memories += (("search_unstick", -1.0),)
     for field, bad in memories:
         with pytest.raises(ValueError, match=f"PlannerConfig: {field}={bad}"):
             agent.PlannerConfig(**{field: bad})

@@ -195,6 +195,7 @@ class Config:
     search_stuck: NonNegative = _PLANNER.search_stuck
     search_memory: Whole = _PLANNER.search_memory
     search_avoid: Positive = _PLANNER.search_avoid
+    search_unstick: NonNegative = _PLANNER.search_unstick
     stuck_memory: Whole = _PLANNER.stuck_memory
     stuck_still: NonNegative = _PLANNER.stuck_still
     stuck_cost: NonNegative = _PLANNER.stuck_cost

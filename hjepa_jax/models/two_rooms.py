@@ -271,6 +271,11 @@ class PlannerConfig:
     # level 1 aims at the goal itself once ||s - g|| < search_arrive x a typical macro step
     # (0: only once no imagined state costs less than the current one)
     search_arrive: float = 2.0
+    # ... unless, aiming at it, the agent stopped (search_stuck) at least search_unstick typical
+    # macro steps from it: a goal just behind a wall. It then follows the search's subgoal
+    # until the next search, and what the memory keeps is the macro-action it followed (the
+    # one that leads most directly to the goal, where it aimed there). 0: never.
+    search_unstick: float = 0.0
     # The planners' cost: "model", the model's (ModelConfig.cost), or "distance": the
     # representation distance ||s - g||^2 alone (EB-JEPA's cost), whichever critic it trained.
     plan_cost: str = "model"
@@ -288,7 +293,7 @@ class PlannerConfig:
         memories = ("search_memory", "stuck_memory")
         _common.counts(fn, self, memories, "pass a count >= 0 (0: none)", minimum=0)
         non_negatives = ("wall_cost", "wall_fade", "discount", "gd_noise", "search_stuck")
-        non_negatives += ("search_arrive", "stuck_cost", "stuck_still")
+        non_negatives += ("search_arrive", "search_unstick", "stuck_cost", "stuck_still")
         _common.non_negatives(fn, self, non_negatives, "pass a number >= 0")
         positives = ("init_std", "gd_lr", "mppi_temperature", "action_norm", "search_speed")
         positives += ("search_spacing", "search_avoid", "stuck_radius")
@@ -1107,13 +1112,19 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
     steps of a remembered place by its macro-action: where the agent has run into a wall
     that the level 2 imagines away, the search looks for another way (along the wall, to a
     door). What is remembered is the agent's own encoded frames, nothing of the simulator's.
+    Within search_arrive of the goal the agent aims at the goal itself; with search_unstick
+    > 0, where it stopped there at least search_unstick typical macro steps short of the goal
+    (the goal just behind a wall, which the models let it walk through), it follows the
+    search's subgoal again until the next search, and the memory keeps (that place, the
+    macro-action the level 2 predicts to lead nearest the goal), the move it had made.
 
     `plan(s [D], g [D], key, warm) -> (actions [replan_every, 2], warm)` and the initial warm
     start; warm = (level-1 plan [hier_horizon, 2], subgoal [D], its search's lowest cost [],
     calls [], the state at the last search [D], the first macro-actions tried from it [K],
     a typical macro step there [], the remembered places [M, D] and macro-actions [M] (-1:
     an empty slot; M = max(search_memory, 1)), the memory's count [], the last search's first
-    macro-action [])."""
+    macro-action [], the macro-action that leads nearest the goal [], the one followed at the
+    last plan [] and whether the agent is blocked short of the goal [])."""
     _common.config_of("search_planner", "cfg", cfg, PlannerConfig)
     parts = _sampling_parts(model, params, cfg)
     cost, reach = parts[1], _level1(model, params, cfg, parts)
@@ -1122,33 +1133,38 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
 
     def plan(s, g, key, warm):
         fine0, subgoal, lowest, calls, anchor, tried, typical = warm[:7]
-        places, moved, count, last = warm[7:]
+        places, moved, count, first, toward, followed, blocked = warm[7:]
 
         def searched(_):
-            step = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes) - s  # K level-2 steps
-            typical = jnp.median(jnp.linalg.norm(step, axis=-1))
+            ends = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes)  # K level-2 steps
+            typical = jnp.median(jnp.linalg.norm(ends - s, axis=-1))
             stuck = jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
             tried0 = jnp.where(stuck & ~jnp.all(tried), tried, False)
             memory, n = (places, moved), count
             if cfg.search_memory:  # remember the place and the move that left the agent there
-                memory, n = _remember(memory, n, (anchor, last), stuck & (last >= 0))
+                memory, n = _remember(memory, n, (anchor, followed), stuck & (followed >= 0))
             out = imagine(s, g, ~tried0, memory if cfg.search_memory else None)
             first = search.moves(out, cfg.search_depth)[0]
             tried1 = tried0 | (jnp.arange(cfg.search_directions) == first)
-            return (out.subgoal, out.cost, s, tried1, typical) + memory + (n, first)
+            toward = jnp.argmin(jax.vmap(cost, (0, None))(ends, g)).astype(first.dtype)
+            far = jnp.linalg.norm(s - g) >= cfg.search_unstick * typical
+            blocked = stuck & far & (cfg.search_unstick > 0)
+            kept = (out.subgoal, out.cost, s, tried1, typical)
+            return kept + memory + (n, first, toward, blocked)
 
-        subgoal, lowest, anchor, tried, typical, places, moved, count, last = jax.lax.cond(
-            calls % cfg.level2_every == 0,
-            searched,
-            lambda _: (subgoal, lowest, anchor, tried, typical, places, moved, count, last),
-            None,
+        kept = (subgoal, lowest, anchor, tried, typical, places, moved, count, first, toward)
+        kept = jax.lax.cond(
+            calls % cfg.level2_every == 0, searched, lambda _: kept + (blocked,), None
         )
+        subgoal, lowest, anchor, tried, typical, places, moved, count, first, toward, blocked = kept
         away = jnp.linalg.norm(s - g) >= cfg.search_arrive * typical
-        target = jnp.where((lowest < cost(s, g)) & away, subgoal, g)
+        aim = (lowest < cost(s, g)) & (away | blocked)  # at the subgoal, else at the goal
+        target = jnp.where(aim, subgoal, g)
         out = reach(s, target, key, fine0)
         fine1 = _shift(out.actions, cfg.replan_every)
+        followed = jnp.where(aim | (cfg.search_unstick == 0), first, toward)
         warm = (fine1, subgoal, lowest, calls + 1, anchor, tried, typical)
-        warm += (places, moved, count, last)
+        warm += (places, moved, count, first, toward, followed, blocked)
         return out.actions[: cfg.replan_every], warm
 
     warm0 = (
@@ -1163,6 +1179,9 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
         jnp.full(max(cfg.search_memory, 1), -1, jnp.int32),
         jnp.zeros((), jnp.int32),
         jnp.full((), -1, jnp.int32),
+        jnp.full((), -1, jnp.int32),
+        jnp.full((), -1, jnp.int32),
+        jnp.zeros((), bool),
     )
     return plan, warm0
 
