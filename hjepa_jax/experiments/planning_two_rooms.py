@@ -19,7 +19,8 @@ four-room presets also plan with the goal 0, 1 and 2 walls away (`--goal-walls`)
 hierarchy's lead grow with the distance? `--search-memory M` (hjepa_search) and `--stuck-memory
 M` (the flat planners) let the agent remember, for the episode, where its own encoded state
 stayed put: the search no longer expands the move that left it stuck there, the flat cost
-gains a bump there.
+gains a bump there; `--search-unstick U` sends an agent stopped short of a goal just behind
+a wall back to its search's subgoal.
 Quick mode: the fixed wall, an 8-dim vector state, the flat planners. Full mode: random walls,
 a 32-dim vector state trained with the context term, the flat planners and H-JEPA on random
 walls and on the fixed wall (`--state spatial`: a convolutional state; `--train-layout mixed
