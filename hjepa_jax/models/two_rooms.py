@@ -121,6 +121,7 @@ PLANNERS = (
     "gradient_mpc", "cem", "mppi", "hierarchical", "level1", "hjepa", "hjepa_search", "random"
 )  # fmt: skip
 FLAT = ("gradient_mpc", "cem", "mppi")  # the flat planners (PlannerConfig.stuck_memory)
+_STUCK_HEADINGS = 8  # the flat memory's typical step: 1-px actions at this many headings
 LEVEL2 = ("hjepa", "hjepa_search")  # the planners that need the learned level 2
 # The task settings' layouts; the order sets each setting's key (`tasks`: fold_in its index).
 SETTINGS: dict[str, Callable[[jax.Array], tr.Layout]] = {
@@ -888,7 +889,7 @@ def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
     ||Pred(s, a) - s|| over 8 actions of 1 px at even headings. Only the agent's own encoded
     frames are remembered."""
     r, m = cfg.replan_every, cfg.stuck_memory
-    unit = _headings(8, 1.0)
+    unit = _headings(_STUCK_HEADINGS, 1.0)
 
     def bumped(s, goal):
         g, height, places, var = goal
@@ -898,8 +899,7 @@ def _stuck_memory(flat, model: Model, params: dict, cfg: PlannerConfig, cost):
 
     def plan(s, g, key, warm):
         actions, places, count, last = warm
-        moves = jax.vmap(lambda a: model.predict(params["pred"], s, a))(unit) - s
-        typical = jnp.median(jnp.linalg.norm(moves, axis=-1))
+        _, typical = _median_move(lambda a: model.predict(params["pred"], s, a), s, unit)
         reach = cfg.stuck_radius * typical
         stuck = jnp.linalg.norm(s - last) < cfg.stuck_still * typical
         stuck &= jnp.linalg.norm(s - g) > 2 * reach  # no bump over the goal: it stays there
@@ -1069,6 +1069,13 @@ def macro_codes(model: Model, params: dict, cfg: PlannerConfig) -> jax.Array:
     return jax.vmap(lambda c: model.encode_actions(enc_a, c.reshape(-1)))(chunks)
 
 
+def _median_move(step: Callable, s: jax.Array, inputs: jax.Array):
+    """A typical step from s [D]: (ends [K, D] = step(x) for each x of inputs [K, ...], the
+    median of ||end - s||)."""
+    ends = jax.vmap(step)(inputs)
+    return ends, jnp.median(jnp.linalg.norm(ends - s, axis=-1))
+
+
 def _headings(k: int, norm: float) -> jax.Array:
     """Actions [k, 2] of L2 norm `norm` at k evenly spaced headings, the first along +x."""
     angle = jnp.arange(k) * (2 * jnp.pi / k)
@@ -1136,8 +1143,7 @@ def search_planner(model: Model, params: dict, cfg: PlannerConfig):
         places, moved, count, first, toward, followed, blocked = warm[7:]
 
         def searched(_):
-            ends = jax.vmap(lambda b: model.predict2(pred2, s, b))(codes)  # K level-2 steps
-            typical = jnp.median(jnp.linalg.norm(ends - s, axis=-1))
+            ends, typical = _median_move(lambda b: model.predict2(pred2, s, b), s, codes)
             stuck = jnp.linalg.norm(s - anchor) < cfg.search_stuck * typical
             tried0 = jnp.where(stuck & ~jnp.all(tried), tried, False)
             memory, n = (places, moved), count
@@ -1253,7 +1259,7 @@ def evaluations_per_episode(planner: str, cfg: PlannerConfig, cost: str = "criti
         "random": 0,
     }[planner]
     if planner in FLAT and cfg.stuck_memory:  # the typical step of the memory's bumps
-        per_plan += 8
+        per_plan += _STUCK_HEADINGS
     return per_plan * plans
 
 
